@@ -1,0 +1,212 @@
+//! The running appliance: [`AppState`] shared with every handler, and [`App`], which
+//! owns the start-up sequence (lock the data dir, open and check the database, migrate,
+//! bind) and the graceful shutdown (stop accepting, drain with a deadline, stop
+//! background tasks, final WAL checkpoint, release the lock).
+//!
+//! Tests build an `App` on `127.0.0.1:0` and stop it through the shutdown future.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::data_dir::{DataDir, DataDirLock};
+use crate::db::Db;
+use crate::db::migrations::{self, MigrateReport, MigrationError};
+
+/// Shared state handed to handlers through axum's `State`; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    config: Config,
+    data_dir: DataDir,
+    db: Db,
+    started_at: Instant,
+}
+
+impl AppState {
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+    pub fn data_dir(&self) -> &DataDir {
+        &self.0.data_dir
+    }
+    pub fn db(&self) -> &Db {
+        &self.0.db
+    }
+    pub fn uptime(&self) -> Duration {
+        self.0.started_at.elapsed()
+    }
+}
+
+/// A built, bound, not yet serving appliance.
+pub struct App {
+    state: AppState,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    migrate_report: MigrateReport,
+    lock: DataDirLock,
+}
+
+impl App {
+    /// Lock the data directory, open the database (WAL, quick_check), apply pending
+    /// migrations (after a pre-migration copy) and bind the listener. Every failure is
+    /// an error that says what to do; nothing is served until all of it succeeded.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let started_at = Instant::now();
+        let data_dir = DataDir::new(&config.data_dir);
+        data_dir.create()?;
+        let lock = data_dir.lock()?;
+        let db_path = data_dir.db_path();
+        let db = Db::open(&db_path, &config.database)
+            .await
+            .with_context(|| format!("cannot open database {}", db_path.display()))?;
+
+        let backups = data_dir.backups_dir();
+        let migrate_on_start = config.database.migrate_on_start;
+        let migrate_report = db
+            .with_writer(move |conn| {
+                if !migrate_on_start {
+                    let st = migrations::status(conn)?;
+                    let problems = st.problems();
+                    if !problems.is_empty() {
+                        return Err(MigrationError::Problems(problems));
+                    }
+                    let count = st.pending().len();
+                    if count > 0 {
+                        return Err(MigrationError::PendingRefused { count });
+                    }
+                }
+                migrations::migrate(conn, &backups)
+            })
+            .await
+            .with_context(|| format!("cannot migrate database {}", db_path.display()))?;
+
+        let addr = config.server.listen;
+        let listener = TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr}; set server.listen (or --listen) to a free address")
+        })?;
+        let local_addr = listener.local_addr()?;
+        Ok(App {
+            state: AppState(Arc::new(Inner {
+                config,
+                data_dir,
+                db,
+                started_at,
+            })),
+            listener,
+            local_addr,
+            migrate_report,
+            lock,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+    /// What the start-up migration step did.
+    pub fn migrate_report(&self) -> &MigrateReport {
+        &self.migrate_report
+    }
+
+    /// Serve until `shutdown` completes, then drain in-flight requests for at most
+    /// `server.shutdown_grace_secs`, stop background tasks, checkpoint and truncate the
+    /// WAL, and release the data-directory lock.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let App {
+            state,
+            listener,
+            local_addr,
+            lock,
+            ..
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let checkpointer = state.db().spawn_checkpointer(stop_rx.clone());
+
+        let router = crate::http::router(state.clone());
+        let mut drain_rx = stop_rx.clone();
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = drain_rx.changed().await;
+        });
+        let mut server = tokio::spawn(async move { server.await });
+        tracing::info!(address = %local_addr, version = crate::VERSION, "listening on http://{local_addr}");
+
+        let grace = Duration::from_secs(state.config().server.shutdown_grace_secs);
+        let served = tokio::select! {
+            res = &mut server => res,
+            () = shutdown => {
+                tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections, draining in-flight requests");
+                let _ = stop_tx.send(true);
+                match tokio::time::timeout(grace, &mut server).await {
+                    Ok(res) => res,
+                    Err(_) => {
+                        tracing::warn!("drain deadline passed; cutting the remaining requests");
+                        server.abort();
+                        Ok(Ok(()))
+                    }
+                }
+            }
+        };
+        let _ = stop_tx.send(true);
+        if let Err(e) = checkpointer.await {
+            tracing::warn!(error = %e, "checkpoint task ended abnormally");
+        }
+        // The final checkpoint runs even when serving failed, so the database file is whole.
+        let closed = state.db().close().await;
+        // Close every connection before another process may take the directory.
+        drop(state);
+        drop(lock);
+        match closed {
+            Ok(()) => tracing::info!("database checkpointed; stopped cleanly"),
+            Err(e) => tracing::error!(error = %e, "final checkpoint failed"),
+        }
+        served
+            .context("server task failed")?
+            .context("server failed")?;
+        Ok(())
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,318 @@
+//! The command line: one clap-derive tree of subcommands and the code behind each.
+//! Every failure ends as one line on stderr (`error: …`) and exit code 1; usage errors
+//! are clap's (exit code 2). A bare command group prints its help.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{App, shutdown_signal};
+use crate::config::{Config, Overrides, ServerOverrides, Sources};
+use crate::data_dir::DataDir;
+use crate::db::{self, Db, migrations};
+use crate::telemetry;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "appliance",
+    version,
+    about = "The whole back end of a small knowledge and mentoring service in one binary",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Config file (TOML). Default: /etc/appliance/appliance.toml when it exists.
+    #[arg(long, global = true, env = "APPLIANCE_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Data directory; wins over `data_dir` in the file and APPLIANCE__DATA_DIR.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: HTTP API, health endpoints and background tasks.
+    Serve(ServeArgs),
+    /// Inspect, validate and apply schema migrations.
+    #[command(arg_required_else_help = true)]
+    Migrate(MigrateArgs),
+    /// Show or check the effective configuration.
+    #[command(arg_required_else_help = true)]
+    Config(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen address (IP:PORT); wins over server.listen.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(subcommand)]
+    pub command: MigrateCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// List applied migrations (version, name, applied at, checksum) and pending ones.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare the embedded migrations with the database without changing it; exits
+    /// non-zero on an edited, missing or unknown-newer migration.
+    Validate,
+    /// Apply pending migrations (a non-empty database is copied first).
+    Run {
+        /// Only list what would run.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration as TOML, secrets redacted.
+    Print,
+    /// Load and validate the configuration; exit non-zero naming the bad key.
+    Check,
+}
+
+/// Parse the command line, run the command, turn any error into one line and exit 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Serve(args) => serve(&cli, args).await,
+        Command::Migrate(args) => {
+            let (config, _) = load_config(&cli, None)?;
+            telemetry::init_tracing(&config.log, Some("warn"))?;
+            let data_dir = DataDir::new(&config.data_dir);
+            match args.command {
+                MigrateCommand::Status { json } => migrate_status(&data_dir, json),
+                MigrateCommand::Validate => migrate_validate(&data_dir),
+                MigrateCommand::Run { dry_run: true } => migrate_dry_run(&data_dir),
+                MigrateCommand::Run { dry_run: false } => migrate_run(&config).await,
+            }
+        }
+        Command::Config(args) => {
+            let (config, sources) = load_config(&cli, None)?;
+            match args.command {
+                ConfigCommand::Print => {
+                    println!("# effective configuration ({sources}); secrets redacted");
+                    print!("{}", config.to_redacted_toml());
+                }
+                ConfigCommand::Check => println!("configuration OK ({sources})"),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn load_config(cli: &Cli, listen: Option<&str>) -> anyhow::Result<(Config, Sources)> {
+    let overrides = Overrides {
+        data_dir: cli.data_dir.clone(),
+        server: listen.map(|l| ServerOverrides {
+            listen: Some(l.to_string()),
+        }),
+    };
+    Ok(Config::load(cli.config.as_deref(), &overrides)?)
+}
+
+async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
+    let (config, sources) = load_config(cli, args.listen.as_deref())?;
+    telemetry::init_tracing(&config.log, None)?;
+    let _sentry = telemetry::init_sentry(&config.sentry);
+    tracing::info!(
+        version = crate::VERSION,
+        sources = %sources,
+        data_dir = %config.data_dir.display(),
+        "starting appliance"
+    );
+    let app = App::build(config).await?;
+    let report = app.migrate_report();
+    if !report.applied.is_empty() {
+        tracing::info!(
+            from = report.from_version,
+            to = report.to_version,
+            copy = ?report.copy,
+            "migrations applied"
+        );
+    }
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+/// Open the database for inspection, or `None` when it does not exist yet.
+fn inspect(data_dir: &DataDir) -> anyhow::Result<Option<rusqlite::Connection>> {
+    let path = data_dir.db_path();
+    if !path.exists() {
+        return Ok(None);
+    }
+    let conn = db::open_read_only(&path)
+        .with_context(|| format!("cannot open database {}", path.display()))?;
+    Ok(Some(conn))
+}
+
+fn status_of(data_dir: &DataDir) -> anyhow::Result<migrations::MigrationStatus> {
+    Ok(match inspect(data_dir)? {
+        Some(conn) => migrations::status(&conn)?,
+        None => migrations::MigrationStatus {
+            embedded: migrations::embedded(),
+            applied: Vec::new(),
+        },
+    })
+}
+
+fn migrate_status(data_dir: &DataDir, json: bool) -> anyhow::Result<()> {
+    let st = status_of(data_dir)?;
+    let problems = st.problems();
+    if json {
+        let doc = serde_json::json!({
+            "database": data_dir.db_path(),
+            "current_version": st.current_version(),
+            "target_version": st.target_version(),
+            "applied": st.applied,
+            "pending": st.pending(),
+            "problems": problems,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    println!(
+        "database {}: schema version {}, this binary knows up to {}",
+        data_dir.db_path().display(),
+        st.current_version(),
+        st.target_version()
+    );
+    println!(
+        "{:<8} {:<28} {:<8} {:<32} CHECKSUM",
+        "VERSION", "NAME", "STATE", "APPLIED AT"
+    );
+    for a in &st.applied {
+        println!(
+            "{:<8} {:<28} {:<8} {:<32} {}",
+            a.version, a.name, "applied", a.applied_on, a.checksum
+        );
+    }
+    for p in st.pending() {
+        println!(
+            "{:<8} {:<28} {:<8} {:<32} {}",
+            p.version, p.name, "pending", "-", p.checksum
+        );
+    }
+    for p in &problems {
+        println!("problem: {p}");
+    }
+    Ok(())
+}
+
+fn migrate_validate(data_dir: &DataDir) -> anyhow::Result<()> {
+    let st = status_of(data_dir)?;
+    let problems = st.problems();
+    if !problems.is_empty() {
+        bail!(migrations::MigrationError::Problems(problems));
+    }
+    println!(
+        "migrations valid: {} applied, {} pending",
+        st.applied.len(),
+        st.pending().len()
+    );
+    Ok(())
+}
+
+fn migrate_dry_run(data_dir: &DataDir) -> anyhow::Result<()> {
+    let st = status_of(data_dir)?;
+    let problems = st.problems();
+    if !problems.is_empty() {
+        bail!(migrations::MigrationError::Problems(problems));
+    }
+    let pending = st.pending();
+    if pending.is_empty() {
+        println!(
+            "nothing to apply: schema at version {}",
+            st.current_version()
+        );
+    }
+    for p in pending {
+        println!("would apply V{}__{}", p.version, p.name);
+    }
+    Ok(())
+}
+
+async fn migrate_run(config: &Config) -> anyhow::Result<()> {
+    let data_dir = DataDir::new(&config.data_dir);
+    data_dir.create()?;
+    let _lock = data_dir.lock()?;
+    let path = data_dir.db_path();
+    let db = Db::open(&path, &config.database)
+        .await
+        .with_context(|| format!("cannot open database {}", path.display()))?;
+    let backups: PathBuf = data_dir.backups_dir();
+    let report = db
+        .with_writer(move |conn| migrations::migrate(conn, Path::new(&backups)))
+        .await
+        .with_context(|| format!("cannot migrate database {}", path.display()))?;
+    db.close().await?;
+    if let Some(copy) = &report.copy {
+        println!(
+            "kept a copy of the database before migrating: {}",
+            copy.display()
+        );
+    }
+    if report.applied.is_empty() {
+        println!(
+            "nothing to apply: schema at version {}",
+            report.from_version
+        );
+    }
+    for m in &report.applied {
+        println!("applied V{}__{}", m.version, m.name);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

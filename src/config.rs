@@ -1,0 +1,578 @@
+//! Configuration: embedded defaults, then a TOML file, then `APPLIANCE__SECTION__KEY`
+//! environment variables, then command-line flags (each layer wins over the one before).
+//!
+//! Unknown keys and bad values are rejected with a message naming the key, the value and
+//! what is allowed. Secrets are wrapped in [`Secret`] so that neither `Debug` nor
+//! `config print` can leak them. Nothing here opens the database or binds sockets.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Where `serve` looks for a config file when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/appliance/appliance.toml";
+/// Prefix of environment overrides: `APPLIANCE__SERVER__LISTEN=…`.
+pub const ENV_PREFIX: &str = "APPLIANCE__";
+
+/// The effective configuration of one process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory holding the database, the index, backups and the lock file.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub health: HealthConfig,
+    pub log: LogConfig,
+    pub sentry: SentryConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the HTTP listener (`HOST:PORT`; port 0 picks a free port).
+    #[serde(deserialize_with = "de_socket_addr")]
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: u64,
+    /// A request still running after this many seconds is answered with 408.
+    pub request_timeout_secs: u64,
+    /// On SIGTERM, how long in-flight requests may take to finish before they are cut.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Durable at every checkpoint; a power cut may lose the last commits (never corrupts).
+    Normal,
+    /// Every commit is fsynced.
+    Full,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `PRAGMA synchronous` of the writer.
+    pub synchronous: Synchronous,
+    /// Size of the read-only connection pool.
+    pub readers: u32,
+    /// `PRAGMA busy_timeout` of every connection, in milliseconds.
+    pub busy_timeout_ms: u64,
+    /// How long a write waits for the single writer connection before answering 503.
+    pub write_timeout_ms: u64,
+    /// `PRAGMA mmap_size` of the reader connections (bytes). Without it the bundled
+    /// SQLite's shared page-cache lock keeps two readers no faster than one (DESIGN.md).
+    pub mmap_size_bytes: u64,
+    /// `PRAGMA journal_size_limit`: the WAL file is truncated to this size after a reset.
+    pub journal_size_limit_bytes: u64,
+    /// Interval of the background WAL checkpoint (SQLite's automatic checkpoint inside
+    /// a writer's commit is switched off).
+    pub checkpoint_interval_ms: u64,
+    /// Apply pending migrations when `serve` starts; when false, `serve` refuses to
+    /// start until `appliance migrate run` was run.
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// `/readyz` reports `failing` when free space in the data dir is below this.
+    pub min_free_disk_bytes: u64,
+    /// `/readyz` reports `degraded` when free space is below this.
+    pub warn_free_disk_bytes: u64,
+    /// Each deep check gives up (and fails) after this long.
+    pub check_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `appliance=debug,tower_http=info`); `RUST_LOG` wins.
+    pub level: String,
+    /// `text` for people, `json` for log shippers (one object per line).
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SentryConfig {
+    /// Sentry DSN; errors are reported only when this (or `dsn_file`) is set.
+    pub dsn: Option<Secret>,
+    /// File holding the DSN (relative names are looked up in systemd's
+    /// `$CREDENTIALS_DIRECTORY`, so `LoadCredential=` works).
+    pub dsn_file: Option<PathBuf>,
+    /// Sentry `environment` tag.
+    pub environment: String,
+    /// Fraction of error events sent, 0.0 to 1.0.
+    pub sample_rate: f32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            health: HealthConfig::default(),
+            log: LogConfig::default(),
+            sentry: SentryConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            // 2 MiB: an article body may be 1 MiB, plus JSON escaping and metadata.
+            body_limit_bytes: 2 * 1024 * 1024,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            synchronous: Synchronous::Normal,
+            readers: 4,
+            busy_timeout_ms: 5000,
+            write_timeout_ms: 5000,
+            mmap_size_bytes: 256 * 1024 * 1024,
+            journal_size_limit_bytes: 64 * 1024 * 1024,
+            checkpoint_interval_ms: 1000,
+            migrate_on_start: true,
+        }
+    }
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            min_free_disk_bytes: 256 * 1024 * 1024,
+            warn_free_disk_bytes: 1024 * 1024 * 1024,
+            check_timeout_ms: 2000,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Default for SentryConfig {
+    fn default() -> Self {
+        SentryConfig {
+            dsn: None,
+            dsn_file: None,
+            environment: "production".into(),
+            sample_rate: 1.0,
+        }
+    }
+}
+
+/// A secret string: `Debug`, `Display` and `Serialize` show `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself; call only where it is used, never to print it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+fn de_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let raw = String::deserialize(d)?;
+    raw.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{raw}` is not an address: expected IP:PORT such as 127.0.0.1:8080 or [::1]:8080"
+        ))
+    })
+}
+
+/// Values given on the command line; they win over every other layer.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerOverrides>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ServerOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+/// Where the effective configuration came from, for `config check` and the start log.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    pub env_keys: Vec<String>,
+}
+
+impl fmt::Display for Sources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("embedded defaults")?;
+        if let Some(file) = &self.file {
+            write!(f, ", file {}", file.display())?;
+        }
+        if !self.env_keys.is_empty() {
+            write!(f, ", environment ({})", self.env_keys.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path} cannot be read")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl ConfigError {
+    fn invalid(key: &str, value: impl fmt::Display, allowed: &str) -> Self {
+        ConfigError::Invalid(format!("`{key}` = {value}: {allowed}"))
+    }
+}
+
+impl Config {
+    /// Load the configuration the way the CLI does: `file` if given (it must exist),
+    /// else [`DEFAULT_CONFIG_PATH`] if present; then the process environment; then
+    /// `overrides`. The result is validated and secret files are read.
+    pub fn load(
+        file: Option<&Path>,
+        overrides: &Overrides,
+    ) -> Result<(Config, Sources), ConfigError> {
+        let file = match file {
+            Some(path) => {
+                // Toml::file silently skips a missing file; an explicit path must exist.
+                std::fs::metadata(path).map_err(|source| ConfigError::Unreadable {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Some(path.to_path_buf())
+            }
+            None => Some(PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|p| p.exists()),
+        };
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &file {
+            // Open it ourselves so that an unreadable file is an error, not a default.
+            std::fs::File::open(path).map_err(|source| ConfigError::Unreadable {
+                path: path.clone(),
+                source,
+            })?;
+            // file_exact: never search parent directories for a file of that name.
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let env = Env::prefixed(ENV_PREFIX).split("__");
+        let env_keys = std::env::vars()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with(ENV_PREFIX))
+            .collect();
+        figment = figment.merge(env).merge(Serialized::defaults(overrides));
+        let mut config: Config = figment.extract().map_err(describe_figment_error)?;
+        config.resolve_secret_files()?;
+        config.validate()?;
+        Ok((config, Sources { file, env_keys }))
+    }
+
+    /// Parse a TOML document on top of the defaults (no environment): for tests and
+    /// tools that build a config in code.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(describe_figment_error)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
+        if let Some(name) = &self.sentry.dsn_file {
+            let path = match std::env::var_os("CREDENTIALS_DIRECTORY") {
+                Some(dir) if name.is_relative() => PathBuf::from(dir).join(name),
+                _ => name.clone(),
+            };
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| ConfigError::Unreadable {
+                    path: path.clone(),
+                    source,
+                })?;
+            self.sentry.dsn = Some(Secret::new(text.trim()));
+        }
+        Ok(())
+    }
+
+    /// Checks that serde cannot express: ranges, relations between keys, syntax of
+    /// filters and DSNs.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid(
+                "data_dir",
+                "\"\"",
+                "must name a directory",
+            ));
+        }
+        let s = &self.server;
+        if !(1024..=1024 * 1024 * 1024).contains(&s.body_limit_bytes) {
+            return Err(ConfigError::invalid(
+                "server.body_limit_bytes",
+                s.body_limit_bytes,
+                "must be between 1024 and 1073741824",
+            ));
+        }
+        if !(1..=3600).contains(&s.request_timeout_secs) {
+            return Err(ConfigError::invalid(
+                "server.request_timeout_secs",
+                s.request_timeout_secs,
+                "must be between 1 and 3600",
+            ));
+        }
+        if s.shutdown_grace_secs > 600 {
+            return Err(ConfigError::invalid(
+                "server.shutdown_grace_secs",
+                s.shutdown_grace_secs,
+                "must be between 0 and 600",
+            ));
+        }
+        let d = &self.database;
+        if !(1..=64).contains(&d.readers) {
+            return Err(ConfigError::invalid(
+                "database.readers",
+                d.readers,
+                "must be between 1 and 64",
+            ));
+        }
+        for (key, value) in [
+            ("database.busy_timeout_ms", d.busy_timeout_ms),
+            ("database.write_timeout_ms", d.write_timeout_ms),
+            ("database.checkpoint_interval_ms", d.checkpoint_interval_ms),
+            ("health.check_timeout_ms", self.health.check_timeout_ms),
+        ] {
+            if !(1..=600_000).contains(&value) {
+                return Err(ConfigError::invalid(
+                    key,
+                    value,
+                    "must be between 1 and 600000 (milliseconds)",
+                ));
+            }
+        }
+        if self.health.warn_free_disk_bytes < self.health.min_free_disk_bytes {
+            return Err(ConfigError::invalid(
+                "health.warn_free_disk_bytes",
+                self.health.warn_free_disk_bytes,
+                "must be at least health.min_free_disk_bytes",
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(ConfigError::invalid(
+                "log.level",
+                format!("{:?}", self.log.level),
+                &format!("not a tracing filter ({e}); use e.g. info, debug, appliance=debug"),
+            ));
+        }
+        if let Some(dsn) = &self.sentry.dsn
+            && dsn.expose().parse::<sentry::types::Dsn>().is_err()
+        {
+            return Err(ConfigError::invalid(
+                "sentry.dsn",
+                "[redacted]",
+                "not a Sentry DSN (https://KEY@HOST/PROJECT)",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.sentry.sample_rate) {
+            return Err(ConfigError::invalid(
+                "sentry.sample_rate",
+                self.sentry.sample_rate,
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Turn figment's error into one line per problem that names the key, the value and
+/// where it came from.
+fn describe_figment_error(err: figment::Error) -> ConfigError {
+    let lines: Vec<String> = err
+        .into_iter()
+        .map(|e| {
+            let key = e
+                .path
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(".");
+            let source = match &e.metadata {
+                Some(md) => match &md.source {
+                    Some(figment::Source::File(p)) => format!(" (in {})", p.display()),
+                    _ if md.name.contains("Overrides") => " (from the command line)".into(),
+                    _ if md.name.contains("environment") => {
+                        let var = format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase());
+                        format!(" (from environment variable {var})")
+                    }
+                    _ => format!(" (in {})", md.name),
+                },
+                None => String::new(),
+            };
+            let kind = e.kind.to_string();
+            if key.is_empty() {
+                format!("{kind}{source}")
+            } else {
+                format!("`{key}`: {kind}{source}")
+            }
+        })
+        .collect();
+    ConfigError::Invalid(lines.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_listen_on_loopback() {
+        let c = Config::default();
+        c.validate().expect("defaults validate");
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let mut c = Config::default();
+        c.sentry.dsn = Some(Secret::new("https://abcdef@example.invalid/1"));
+        assert!(!format!("{c:?}").contains("abcdef"));
+        assert!(!c.to_redacted_toml().contains("abcdef"));
+        assert!(c.to_redacted_toml().contains("[redacted]"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml_str("[server]\nlisten_addr = \"x\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("listen_addr"), "{msg}");
+        assert!(msg.contains("listen"), "{msg}");
+    }
+
+    #[test]
+    fn bad_address_names_key_value_and_form() {
+        let err = Config::from_toml_str("[server]\nlisten = \"nope\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("server.listen"), "{msg}");
+        assert!(msg.contains("nope"), "{msg}");
+        assert!(msg.contains("IP:PORT"), "{msg}");
+    }
+
+    #[test]
+    fn bad_enum_lists_allowed_values() {
+        let err = Config::from_toml_str("[log]\nformat = \"xml\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("log.format"), "{msg}");
+        assert!(
+            msg.contains("xml") && msg.contains("text") && msg.contains("json"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn range_errors_name_key_value_and_range() {
+        let cases = [
+            (
+                "[database]\nreaders = 0",
+                "database.readers",
+                "between 1 and 64",
+            ),
+            (
+                "[server]\nbody_limit_bytes = 10",
+                "server.body_limit_bytes",
+                "1024",
+            ),
+            ("[log]\nlevel = \"=[\"", "log.level", "tracing filter"),
+            ("[sentry]\ndsn = \"not a dsn\"", "sentry.dsn", "Sentry DSN"),
+            (
+                "[sentry]\nsample_rate = 2.0",
+                "sentry.sample_rate",
+                "0.0 and 1.0",
+            ),
+            (
+                "[health]\nmin_free_disk_bytes = 10\nwarn_free_disk_bytes = 5",
+                "health.warn_free_disk_bytes",
+                "at least",
+            ),
+            (
+                "[database]\nwrite_timeout_ms = 0",
+                "database.write_timeout_ms",
+                "between",
+            ),
+        ];
+        for (toml, key, allowed) in cases {
+            let msg = Config::from_toml_str(toml).unwrap_err().to_string();
+            assert!(msg.contains(key), "{toml}: {msg}");
+            assert!(msg.contains(allowed), "{toml}: {msg}");
+        }
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let msg = Config::from_toml_str("[database]\nreaders = \"four\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("database.readers") && msg.contains("four"),
+            "{msg}"
+        );
+    }
+}

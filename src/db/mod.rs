@@ -1,0 +1,448 @@
+//! SQLite access. One writer connection behind an async mutex, a small pool of
+//! `query_only` reader connections, and a background WAL checkpointer. All SQLite work
+//! runs on tokio's blocking threads, never on the async executor.
+//!
+//! Writes go through [`Db::write`], which opens `BEGIN IMMEDIATE`, runs a closure and
+//! commits; errors come back typed ([`DbError`]). Table-group modules (articles, users…)
+//! add their queries in files beside this one; migrations live in [`migrations`].
+
+pub mod error;
+pub mod migrations;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use tokio::sync::Mutex;
+
+use crate::config::{DatabaseConfig, Synchronous};
+pub use error::DbError;
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+    readers: r2d2::Pool<SqliteConnectionManager>,
+    write_timeout: Duration,
+    config: DatabaseConfig,
+}
+
+/// How [`Db::checkpoint`] runs (`PRAGMA wal_checkpoint(MODE)`).
+#[derive(Debug, Clone, Copy)]
+pub enum Checkpoint {
+    /// Copies what it can without waiting for anyone; never blocks writers.
+    Passive,
+    /// Waits for readers and writers, copies everything and truncates the WAL to 0 bytes.
+    Truncate,
+}
+
+/// Result of a checkpoint: frames in the WAL and frames copied into the database.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckpointResult {
+    pub busy: bool,
+    pub wal_frames: i64,
+    pub checkpointed_frames: i64,
+}
+
+impl Db {
+    /// Open (creating if missing) the database: WAL mode, pragmas, `quick_check`, the
+    /// writer and the reader pool. A corrupt file is [`DbError::Corrupt`].
+    pub async fn open(path: &Path, config: &DatabaseConfig) -> Result<Db, DbError> {
+        let path = path.to_path_buf();
+        let config = config.clone();
+        blocking(move || Db::open_blocking(&path, &config)).await
+    }
+
+    fn open_blocking(path: &Path, config: &DatabaseConfig) -> Result<Db, DbError> {
+        let writer = Connection::open(path)?;
+        // WAL is set once, here, before any pool connection exists: doing it in r2d2's
+        // init hook races between connections and logs "database is locked".
+        let mode: String =
+            writer.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(DbError::Other(format!(
+                "cannot put {} in WAL mode (journal mode stays {mode}); is the data directory on a network file system?",
+                path.display()
+            )));
+        }
+        quick_check(&writer)?;
+        apply_common_pragmas(&writer, config)?;
+        let sync = match config.synchronous {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        };
+        writer.pragma_update(None, "synchronous", sync)?;
+        // Checkpoints run from a background task (Db::spawn_checkpointer), not inside
+        // an unlucky writer's commit (DESIGN.md: a ~1 s commit was measured).
+        writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+
+        let reader_config = config.clone();
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_URI,
+            )
+            .with_init(move |c| {
+                apply_common_pragmas(c, &reader_config)?;
+                c.pragma_update(None, "query_only", true)?;
+                // mmap lifts the shared page-cache lock ceiling of the bundled SQLite.
+                c.pragma_update(None, "mmap_size", clamp_i64(reader_config.mmap_size_bytes))?;
+                Ok(())
+            });
+        let readers = r2d2::Pool::builder()
+            .max_size(config.readers)
+            .connection_timeout(Duration::from_millis(config.busy_timeout_ms))
+            .build(manager)
+            .map_err(|e| DbError::Other(format!("cannot open reader connections: {e}")))?;
+        Ok(Db {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Arc::new(Mutex::new(writer)),
+                readers,
+                write_timeout: Duration::from_millis(config.write_timeout_ms),
+                config: config.clone(),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Run `f` inside `BEGIN IMMEDIATE … COMMIT` on the writer. If `f` fails, the
+    /// transaction rolls back and nothing is written. Waiting for the writer longer than
+    /// `database.write_timeout_ms` gives [`DbError::Busy`].
+    pub async fn write<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, DbError> + Send + 'static,
+    {
+        self.with_writer(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Run `f` on the writer connection outside any transaction (migrations, `VACUUM
+    /// INTO`, checkpoints). Prefer [`Db::write`] for data changes.
+    pub async fn with_writer<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    {
+        let waited = Instant::now();
+        let mut guard = tokio::time::timeout(
+            self.inner.write_timeout,
+            self.inner.writer.clone().lock_owned(),
+        )
+        .await
+        .map_err(|_| DbError::Busy {
+            message: format!(
+                "the writer was not free within {} ms",
+                waited.elapsed().as_millis()
+            ),
+        })?;
+        blocking(move || f(&mut guard)).await
+    }
+
+    /// Run `f` on a pooled read-only connection.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    {
+        let pool = self.inner.readers.clone();
+        blocking(move || {
+            let conn = pool.get()?;
+            f(&conn)
+        })
+        .await
+    }
+
+    /// Prove that a write could start now: take the writer within `timeout`, open
+    /// `BEGIN IMMEDIATE` (SQLite's write lock) and roll back. Writes nothing.
+    pub async fn probe_writer(&self, timeout: Duration) -> Result<(), DbError> {
+        let guard = tokio::time::timeout(timeout, self.inner.writer.clone().lock_owned())
+            .await
+            .map_err(|_| DbError::Busy {
+                message: format!("the writer was not free within {} ms", timeout.as_millis()),
+            })?;
+        blocking(move || {
+            let mut conn = guard;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.rollback()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Checkpoint the WAL on the writer connection.
+    pub async fn checkpoint(&self, mode: Checkpoint) -> Result<CheckpointResult, DbError> {
+        self.with_writer(move |conn| run_checkpoint(conn, mode))
+            .await
+    }
+
+    /// Start the background checkpointer: a connection of its own runs a PASSIVE
+    /// checkpoint every `database.checkpoint_interval_ms`, so the WAL stays bounded
+    /// without ever blocking the writer. Stops when `stop` turns true.
+    pub fn spawn_checkpointer(
+        &self,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let db = self.clone();
+        tokio::spawn(async move {
+            let interval = Duration::from_millis(db.inner.config.checkpoint_interval_ms);
+            let path = db.inner.path.clone();
+            let config = db.inner.config.clone();
+            let conn = match blocking(move || {
+                let c = Connection::open_with_flags(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                apply_common_pragmas(&c, &config)?;
+                Ok::<_, DbError>(c)
+            })
+            .await
+            {
+                Ok(c) => Arc::new(std::sync::Mutex::new(c)),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot open the checkpoint connection; WAL checkpoints will only run at shutdown");
+                    return;
+                }
+            };
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tokio::time::sleep(interval) => {}
+                }
+                let conn = conn.clone();
+                let res = blocking(move || {
+                    let guard = conn
+                        .lock()
+                        .map_err(|_| DbError::Other("checkpoint connection poisoned".into()))?;
+                    run_checkpoint(&guard, Checkpoint::Passive)
+                })
+                .await;
+                match res {
+                    Ok(r) => tracing::trace!(
+                        wal_frames = r.wal_frames,
+                        copied = r.checkpointed_frames,
+                        "checkpoint"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "background WAL checkpoint failed"),
+                }
+            }
+        })
+    }
+
+    /// Final step of a clean shutdown: checkpoint everything and truncate the WAL, so
+    /// the database file alone is complete.
+    pub async fn close(&self) -> Result<(), DbError> {
+        let r = self.checkpoint(Checkpoint::Truncate).await?;
+        if r.busy {
+            tracing::warn!("final checkpoint could not complete: a reader is still active");
+        }
+        Ok(())
+    }
+}
+
+fn run_checkpoint(conn: &Connection, mode: Checkpoint) -> Result<CheckpointResult, DbError> {
+    let sql = match mode {
+        Checkpoint::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
+        Checkpoint::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
+    };
+    let r = conn.query_row(sql, [], |r| {
+        Ok(CheckpointResult {
+            busy: r.get::<_, i64>(0)? != 0,
+            wal_frames: r.get(1)?,
+            checkpointed_frames: r.get(2)?,
+        })
+    })?;
+    Ok(r)
+}
+
+fn apply_common_pragmas(conn: &Connection, config: &DatabaseConfig) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_millis(config.busy_timeout_ms))?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "trusted_schema", false)?;
+    conn.pragma_update(
+        None,
+        "journal_size_limit",
+        clamp_i64(config.journal_size_limit_bytes),
+    )?;
+    Ok(())
+}
+
+/// SQLite integers are signed; a configured size beyond i64 means "as large as possible".
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// `PRAGMA quick_check`: O(size) but without index cross-checks; a few seconds per GiB.
+pub fn quick_check(conn: &Connection) -> Result<(), DbError> {
+    let mut stmt = conn.prepare("PRAGMA quick_check(5)")?;
+    let rows: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if rows.len() == 1 && rows[0] == "ok" {
+        Ok(())
+    } else {
+        Err(DbError::Corrupt {
+            message: format!("quick_check: {}", rows.join("; ")),
+        })
+    }
+}
+
+/// Open an existing database read-only for inspection (`migrate status`, `validate`),
+/// without creating it, changing its journal mode or taking the data-dir lock.
+pub fn open_read_only(path: &Path) -> Result<Connection, DbError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // Touch the header now so a non-database file fails here with a clear error.
+    conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0))?;
+    Ok(conn)
+}
+
+/// Run blocking SQLite work on tokio's blocking pool.
+async fn blocking<T, E, F>(f: F) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<DbError> + Send + 'static,
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DbError::Other(format!("database task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn open_temp() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db"), &DatabaseConfig::default())
+            .await
+            .unwrap();
+        (dir, db)
+    }
+
+    #[tokio::test]
+    async fn write_commits_and_failed_closure_rolls_back() {
+        let (_dir, db) = open_temp().await;
+        db.write(|tx| {
+            tx.execute_batch("CREATE TABLE t(x TEXT UNIQUE); INSERT INTO t VALUES ('a');")?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let err = db
+            .write(|tx| {
+                tx.execute("INSERT INTO t VALUES ('b')", [])?;
+                tx.execute("INSERT INTO t VALUES ('a')", [])?;
+                Ok(())
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, DbError::Unique { target } if target == "t.x"),
+            "{err:?}"
+        );
+        let n: i64 = db
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "the failed write left nothing behind");
+    }
+
+    #[tokio::test]
+    async fn readers_are_query_only() {
+        let (_dir, db) = open_temp().await;
+        let err = db
+            .read(|c| Ok(c.execute_batch("CREATE TABLE nope(x)")?))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, DbError::ReadOnly { .. } | DbError::Sqlite(_)),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn wal_mode_and_pragmas_are_set() {
+        let (_dir, db) = open_temp().await;
+        let (mode, fk, ts) = db
+            .read(|c| {
+                let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+                let fk: i64 = c.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+                let ts: i64 = c.query_row("PRAGMA trusted_schema", [], |r| r.get(0))?;
+                Ok((mode, fk, ts))
+            })
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(fk, 1);
+        assert_eq!(ts, 0);
+    }
+
+    #[tokio::test]
+    async fn a_held_writer_times_out_as_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = DatabaseConfig {
+            write_timeout_ms: 50,
+            ..DatabaseConfig::default()
+        };
+        let db = Db::open(&dir.path().join("t.db"), &cfg).await.unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let held = db.clone();
+        let holder = tokio::spawn(async move {
+            held.with_writer(move |_c| {
+                let _ = rx.recv();
+                Ok::<_, DbError>(())
+            })
+            .await
+        });
+        // Poll until the holder has the writer (deadline, no blind sleep).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if db.probe_writer(Duration::from_millis(1)).await.is_err() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "holder never took the writer");
+            tokio::task::yield_now().await;
+        }
+        let err = db.write(|_tx| Ok(())).await.unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        tx.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        db.write(|_tx| Ok(())).await.expect("writer free again");
+    }
+
+    #[tokio::test]
+    async fn garbage_file_is_reported_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+        let err = Db::open(&path, &DatabaseConfig::default())
+            .await
+            .err()
+            .expect("garbage must not open");
+        assert!(matches!(err, DbError::Corrupt { .. }), "{err:?}");
+        assert!(err.to_string().contains("restore"), "{err}");
+    }
+}

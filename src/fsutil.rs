@@ -1,0 +1,65 @@
+//! Durable file operations: a file that other code may read after a crash is written
+//! under a temporary name, fsynced, renamed into place, and its directory fsynced.
+//! Nothing here knows about SQLite or archives.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// fsync a directory so that a rename or create inside it survives a power cut.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The temporary name used while `final_path` is being written: same directory (so the
+/// rename is atomic), hidden, and ending in `.tmp` so clean-up can recognise it.
+pub fn temp_path_for(final_path: &Path) -> PathBuf {
+    let name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    final_path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// fsync `tmp`, rename it to `final_path`, fsync the directory. On failure `tmp` is
+/// removed and `final_path` is untouched.
+pub fn persist(tmp: &Path, final_path: &Path) -> io::Result<()> {
+    let result = (|| {
+        File::open(tmp)?.sync_all()?;
+        std::fs::rename(tmp, final_path)?;
+        if let Some(dir) = final_path.parent() {
+            fsync_dir(dir)?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persist_moves_into_place_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("x.db");
+        let tmp = temp_path_for(&target);
+        std::fs::write(&tmp, b"hello").unwrap();
+        persist(&tmp, &target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"hello");
+        assert!(!tmp.exists());
+    }
+
+    #[test]
+    fn persist_failure_removes_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join(".t.tmp");
+        std::fs::write(&tmp, b"x").unwrap();
+        let target = dir.path().join("missing-dir").join("x.db");
+        assert!(persist(&tmp, &target).is_err());
+        assert!(!tmp.exists());
+    }
+}

@@ -1,0 +1,185 @@
+//! The one JSON error shape of the API and the mapping of every failure into it:
+//! `{"error": {"code", "message", "fields"?, "request_id"?}}`. Handlers return
+//! [`ApiError`]; responses that other layers produce as plain text (body limit, timeout,
+//! extractor rejections, panics) are rewritten into the same shape by [`json_errors`].
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::db::DbError;
+
+/// A field that failed validation, named as the client sent it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("invalid input")]
+    Validation(Vec<FieldError>),
+    #[error("{message}")]
+    Conflict {
+        field: Option<String>,
+        message: String,
+    },
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// Logged with its cause chain; the client sees an opaque message and the request id.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Validation(_) | ApiError::Unprocessable(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(err: DbError) -> Self {
+        match err {
+            DbError::Unique { target } => {
+                // "articles.slug" → field "slug"
+                let field = target
+                    .split(", ")
+                    .next()
+                    .map(|t| t.rsplit('.').next().unwrap_or(t).to_string());
+                ApiError::Conflict {
+                    message: format!(
+                        "{} already exists",
+                        field.as_deref().unwrap_or("the record")
+                    ),
+                    field,
+                }
+            }
+            DbError::ForeignKey { .. } => {
+                ApiError::Unprocessable("a referenced record does not exist".into())
+            }
+            e @ (DbError::Busy { .. } | DbError::DiskFull) => ApiError::Unavailable(e.to_string()),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        let mut body = json!({"error": {"code": code_for(status), "message": self.to_string()}});
+        match &self {
+            ApiError::Validation(fields) => body["error"]["fields"] = json!(fields),
+            ApiError::Conflict {
+                field: Some(field), ..
+            } => body["error"]["fields"] = json!([{"field": field, "message": "already exists"}]),
+            ApiError::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "internal error");
+                body["error"]["message"] =
+                    "internal error; quote the request id when reporting it".into();
+            }
+            _ => {}
+        }
+        let mut res = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        res
+    }
+}
+
+/// A stable machine-readable code per status.
+pub fn code_for(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_input",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_server_error() => "internal",
+        _ => "error",
+    }
+}
+
+/// Largest error body this layer reads back when rewriting it.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Middleware: every 4xx/5xx leaves as the JSON error shape, carrying the request id.
+/// JSON errors from handlers pass through (gaining `request_id`), other JSON documents
+/// pass untouched; plain-text errors from
+/// axum's rejections and tower-http layers are wrapped, keeping their text as message.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let res = next.run(req).await;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    let (mut parts, body) = res.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_ERROR_BODY)
+        .await
+        .unwrap_or_default();
+    let parsed = is_json
+        .then(|| serde_json::from_slice::<Value>(&bytes).ok())
+        .flatten();
+    let mut value = match parsed {
+        Some(v) if v.get("error").is_some_and(Value::is_object) => v,
+        // A JSON document of another shape (the /readyz report) is a deliberate answer.
+        Some(_) => return Response::from_parts(parts, Body::from(bytes)),
+        None => {
+            let text = String::from_utf8_lossy(&bytes).trim().to_string();
+            let message = if text.is_empty() || status.is_server_error() {
+                status.canonical_reason().unwrap_or("error").to_lowercase()
+            } else {
+                text
+            };
+            json!({"error": {"code": code_for(status), "message": message}})
+        }
+    };
+    if let Some(id) = request_id {
+        value["error"]["request_id"] = id.into();
+    }
+    let body = serde_json::to_vec(&value).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(body))
+}

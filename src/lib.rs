@@ -1,0 +1,25 @@
+//! `appliance`: the whole back end of a small knowledge and mentoring service in one
+//! binary. This crate root is only the module map; `main.rs` calls [`cli::main`].
+#![forbid(unsafe_code)]
+
+/// Everything `serve` owns: state, start-up sequence, graceful shutdown.
+pub mod app;
+/// The command line (clap derive) and the code behind each subcommand.
+pub mod cli;
+/// Layered configuration: defaults < file < `APPLIANCE__…` env < flags; validation.
+pub mod config;
+/// The data directory: every path in one place, and the exclusive lock.
+pub mod data_dir;
+/// SQLite: connections, pragmas, the write helper, typed errors, migrations.
+pub mod db;
+/// Durable file helpers: fsync, rename into place, directory fsync.
+pub mod fsutil;
+/// The HTTP surface: router, layers, the JSON error shape, handlers.
+pub mod http;
+/// Operational duties: health checks (and later watchdog, doctor, cleanup).
+pub mod ops;
+/// Logging (tracing) and error reporting (Sentry).
+pub mod telemetry;
+
+/// The version compiled into this binary (Cargo package version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,164 @@
+//! Deep health checks: a read through the reader pool, the writer available within a
+//! timeout, migrations current, free disk in the data directory. Each check runs
+//! concurrently under its own timeout, so a wedged database makes the report `failing`
+//! instead of hanging the probe.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::app::AppState;
+use crate::db::migrations;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Degraded,
+    Failing,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub status: Status,
+    pub detail: String,
+    pub duration_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub status: Status,
+    pub checks: BTreeMap<&'static str, Check>,
+}
+
+/// Run every deep check; the overall status is the worst of them.
+pub async fn deep_checks(state: &AppState) -> Report {
+    let timeout = Duration::from_millis(state.config().health.check_timeout_ms);
+    let (database_read, database_write, migrations, disk) = tokio::join!(
+        timed(timeout, check_read(state)),
+        timed(timeout, check_writer(state, timeout)),
+        timed(timeout, check_migrations(state)),
+        timed(timeout, check_disk(state)),
+    );
+    let checks = BTreeMap::from([
+        ("database_read", database_read),
+        ("database_write", database_write),
+        ("migrations", migrations),
+        ("disk", disk),
+    ]);
+    let status = checks
+        .values()
+        .map(|c| c.status)
+        .max()
+        .unwrap_or(Status::Ok);
+    Report { status, checks }
+}
+
+async fn timed(timeout: Duration, check: impl Future<Output = (Status, String)>) -> Check {
+    let start = Instant::now();
+    let (status, detail) = match tokio::time::timeout(timeout, check).await {
+        Ok(r) => r,
+        Err(_) => (
+            Status::Failing,
+            format!("no answer within {} ms", timeout.as_millis()),
+        ),
+    };
+    Check {
+        status,
+        detail,
+        duration_ms: start.elapsed().as_secs_f64() * 1000.0,
+    }
+}
+
+async fn check_read(state: &AppState) -> (Status, String) {
+    let res = state
+        .db()
+        .read(|c| {
+            // Reads a real row, so the pages of a real table are touched.
+            let id: String = c.query_row(
+                "SELECT value FROM app_meta WHERE key = 'instance_id'",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(id)
+        })
+        .await;
+    match res {
+        Ok(_) => (Status::Ok, "read a row through the reader pool".into()),
+        Err(e) => (Status::Failing, e.to_string()),
+    }
+}
+
+async fn check_writer(state: &AppState, timeout: Duration) -> (Status, String) {
+    match state.db().probe_writer(timeout).await {
+        Ok(()) => (Status::Ok, "write lock obtainable".into()),
+        Err(e) => (Status::Failing, e.to_string()),
+    }
+}
+
+async fn check_migrations(state: &AppState) -> (Status, String) {
+    match state.db().read(migrations::status).await {
+        Ok(st) if st.is_current() => (
+            Status::Ok,
+            format!("schema at version {}", st.current_version()),
+        ),
+        Ok(st) => {
+            let problems = st.problems();
+            let detail = if problems.is_empty() {
+                format!(
+                    "{} migration(s) pending (schema at {}, binary at {})",
+                    st.pending().len(),
+                    st.current_version(),
+                    st.target_version()
+                )
+            } else {
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            (Status::Failing, detail)
+        }
+        Err(e) => (Status::Failing, e.to_string()),
+    }
+}
+
+async fn check_disk(state: &AppState) -> (Status, String) {
+    let root = state.data_dir().root().to_path_buf();
+    let health = &state.config().health;
+    let free = match tokio::task::spawn_blocking(move || fs4::available_space(&root)).await {
+        Ok(Ok(free)) => free,
+        Ok(Err(e)) => {
+            return (
+                Status::Failing,
+                format!("cannot stat the data directory: {e}"),
+            );
+        }
+        Err(e) => return (Status::Failing, format!("disk check failed: {e}")),
+    };
+    let mib = |b: u64| b / (1024 * 1024);
+    if free < health.min_free_disk_bytes {
+        (
+            Status::Failing,
+            format!(
+                "{} MiB free, below health.min_free_disk_bytes ({} MiB)",
+                mib(free),
+                mib(health.min_free_disk_bytes)
+            ),
+        )
+    } else if free < health.warn_free_disk_bytes {
+        (
+            Status::Degraded,
+            format!(
+                "{} MiB free, below health.warn_free_disk_bytes ({} MiB)",
+                mib(free),
+                mib(health.warn_free_disk_bytes)
+            ),
+        )
+    } else {
+        (Status::Ok, format!("{} MiB free", mib(free)))
+    }
+}
