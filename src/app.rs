@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower_http::metrics::in_flight_requests::InFlightRequestsCounter;
 
 use crate::config::Config;
 use crate::data_dir::{DataDir, DataDirLock};
@@ -28,6 +29,7 @@ struct Inner {
     data_dir: DataDir,
     db: Db,
     started_at: Instant,
+    in_flight: InFlightRequestsCounter,
 }
 
 impl AppState {
@@ -42,6 +44,14 @@ impl AppState {
     }
     pub fn uptime(&self) -> Duration {
         self.0.started_at.elapsed()
+    }
+    /// HTTP requests being handled right now.
+    pub fn in_flight(&self) -> usize {
+        self.0.in_flight.get()
+    }
+    /// The counter the router's in-flight layer updates.
+    pub fn in_flight_counter(&self) -> InFlightRequestsCounter {
+        self.0.in_flight.clone()
     }
 }
 
@@ -99,6 +109,7 @@ impl App {
                 data_dir,
                 db,
                 started_at,
+                in_flight: InFlightRequestsCounter::default(),
             })),
             listener,
             local_addr,

@@ -28,6 +28,8 @@ pub struct Db {
 
 struct Inner {
     path: PathBuf,
+    /// (device, inode) of the file when it was opened, to notice replacement/deletion.
+    identity: (u64, u64),
     writer: Arc<Mutex<Connection>>,
     readers: r2d2::Pool<SqliteConnectionManager>,
     write_timeout: Duration,
@@ -104,6 +106,7 @@ impl Db {
             .map_err(|e| DbError::Other(format!("cannot open reader connections: {e}")))?;
         Ok(Db {
             inner: Arc::new(Inner {
+                identity: file_identity(path)?,
                 path: path.to_path_buf(),
                 writer: Arc::new(Mutex::new(writer)),
                 readers,
@@ -183,6 +186,33 @@ impl Db {
             let mut conn = guard;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.rollback()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Prove that the file on disk is still this database and readable from scratch:
+    /// the path still names the file the server opened (not deleted or replaced), and a
+    /// fresh read-only connection can read its header and schema. Pooled connections
+    /// alone can keep answering from cached pages after the file was destroyed.
+    pub async fn check_file(&self) -> Result<(), DbError> {
+        let path = self.inner.path.clone();
+        let identity = self.inner.identity;
+        blocking(move || {
+            if !path.exists() {
+                return Err(DbError::Other(format!(
+                    "{} was deleted under the running server; stop it and restore the latest backup",
+                    path.display()
+                )));
+            }
+            if file_identity(&path)? != identity {
+                return Err(DbError::Other(format!(
+                    "{} was replaced or deleted under the running server; restart it (and restore a backup if data is missing)",
+                    path.display()
+                )));
+            }
+            let conn = open_read_only(&path)?;
+            conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0))?;
             Ok(())
         })
         .await
@@ -316,6 +346,13 @@ pub fn open_read_only(path: &Path) -> Result<Connection, DbError> {
     // Touch the header now so a non-database file fails here with a clear error.
     conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0))?;
     Ok(conn)
+}
+
+fn file_identity(path: &Path) -> Result<(u64, u64), DbError> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(path)
+        .map_err(|e| DbError::Other(format!("cannot stat {}: {e}", path.display())))?;
+    Ok((md.dev(), md.ino()))
 }
 
 /// Run blocking SQLite work on tokio's blocking pool.

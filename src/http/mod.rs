@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::metrics::InFlightRequestsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(on_panic))
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(InFlightRequestsLayer::new(state.in_flight_counter()))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(make_span)

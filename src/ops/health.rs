@@ -73,6 +73,9 @@ async fn timed(timeout: Duration, check: impl Future<Output = (Status, String)>)
 }
 
 async fn check_read(state: &AppState) -> (Status, String) {
+    if let Err(e) = state.db().check_file().await {
+        return (Status::Failing, e.to_string());
+    }
     let res = state
         .db()
         .read(|c| {
@@ -86,7 +89,10 @@ async fn check_read(state: &AppState) -> (Status, String) {
         })
         .await;
     match res {
-        Ok(_) => (Status::Ok, "read a row through the reader pool".into()),
+        Ok(_) => (
+            Status::Ok,
+            "file intact; read a row through the reader pool".into(),
+        ),
         Err(e) => (Status::Failing, e.to_string()),
     }
 }

@@ -1,0 +1,183 @@
+//! Test harness: `spawn_app()` builds the real appliance in-process on 127.0.0.1:0 with
+//! its own temporary data directory; `cli()` runs the real binary. Logs stay quiet
+//! unless `TEST_LOG` is set.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use appliance::app::{App, AppState};
+use appliance::config::Config;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub client: reqwest::Client,
+    state: Option<AppState>,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// A config for tests: temp data dir, a free port, disk floors low enough for any CI disk.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut c = Config {
+        data_dir: data_dir.to_path_buf(),
+        ..Config::default()
+    };
+    c.server.listen = "127.0.0.1:0".parse().expect("addr");
+    c.health.min_free_disk_bytes = 1024 * 1024;
+    c.health.warn_free_disk_bytes = 2 * 1024 * 1024;
+    c
+}
+
+fn init_test_log() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = appliance::telemetry::init_tracing(&Config::default().log, Some("debug"));
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut app = spawn_in(&tmp.path().join("data"), tweak)
+        .await
+        .expect("app builds");
+    app._tmp = Some(tmp);
+    app
+}
+
+/// Build and start an app on an existing data directory (kept by the caller).
+pub async fn spawn_in(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> anyhow::Result<TestApp> {
+    init_test_log();
+    let mut config = test_config(data_dir);
+    tweak(&mut config);
+    let app = App::build(config).await?;
+    let addr = app.local_addr();
+    let state = app.state().clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    Ok(TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        data_dir: data_dir.to_path_buf(),
+        client: reqwest::Client::new(),
+        state: Some(state),
+        shutdown: Some(tx),
+        handle: Some(handle),
+        _tmp: None,
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let res = self.get(path).await;
+        let status = res.status().as_u16();
+        (status, res.json().await.expect("json body"))
+    }
+
+    pub fn state(&self) -> &AppState {
+        self.state.as_ref().expect("state until stopped")
+    }
+
+    /// Insert a row through the real write path (a test key in app_meta).
+    pub async fn state_write(&self, i: usize) {
+        self.state()
+            .db()
+            .write(move |tx| {
+                tx.execute(
+                    "INSERT INTO app_meta (key, value) VALUES (?1, 'x')",
+                    [format!("test-{i}")],
+                )?;
+                Ok(())
+            })
+            .await
+            .expect("write");
+    }
+
+    /// Stop through the shutdown future and wait for the clean stop.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        // Let go of our handle on the database first, as a real client would have none.
+        self.state = None;
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.handle.take() {
+            Some(h) => h.await?,
+            None => Ok(()),
+        }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("appliance.db")
+    }
+}
+
+/// Run the real binary with a clean environment: no APPLIANCE_* variables from the
+/// caller and an empty config file, so /etc/appliance/appliance.toml is never read.
+pub fn cli(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_appliance"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("APPLIANCE") {
+            cmd.env_remove(k);
+        }
+    }
+    let empty = dir.join("empty.toml");
+    if !empty.exists() {
+        std::fs::write(&empty, "").expect("write empty config");
+    }
+    cmd.current_dir(dir)
+        .env("APPLIANCE_CONFIG", &empty)
+        .env("RUST_LOG", "info");
+    cmd
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Poll `f` until it returns Some or the deadline passes.
+pub fn poll<T>(deadline: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Size of the WAL file beside the database (0 when absent).
+pub fn wal_size(db: &Path) -> u64 {
+    let wal = PathBuf::from(format!("{}-wal", db.display()));
+    std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
+}
