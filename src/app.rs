@@ -30,6 +30,8 @@ struct Inner {
     db: Db,
     started_at: Instant,
     in_flight: InFlightRequestsCounter,
+    /// Last overall readiness status reported, to log transitions only.
+    last_readiness: std::sync::Mutex<Option<crate::ops::health::Status>>,
 }
 
 impl AppState {
@@ -48,6 +50,19 @@ impl AppState {
     /// HTTP requests being handled right now.
     pub fn in_flight(&self) -> usize {
         self.0.in_flight.get()
+    }
+    /// Record the overall readiness status; returns the previous one when it changed.
+    pub fn readiness_changed(
+        &self,
+        now: crate::ops::health::Status,
+    ) -> Option<Option<crate::ops::health::Status>> {
+        let mut last = self
+            .0
+            .last_readiness
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = last.replace(now);
+        (before != Some(now)).then_some(before)
     }
     /// The counter the router's in-flight layer updates.
     pub fn in_flight_counter(&self) -> InFlightRequestsCounter {
@@ -110,6 +125,7 @@ impl App {
                 db,
                 started_at,
                 in_flight: InFlightRequestsCounter::default(),
+                last_readiness: std::sync::Mutex::new(None),
             })),
             listener,
             local_addr,

@@ -40,10 +40,6 @@ impl DataDir {
     pub fn db_path(&self) -> PathBuf {
         self.root.join("appliance.db")
     }
-    /// SQLite's write-ahead log beside the database.
-    pub fn wal_path(&self) -> PathBuf {
-        self.root.join("appliance.db-wal")
-    }
     /// The full-text index (rebuildable from the database).
     pub fn index_dir(&self) -> PathBuf {
         self.root.join("index")

@@ -64,6 +64,7 @@ impl Db {
 
     fn open_blocking(path: &Path, config: &DatabaseConfig) -> Result<Db, DbError> {
         let writer = Connection::open(path)?;
+        restrict_permissions(path)?;
         // WAL is set once, here, before any pool connection exists: doing it in r2d2's
         // init hook races between connections and logs "database is locked".
         let mode: String =
@@ -348,6 +349,19 @@ pub fn open_read_only(path: &Path) -> Result<Connection, DbError> {
     Ok(conn)
 }
 
+/// The database holds user data: no access for "others". SQLite gives the -wal and -shm
+/// files the database file's mode, so fixing it here covers all three.
+fn restrict_permissions(path: &Path) -> Result<(), DbError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |e: std::io::Error| DbError::Other(format!("{}: {e}", path.display()));
+    let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
+    if mode & 0o007 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o770))
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
 fn file_identity(path: &Path) -> Result<(u64, u64), DbError> {
     use std::os::unix::fs::MetadataExt;
     let md = std::fs::metadata(path)
@@ -405,6 +419,17 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 1, "the failed write left nothing behind");
+    }
+
+    #[tokio::test]
+    async fn database_file_is_not_world_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, _db) = open_temp().await;
+        let mode = std::fs::metadata(dir.path().join("t.db"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o007, 0, "mode {mode:o}");
     }
 
     #[tokio::test]

@@ -25,8 +25,19 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::OK
     };
-    if report.status != Status::Ok {
-        tracing::warn!(status = ?report.status, "readiness is not ok: {:?}", report.checks);
+    // Probes come every few seconds: log when the status changes, not on every probe.
+    if let Some(before) = state.readiness_changed(report.status) {
+        let failing: Vec<String> = report
+            .checks
+            .iter()
+            .filter(|(_, c)| c.status != Status::Ok)
+            .map(|(name, c)| format!("{name}: {}", c.detail))
+            .collect();
+        if report.status == Status::Ok {
+            tracing::info!(previous = ?before, "readiness is ok");
+        } else {
+            tracing::warn!(status = ?report.status, previous = ?before, checks = ?failing, "readiness changed");
+        }
     }
     // A failing readiness report is a report, not an API error: json_errors passes it on.
     (code, Json(report))
