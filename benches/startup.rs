@@ -2,24 +2,16 @@
 //! data directory, with migrations, and an existing one), and idle RSS once ready.
 //! Prints numbers; asserts nothing about speed. Run: `cargo bench --bench startup`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 10;
 
 fn readyz(addr: &str) -> bool {
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return false;
-    };
-    let _ = write!(
-        s,
-        "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    buf.starts_with("HTTP/1.1 200")
+    common::http_get(addr, "/readyz").is_some_and(|(code, _)| code == 200)
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -36,39 +28,18 @@ fn rss_kib(pid: u32) -> u64 {
 /// Start `serve` on `dir`, return (ms to ready, RSS KiB after 1 s idle).
 fn one_start(dir: &std::path::Path) -> (f64, u64) {
     let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_appliance"))
-        .current_dir(dir)
-        .env("APPLIANCE_CONFIG", "/dev/null")
-        .env("APPLIANCE__SERVER__LISTEN", "127.0.0.1:0")
-        .env("APPLIANCE__LOG__FORMAT", "json")
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && let Some(a) = v["address"].as_str()
-            {
-                let _ = tx.send(a.to_string());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("address");
-    while !readyz(&addr) {
+    let mut server = common::start_server(dir);
+    while !readyz(&server.addr) {
         assert!(start.elapsed() < Duration::from_secs(30), "never ready");
     }
     let ready_ms = start.elapsed().as_secs_f64() * 1000.0;
     // Let start-up allocations settle before reading the idle footprint.
     std::thread::sleep(Duration::from_secs(1));
-    let rss = rss_kib(child.id());
+    let rss = rss_kib(server.child.id());
     let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &server.child.id().to_string()])
         .status();
-    let _ = child.wait();
+    let _ = server.child.wait();
     (ready_ms, rss)
 }
 

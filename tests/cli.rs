@@ -4,13 +4,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{cli, poll, stderr, stdout, wal_size};
+use common::{cli, http_get, poll, start_server, stderr, stdout, wal_size};
 
 fn ok(cmd: &mut std::process::Command) -> String {
     let out = cmd.output().expect("run appliance");
@@ -312,53 +309,6 @@ fn a_corrupt_database_makes_serve_exit_with_what_to_do() {
         line.contains("not a database") && line.contains("restore"),
         "{line}"
     );
-}
-
-/// A `serve` child whose stderr is watched for the "listening on" line.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-fn start_server(dir: &Path) -> Server {
-    let mut child = cli(dir)
-        .env("APPLIANCE__SERVER__LISTEN", "127.0.0.1:0")
-        .env("APPLIANCE__LOG__FORMAT", "json")
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && let Some(addr) = v["address"].as_str()
-            {
-                let _ = tx.send(addr.to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server printed its address");
-    Server { child, addr }
-}
-
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
-    Some((code, body))
 }
 
 #[test]

@@ -3,9 +3,11 @@
 //! unless `TEST_LOG` is set.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use appliance::app::{App, AppState};
@@ -180,4 +182,52 @@ pub fn poll<T>(deadline: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T
 pub fn wal_size(db: &Path) -> u64 {
     let wal = PathBuf::from(format!("{}-wal", db.display()));
     std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
+}
+
+/// A `serve` child whose stderr is watched for the "listening on" line.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+}
+
+pub fn start_server(dir: &Path) -> Server {
+    let mut child = cli(dir)
+        .env("APPLIANCE__SERVER__LISTEN", "127.0.0.1:0")
+        .env("APPLIANCE__LOG__FORMAT", "json")
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(addr) = v["address"].as_str()
+            {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server printed its address");
+    Server { child, addr }
+}
+
+/// A minimal HTTP/1.1 GET without a client library: (status, body).
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    Some((code, body))
 }
