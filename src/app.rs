@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::data_dir::{DataDir, DataDirLock};
 use crate::db::Db;
 use crate::db::migrations::{self, MigrateReport, MigrationError};
+use crate::search::Search;
 
 /// Shared state handed to handlers through axum's `State`; cheap to clone.
 #[derive(Clone)]
@@ -28,6 +29,7 @@ struct Inner {
     config: Config,
     data_dir: DataDir,
     db: Db,
+    search: Arc<Search>,
     started_at: Instant,
     in_flight: InFlightRequestsCounter,
     /// Last overall readiness status reported, to log transitions only.
@@ -43,6 +45,9 @@ impl AppState {
     }
     pub fn db(&self) -> &Db {
         &self.0.db
+    }
+    pub fn search(&self) -> &Arc<Search> {
+        &self.0.search
     }
     pub fn uptime(&self) -> Duration {
         self.0.started_at.elapsed()
@@ -113,6 +118,10 @@ impl App {
             .await
             .with_context(|| format!("cannot migrate database {}", db_path.display()))?;
 
+        let search = Search::open(data_dir.root(), &config.search, db.clone())
+            .await
+            .context("cannot open the search index")?;
+
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr).await.with_context(|| {
             format!("cannot listen on {addr}; set server.listen (or --listen) to a free address")
@@ -123,6 +132,7 @@ impl App {
                 config,
                 data_dir,
                 db,
+                search: Arc::new(search),
                 started_at,
                 in_flight: InFlightRequestsCounter::default(),
                 last_readiness: std::sync::Mutex::new(None),
@@ -164,6 +174,7 @@ impl App {
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let checkpointer = state.db().spawn_checkpointer(stop_rx.clone());
+        let indexer = crate::search::indexer::spawn(state.search().clone(), stop_rx.clone());
 
         let router = crate::http::router(state.clone());
         let mut drain_rx = stop_rx.clone();
@@ -194,6 +205,9 @@ impl App {
             }
         };
         let _ = stop_tx.send(true);
+        if let Err(e) = indexer.await {
+            tracing::warn!(error = %e, "indexer task ended abnormally");
+        }
         if let Err(e) = checkpointer.await {
             tracing::warn!(error = %e, "checkpoint task ended abnormally");
         }

@@ -27,6 +27,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub health: HealthConfig,
+    pub articles: ArticlesConfig,
+    pub search: SearchConfig,
     pub log: LogConfig,
     pub sentry: SentryConfig,
 }
@@ -89,6 +91,48 @@ pub struct HealthConfig {
     pub check_timeout_ms: u64,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArticlesConfig {
+    /// Largest article body, in bytes (UTF-8).
+    pub body_max_bytes: u64,
+    /// Most articles in one `POST /api/articles/bulk` request.
+    pub bulk_max_items: u32,
+    /// Largest body of a bulk request, in bytes (the general limit does not apply there).
+    pub bulk_body_limit_bytes: u64,
+    /// Largest page of `GET /api/articles`.
+    pub list_max_limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Analyzer {
+    /// Lowercasing and English stemming ("running" finds "run").
+    English,
+    /// Lowercasing only.
+    Simple,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    /// Text analysis of title and body; changing it rebuilds the index at next start.
+    pub analyzer: Analyzer,
+    /// The index commits at most this often; a write is searchable within about this long.
+    pub commit_interval_ms: u64,
+    /// Outbox rows applied per index batch.
+    pub batch_size: u32,
+    /// Memory for tantivy's indexing buffers, in bytes.
+    pub writer_memory_bytes: u64,
+    /// Bad query syntax is a 400 saying where (true), or falls back to plain words (false).
+    /// A request can choose with `strict=true|false`.
+    pub strict_syntax: bool,
+    /// Largest `limit` of `GET /api/search`.
+    pub max_limit: u32,
+    /// `/readyz` reports the index degraded when the oldest unindexed write is older.
+    pub max_lag_secs: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -126,6 +170,8 @@ impl Default for Config {
             server: ServerConfig::default(),
             database: DatabaseConfig::default(),
             health: HealthConfig::default(),
+            articles: ArticlesConfig::default(),
+            search: SearchConfig::default(),
             log: LogConfig::default(),
             sentry: SentryConfig::default(),
         }
@@ -165,6 +211,31 @@ impl Default for HealthConfig {
             min_free_disk_bytes: 256 * 1024 * 1024,
             warn_free_disk_bytes: 1024 * 1024 * 1024,
             check_timeout_ms: 2000,
+        }
+    }
+}
+
+impl Default for ArticlesConfig {
+    fn default() -> Self {
+        ArticlesConfig {
+            body_max_bytes: 1024 * 1024,
+            bulk_max_items: 1000,
+            bulk_body_limit_bytes: 64 * 1024 * 1024,
+            list_max_limit: 200,
+        }
+    }
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            analyzer: Analyzer::English,
+            commit_interval_ms: 500,
+            batch_size: 5000,
+            writer_memory_bytes: 64 * 1024 * 1024,
+            strict_syntax: false,
+            max_limit: 100,
+            max_lag_secs: 60,
         }
     }
 }
@@ -403,6 +474,72 @@ impl Config {
                     "must be between 1 and 600000 (milliseconds)",
                 ));
             }
+        }
+        let a = &self.articles;
+        if !(1..=64 * 1024 * 1024).contains(&a.body_max_bytes) {
+            return Err(ConfigError::invalid(
+                "articles.body_max_bytes",
+                a.body_max_bytes,
+                "must be between 1 and 67108864",
+            ));
+        }
+        if !(1..=100_000).contains(&a.bulk_max_items) {
+            return Err(ConfigError::invalid(
+                "articles.bulk_max_items",
+                a.bulk_max_items,
+                "must be between 1 and 100000",
+            ));
+        }
+        if !(1024..=4 * 1024 * 1024 * 1024).contains(&a.bulk_body_limit_bytes) {
+            return Err(ConfigError::invalid(
+                "articles.bulk_body_limit_bytes",
+                a.bulk_body_limit_bytes,
+                "must be between 1024 and 4294967296",
+            ));
+        }
+        if !(1..=10_000).contains(&a.list_max_limit) {
+            return Err(ConfigError::invalid(
+                "articles.list_max_limit",
+                a.list_max_limit,
+                "must be between 1 and 10000",
+            ));
+        }
+        let q = &self.search;
+        if !(10..=60_000).contains(&q.commit_interval_ms) {
+            return Err(ConfigError::invalid(
+                "search.commit_interval_ms",
+                q.commit_interval_ms,
+                "must be between 10 and 60000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&q.batch_size) {
+            return Err(ConfigError::invalid(
+                "search.batch_size",
+                q.batch_size,
+                "must be between 1 and 1000000",
+            ));
+        }
+        // tantivy refuses less than 15 MB per indexing thread.
+        if !(32 * 1024 * 1024..=4 * 1024 * 1024 * 1024).contains(&q.writer_memory_bytes) {
+            return Err(ConfigError::invalid(
+                "search.writer_memory_bytes",
+                q.writer_memory_bytes,
+                "must be between 33554432 (32 MiB) and 4294967296",
+            ));
+        }
+        if !(1..=1000).contains(&q.max_limit) {
+            return Err(ConfigError::invalid(
+                "search.max_limit",
+                q.max_limit,
+                "must be between 1 and 1000",
+            ));
+        }
+        if q.max_lag_secs == 0 {
+            return Err(ConfigError::invalid(
+                "search.max_lag_secs",
+                0,
+                "must be at least 1",
+            ));
         }
         if self.health.warn_free_disk_bytes < self.health.min_free_disk_bytes {
             return Err(ConfigError::invalid(

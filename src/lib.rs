@@ -2,6 +2,8 @@
 //! binary. This crate root is only the module map; `main.rs` calls [`cli::main`].
 #![forbid(unsafe_code)]
 
+/// Articles: types, validation with field-level errors, slugs.
+pub mod articles;
 /// Everything `serve` owns: state, start-up sequence, graceful shutdown.
 pub mod app;
 /// The command line (clap derive) and the code behind each subcommand.
@@ -18,6 +20,8 @@ pub mod fsutil;
 pub mod http;
 /// Operational duties: health checks (and later watchdog, doctor, cleanup).
 pub mod ops;
+/// Full-text search: the tantivy index, the outbox indexer, the query language.
+pub mod search;
 /// Logging (tracing) and error reporting (Sentry).
 pub mod telemetry;
 

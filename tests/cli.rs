@@ -191,7 +191,8 @@ fn migrate_fresh_then_idempotent_then_divergence_is_refused() {
     assert!(out.contains("migrations valid"), "{out}");
     let out = ok(cli(dir.path()).args(["migrate", "status", "--json"]));
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(doc["current_version"], 1);
+    let latest = appliance::db::migrations::embedded().len();
+    assert_eq!(doc["current_version"], latest);
     assert_eq!(doc["applied"][0]["name"], "app_meta");
     assert!(doc["applied"][0]["applied_on"].is_string());
     assert!(doc["applied"][0]["checksum"].is_string());
@@ -260,8 +261,9 @@ fn a_non_empty_database_is_copied_before_migrating_and_the_copy_opens() {
         .collect();
     assert_eq!(copies.len(), 1, "{copies:?}");
     let name = copies[0].file_name().unwrap().to_string_lossy().to_string();
+    let latest = appliance::db::migrations::embedded().len();
     assert!(
-        name.starts_with("pre-migrate-v0-to-v1-") && name.ends_with(".db"),
+        name.starts_with(&format!("pre-migrate-v0-to-v{latest}-")) && name.ends_with(".db"),
         "{name}"
     );
     let copy = rusqlite::Connection::open(&copies[0]).unwrap();

@@ -6,6 +6,7 @@
 //! commits; errors come back typed ([`DbError`]). Table-group modules (articles, users…)
 //! add their queries in files beside this one; migrations live in [`migrations`].
 
+pub mod articles;
 pub mod error;
 pub mod migrations;
 
@@ -124,15 +125,18 @@ impl Db {
     /// Run `f` inside `BEGIN IMMEDIATE … COMMIT` on the writer. If `f` fails, the
     /// transaction rolls back and nothing is written. Waiting for the writer longer than
     /// `database.write_timeout_ms` gives [`DbError::Busy`].
-    pub async fn write<T, F>(&self, f: F) -> Result<T, DbError>
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, DbError> + Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
     {
         self.with_writer(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(DbError::from)?;
             let out = f(&tx)?;
-            tx.commit()?;
+            tx.commit().map_err(DbError::from)?;
             Ok(out)
         })
         .await
@@ -398,7 +402,7 @@ mod tests {
         let (_dir, db) = open_temp().await;
         db.write(|tx| {
             tx.execute_batch("CREATE TABLE t(x TEXT UNIQUE); INSERT INTO t VALUES ('a');")?;
-            Ok(())
+            Ok::<_, DbError>(())
         })
         .await
         .unwrap();
@@ -406,7 +410,7 @@ mod tests {
             .write(|tx| {
                 tx.execute("INSERT INTO t VALUES ('b')", [])?;
                 tx.execute("INSERT INTO t VALUES ('a')", [])?;
-                Ok(())
+                Ok::<_, DbError>(())
             })
             .await
             .unwrap_err();
@@ -488,11 +492,13 @@ mod tests {
             assert!(Instant::now() < deadline, "holder never took the writer");
             tokio::task::yield_now().await;
         }
-        let err = db.write(|_tx| Ok(())).await.unwrap_err();
+        let err = db.write(|_tx| Ok::<_, DbError>(())).await.unwrap_err();
         assert!(err.is_transient(), "{err:?}");
         tx.send(()).unwrap();
         holder.await.unwrap().unwrap();
-        db.write(|_tx| Ok(())).await.expect("writer free again");
+        db.write(|_tx| Ok::<_, DbError>(()))
+            .await
+            .expect("writer free again");
     }
 
     #[tokio::test]

@@ -8,17 +8,11 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::db::DbError;
 
-/// A field that failed validation, named as the client sent it.
-#[derive(Debug, Clone, Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
+pub use crate::articles::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -26,8 +20,26 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
-    #[error("invalid input")]
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{}", describe_fields(.0))]
     Validation(Vec<FieldError>),
+    /// Validation errors with a message of the caller's choosing.
+    #[error("{message}")]
+    Invalid {
+        message: String,
+        fields: Vec<FieldError>,
+    },
+    /// A 400 that names the parameter at fault (e.g. query syntax).
+    #[error("{message}")]
+    BadParameter {
+        message: String,
+        fields: Vec<FieldError>,
+    },
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("{message}")]
     Conflict {
         field: Option<String>,
@@ -42,14 +54,32 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
+fn describe_fields(fields: &[FieldError]) -> String {
+    match fields {
+        [one] if one.field.is_empty() => one.message.clone(),
+        [one] => format!("`{}` {}", one.field, one.message),
+        many => format!(
+            "{} fields are invalid: {}",
+            many.len(),
+            many.iter()
+                .map(|f| format!("`{}`", f.field))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Validation(_) | ApiError::Unprocessable(_) => {
+            ApiError::BadRequest(_) | ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Validation(_) | ApiError::Invalid { .. } | ApiError::Unprocessable(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -88,7 +118,11 @@ impl IntoResponse for ApiError {
         let status = self.status_code();
         let mut body = json!({"error": {"code": code_for(status), "message": self.to_string()}});
         match &self {
-            ApiError::Validation(fields) => body["error"]["fields"] = json!(fields),
+            ApiError::Validation(fields)
+            | ApiError::Invalid { fields, .. }
+            | ApiError::BadParameter { fields, .. } => {
+                body["error"]["fields"] = json!(fields)
+            }
             ApiError::Conflict {
                 field: Some(field), ..
             } => body["error"]["fields"] = json!([{"field": field, "message": "already exists"}]),

@@ -2,8 +2,12 @@
 //! named by the matched route, panic catcher, timeout, body limit, JSON errors) and the
 //! handlers, one file per resource. Business rules live in the domain modules, not here.
 
+pub mod access;
+pub mod admin;
+pub mod articles;
 pub mod error;
 pub mod health;
+pub mod search;
 
 use std::time::Duration;
 
@@ -11,7 +15,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::metrics::InFlightRequestsLayer;
@@ -29,16 +33,38 @@ const QUIET_ROUTES: [&str; 2] = ["/health", "/readyz"];
 pub fn router(state: AppState) -> Router {
     let server = &state.config().server;
     let body_limit = usize::try_from(server.body_limit_bytes).unwrap_or(usize::MAX);
+    let bulk_limit =
+        usize::try_from(state.config().articles.bulk_body_limit_bytes).unwrap_or(usize::MAX);
     let timeout = Duration::from_secs(server.request_timeout_secs);
 
     // Router::layer wraps what is already there: innermost first, outermost last.
-    Router::new()
+    // Bulk ingest has its own (larger) body limit; everything else the general one.
+    let bulk = Router::new()
+        .route("/api/articles/bulk", post(articles::bulk))
+        .layer(RequestBodyLimitLayer::new(bulk_limit))
+        .layer(DefaultBodyLimit::max(bulk_limit));
+    let general = Router::new()
         .route("/health", get(health::health))
         .route("/readyz", get(health::readyz))
+        .route("/api/articles", get(articles::list).post(articles::create))
+        .route(
+            "/api/articles/{key}",
+            get(articles::get)
+                .patch(articles::patch)
+                .delete(articles::delete),
+        )
+        .route("/api/articles/{key}/restore", post(articles::restore))
+        .route("/api/search", get(search::search))
+        .route("/api/admin/index", get(admin::index_status))
+        .route("/api/admin/index/verify", get(admin::index_verify))
+        .route("/api/admin/index/rebuild", post(admin::index_rebuild))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(RequestBodyLimitLayer::new(body_limit))
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(body_limit));
+    Router::new()
+        .merge(bulk)
+        .merge(general)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,

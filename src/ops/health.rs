@@ -36,17 +36,19 @@ pub struct Report {
 /// Run every deep check; the overall status is the worst of them.
 pub async fn deep_checks(state: &AppState) -> Report {
     let timeout = Duration::from_millis(state.config().health.check_timeout_ms);
-    let (database_read, database_write, migrations, disk) = tokio::join!(
+    let (database_read, database_write, migrations, disk, search_index) = tokio::join!(
         timed(timeout, check_read(state)),
         timed(timeout, check_writer(state, timeout)),
         timed(timeout, check_migrations(state)),
         timed(timeout, check_disk(state)),
+        timed(timeout, check_search(state)),
     );
     let checks = BTreeMap::from([
         ("database_read", database_read),
         ("database_write", database_write),
         ("migrations", migrations),
         ("disk", disk),
+        ("search_index", search_index),
     ]);
     let status = checks
         .values()
@@ -166,5 +168,34 @@ async fn check_disk(state: &AppState) -> (Status, String) {
         )
     } else {
         (Status::Ok, format!("{} MiB free", mib(free)))
+    }
+}
+
+async fn check_search(state: &AppState) -> (Status, String) {
+    let detail = match state.search().health() {
+        Ok(d) => d,
+        Err(e) => return (Status::Failing, e),
+    };
+    let lag_limit = state.search().config().max_lag_secs;
+    match state.db().read(crate::db::articles::outbox_backlog).await {
+        Ok((0, _)) => (Status::Ok, detail),
+        Ok((n, Some(oldest))) => {
+            let age = time::OffsetDateTime::parse(
+                &oldest,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .map(|t| (time::OffsetDateTime::now_utc() - t).whole_seconds())
+            .unwrap_or(0);
+            if age > i64::try_from(lag_limit).unwrap_or(i64::MAX) {
+                (
+                    Status::Degraded,
+                    format!("{n} changes waiting; the oldest for {age} s (search.max_lag_secs = {lag_limit})"),
+                )
+            } else {
+                (Status::Ok, format!("{detail}; {n} changes waiting"))
+            }
+        }
+        Ok((n, None)) => (Status::Ok, format!("{detail}; {n} changes waiting")),
+        Err(e) => (Status::Failing, e.to_string()),
     }
 }

@@ -113,7 +113,7 @@ impl TestApp {
                     "INSERT INTO app_meta (key, value) VALUES (?1, 'x')",
                     [format!("test-{i}")],
                 )?;
-                Ok(())
+                Ok::<_, appliance::db::DbError>(())
             })
             .await
             .expect("write");

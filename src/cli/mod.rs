@@ -1,4 +1,5 @@
-//! The command line: one clap-derive tree of subcommands and the code behind each.
+//! The command line: one clap-derive tree of subcommands and the code behind each
+//! (serve, migrate and config here; articles and index in `articles.rs`).
 //! Every failure ends as one line on stderr (`error: …`) and exit code 1; usage errors
 //! are clap's (exit code 2). A bare command group prints its help.
 
@@ -13,6 +14,9 @@ use crate::config::{Config, Overrides, ServerOverrides, Sources};
 use crate::data_dir::DataDir;
 use crate::db::{self, Db, migrations};
 use crate::telemetry;
+
+mod articles;
+pub use articles::{ArticlesArgs, IndexArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +46,12 @@ pub enum Command {
     /// Show or check the effective configuration.
     #[command(arg_required_else_help = true)]
     Config(ConfigArgs),
+    /// Import and export articles (JSON lines).
+    #[command(arg_required_else_help = true)]
+    Articles(ArticlesArgs),
+    /// Verify or rebuild the full-text search index.
+    #[command(arg_required_else_help = true)]
+    Index(IndexArgs),
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +139,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 MigrateCommand::Run { dry_run: true } => migrate_dry_run(&data_dir),
                 MigrateCommand::Run { dry_run: false } => migrate_run(&config).await,
             }
+        }
+        Command::Articles(args) => {
+            let (config, _) = load_config(&cli, None)?;
+            telemetry::init_tracing(&config.log, Some("warn"))?;
+            articles::run_articles(&config, args).await
+        }
+        Command::Index(args) => {
+            let (config, _) = load_config(&cli, None)?;
+            telemetry::init_tracing(&config.log, Some("warn"))?;
+            articles::run_index(&config, args).await
         }
         Command::Config(args) => {
             let (config, sources) = load_config(&cli, None)?;

@@ -1,0 +1,342 @@
+//! `appliance articles import|export` and `appliance index verify|rebuild`.
+//!
+//! Import and export work whether or not the server runs (SQLite serialises the writers;
+//! the server's indexer picks imported rows up from the outbox). `index rebuild` needs the
+//! server stopped (it takes the data-directory lock); with the server running, use
+//! `POST /api/admin/index/rebuild`.
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+
+use crate::articles::{self, Limits, NewArticle};
+use crate::config::Config;
+use crate::data_dir::DataDir;
+use crate::db::articles as store;
+use crate::db::{Db, migrations};
+use crate::fsutil;
+use crate::search;
+
+#[derive(Debug, Args)]
+pub struct ArticlesArgs {
+    #[command(subcommand)]
+    pub command: ArticlesCommand,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnError {
+    /// Report the bad line and go on.
+    Skip,
+    /// Stop at the first bad line (what was imported before it stays).
+    Abort,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArticlesCommand {
+    /// Import articles from a JSON-lines file (one article object per line; `-` reads
+    /// stdin). Articles with an `external_id` that exists are updated, so re-running an
+    /// import never duplicates. Read-only fields of an export (id, times) are ignored.
+    Import {
+        file: PathBuf,
+        /// What to do with a line that is not a valid article.
+        #[arg(long, value_enum, default_value_t = OnError::Skip)]
+        on_error: OnError,
+        /// Articles per transaction.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        batch: u32,
+    },
+    /// Export every live article as JSON lines.
+    Export {
+        /// Write here (atomically: temp file, fsync, rename) instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    #[command(subcommand)]
+    pub command: IndexCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Compare the index with the database (counts and ids); exits 1 on drift.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild the index from the database beside the old one and swap it in (server
+    /// stopped; with the server running use POST /api/admin/index/rebuild).
+    Rebuild,
+}
+
+/// Open the database for a command that reads or writes articles: it must exist and be
+/// migrated (the server, or `appliance migrate run`, does that).
+async fn open_db(config: &Config) -> anyhow::Result<(DataDir, Db)> {
+    let data_dir = DataDir::new(&config.data_dir);
+    let path = data_dir.db_path();
+    if !path.exists() {
+        bail!(
+            "no database at {}; start the server once or run `appliance migrate run`",
+            path.display()
+        );
+    }
+    let db = Db::open(&path, &config.database)
+        .await
+        .with_context(|| format!("cannot open database {}", path.display()))?;
+    let st = db.read(migrations::status).await?;
+    if !st.is_current() {
+        bail!(
+            "the database schema is not current (at {}, this binary needs {}); run `appliance migrate run` first",
+            st.current_version(),
+            st.target_version()
+        );
+    }
+    Ok((data_dir, db))
+}
+
+fn progress(len: u64, unit: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    let style = ProgressStyle::with_template(&format!(
+        "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} ({{eta}})"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    pb.set_style(style);
+    pb
+}
+
+pub async fn run_articles(config: &Config, args: &ArticlesArgs) -> anyhow::Result<()> {
+    match &args.command {
+        ArticlesCommand::Import {
+            file,
+            on_error,
+            batch,
+        } => import(config, file, *on_error, *batch).await,
+        ArticlesCommand::Export { output } => export(config, output.as_ref()).await,
+    }
+}
+
+/// Fields an export carries that an import does not take.
+const READ_ONLY: [&str; 5] = ["id", "created_at", "updated_at", "published_at", "deleted_at"];
+
+async fn import(config: &Config, file: &PathBuf, on_error: OnError, batch: u32) -> anyhow::Result<()> {
+    let (_dir, db) = open_db(config).await?;
+    let limits = Limits {
+        body_max_bytes: usize::try_from(config.articles.body_max_bytes).unwrap_or(usize::MAX),
+    };
+    let (reader, size): (Box<dyn BufRead>, u64) = if file.as_os_str() == "-" {
+        (Box::new(BufReader::new(std::io::stdin())), 0)
+    } else {
+        let f = std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        (Box::new(BufReader::new(f)), size)
+    };
+    let pb = progress(size, "bytes");
+    let (mut created, mut updated, mut bad) = (0u64, 0u64, 0u64);
+    let mut pending: Vec<(usize, NewArticle)> = Vec::new();
+    let mut aborted_at = None;
+    for (i, line) in reader.lines().enumerate() {
+        let line_no = i + 1;
+        let line = line.with_context(|| format!("cannot read line {line_no}"))?;
+        pb.inc(line.len() as u64 + 1);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed = serde_json::from_str::<Value>(&line)
+            .map_err(|e| format!("not JSON: {e}"))
+            .and_then(|mut v| {
+                if let Some(o) = v.as_object_mut() {
+                    for k in READ_ONLY {
+                        o.remove(k);
+                    }
+                }
+                articles::parse_new(&v, limits, "").map_err(|errs| {
+                    errs.iter()
+                        .map(|e| format!("`{}` {}", e.field, e.message))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+            });
+        match parsed {
+            Ok(a) => pending.push((line_no, a)),
+            Err(msg) => {
+                bad += 1;
+                pb.suspend(|| eprintln!("line {line_no}: {msg}"));
+                if on_error == OnError::Abort {
+                    aborted_at = Some(line_no);
+                    break;
+                }
+            }
+        }
+        if pending.len() >= batch as usize {
+            let (c, u, b) = write_batch(&db, std::mem::take(&mut pending), on_error, &pb).await?;
+            (created, updated, bad) = (created + c, updated + u, bad + b);
+            if on_error == OnError::Abort && b > 0 {
+                aborted_at = Some(0);
+                break;
+            }
+        }
+    }
+    if aborted_at.is_none() && !pending.is_empty() {
+        let (c, u, b) = write_batch(&db, pending, on_error, &pb).await?;
+        (created, updated, bad) = (created + c, updated + u, bad + b);
+        if on_error == OnError::Abort && b > 0 {
+            aborted_at = Some(0);
+        }
+    }
+    pb.finish_and_clear();
+    db.close().await?;
+    println!(
+        "imported {} articles ({created} created, {updated} updated), {bad} bad lines",
+        created + updated
+    );
+    if aborted_at.is_some() {
+        bail!(
+            "import aborted at the first bad line; {} articles before it were imported (re-running is safe for articles with an external_id)",
+            created + updated
+        );
+    }
+    if created + updated > 0 {
+        println!("the server indexes them for search (now if it runs, else at its next start)");
+    }
+    Ok(())
+}
+
+/// Write a batch in one transaction. A line that conflicts (slug taken) is reported and
+/// the batch is retried without it, so one bad line never loses its neighbours.
+async fn write_batch(
+    db: &Db,
+    mut items: Vec<(usize, NewArticle)>,
+    on_error: OnError,
+    pb: &ProgressBar,
+) -> anyhow::Result<(u64, u64, u64)> {
+    let mut bad = 0;
+    loop {
+        let now = store::now();
+        let batch = items.clone();
+        let res = db
+            .write(move |tx| {
+                let (mut c, mut u) = (0u64, 0u64);
+                for (line, a) in &batch {
+                    match store::upsert(tx, a, &now) {
+                        Ok((_, store::Upserted::Created)) => c += 1,
+                        Ok((_, store::Upserted::Updated)) => u += 1,
+                        Err(e) => return Ok(Err((*line, e))),
+                    }
+                }
+                Ok::<_, crate::db::DbError>(Ok((c, u)))
+            })
+            .await?;
+        match res {
+            Ok((c, u)) => return Ok((c, u, bad)),
+            Err((line, e)) => {
+                bad += 1;
+                pb.suspend(|| eprintln!("line {line}: {e}"));
+                if on_error == OnError::Abort {
+                    return Ok((0, 0, bad));
+                }
+                items.retain(|(l, _)| *l != line);
+            }
+        }
+    }
+}
+
+async fn export(config: &Config, output: Option<&PathBuf>) -> anyhow::Result<()> {
+    let (_dir, db) = open_db(config).await?;
+    let target = output.cloned();
+    let count = db
+        .read(move |c| {
+            let io = |e: std::io::Error| crate::db::DbError::Other(e.to_string());
+            let (mut out, tmp): (Box<dyn Write>, Option<PathBuf>) = match &target {
+                Some(path) => {
+                    let tmp = fsutil::temp_path_for(path);
+                    let f = std::fs::File::create(&tmp).map_err(io)?;
+                    (Box::new(std::io::BufWriter::new(f)), Some(tmp))
+                }
+                None => (Box::new(std::io::BufWriter::new(std::io::stdout().lock())), None),
+            };
+            let tx = c.unchecked_transaction()?;
+            let mut n = 0u64;
+            store::for_each_live(&tx, |a| {
+                serde_json::to_writer(&mut out, &a)
+                    .map_err(|e| crate::db::DbError::Other(e.to_string()))?;
+                out.write_all(b"\n").map_err(io)?;
+                n += 1;
+                Ok(())
+            })?;
+            out.flush().map_err(io)?;
+            drop(out);
+            if let (Some(tmp), Some(path)) = (tmp, &target) {
+                fsutil::persist(&tmp, path).map_err(io)?;
+            }
+            Ok(n)
+        })
+        .await?;
+    if let Some(path) = output {
+        eprintln!("exported {count} articles to {}", path.display());
+    }
+    Ok(())
+}
+
+pub async fn run_index(config: &Config, args: &IndexArgs) -> anyhow::Result<()> {
+    match args.command {
+        IndexCommand::Verify { json } => {
+            let (dir, db) = open_db(config).await?;
+            let root = dir.root().to_path_buf();
+            let ids = tokio::task::spawn_blocking(move || search::ids_offline(&root))
+                .await?
+                .context("the search index cannot be read; run `appliance index rebuild`")?;
+            let v = search::verify_ids(ids, &db).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "database: {} live articles; index: {} documents; outbox: {} waiting",
+                    v.database_articles, v.index_documents, v.outbox_pending
+                );
+                if !v.missing_from_index.is_empty() {
+                    println!("missing from the index: {:?}", v.missing_from_index);
+                }
+                if !v.not_in_database.is_empty() {
+                    println!("in the index but not live in the database: {:?}", v.not_in_database);
+                }
+            }
+            if v.is_consistent() {
+                println!("index consistent with the database");
+                Ok(())
+            } else {
+                bail!(
+                    "index drifted from the database: {} missing, {} extra; run `appliance index rebuild`",
+                    v.missing_from_index.len(),
+                    v.not_in_database.len()
+                )
+            }
+        }
+        IndexCommand::Rebuild => {
+            let data_dir = DataDir::new(&config.data_dir);
+            let _lock = data_dir.lock().map_err(|e| {
+                anyhow::anyhow!("{e}; with the server running, use POST /api/admin/index/rebuild")
+            })?;
+            let (dir, db) = open_db(config).await?;
+            let total = db.read(store::count_live).await?;
+            let pb = progress(total, "articles");
+            let p = pb.clone();
+            let report: search::Progress = Arc::new(move |done, _| p.set_position(done));
+            let docs = search::rebuild_offline(dir.root(), &config.search, &db, Some(report)).await?;
+            pb.finish_and_clear();
+            db.close().await?;
+            println!("index rebuilt: {docs} documents");
+            Ok(())
+        }
+    }
+}

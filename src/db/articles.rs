@@ -1,0 +1,393 @@
+//! Storage of articles: create/upsert, read, update, soft and hard delete, restore and
+//! keyset listing. Every function that changes an article adds a `search_outbox` row in
+//! the same transaction (DESIGN.md, search index rules), so the index can never miss a
+//! committed change. All functions take the caller's connection or transaction.
+
+use rusqlite::types::ToSql;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::DbError;
+use crate::articles::{Article, ArticlePatch, NewArticle, Status, slugify};
+
+const COLUMNS: &str = "id, external_id, slug, title, body, category, tags, status, \
+                       created_at, updated_at, published_at, deleted_at";
+
+/// How a client names an article in a URL: a numeric id or a slug.
+#[derive(Debug, Clone)]
+pub enum ArticleKey {
+    Id(i64),
+    Slug(String),
+}
+
+impl ArticleKey {
+    /// All-digit keys are ids (slugs always contain a letter).
+    pub fn parse(s: &str) -> ArticleKey {
+        match s.parse::<i64>() {
+            Ok(id) => ArticleKey::Id(id),
+            Err(_) => ArticleKey::Slug(s.to_string()),
+        }
+    }
+}
+
+/// UTC time as stored: RFC 3339 with milliseconds, so text order is time order.
+pub fn now() -> String {
+    format_time(time::OffsetDateTime::now_utc())
+}
+
+pub fn format_time(t: time::OffsetDateTime) -> String {
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&fmt)
+        .unwrap_or_default()
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Article> {
+    let tags: String = r.get(6)?;
+    let status: String = r.get(7)?;
+    Ok(Article {
+        id: r.get(0)?,
+        external_id: r.get(1)?,
+        slug: r.get(2)?,
+        title: r.get(3)?,
+        body: r.get(4)?,
+        category: r.get(5)?,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        status: Status::parse(&status).unwrap_or(Status::Draft),
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
+        published_at: r.get(10)?,
+        deleted_at: r.get(11)?,
+    })
+}
+
+pub fn get(conn: &Connection, key: &ArticleKey) -> Result<Option<Article>, DbError> {
+    let (sql, arg): (String, &dyn ToSql) = match key {
+        ArticleKey::Id(id) => (format!("SELECT {COLUMNS} FROM articles WHERE id = ?1"), id),
+        ArticleKey::Slug(s) => (format!("SELECT {COLUMNS} FROM articles WHERE slug = ?1"), s),
+    };
+    Ok(conn.query_row(&sql, [arg], from_row).optional()?)
+}
+
+pub fn get_by_id(conn: &Connection, id: i64) -> Result<Option<Article>, DbError> {
+    get(conn, &ArticleKey::Id(id))
+}
+
+fn enqueue(conn: &Connection, id: i64, now: &str) -> Result<(), DbError> {
+    conn.prepare_cached("INSERT INTO search_outbox (article_id, created_at) VALUES (?1, ?2)")?
+        .execute(params![id, now])?;
+    Ok(())
+}
+
+fn set_tags(conn: &Connection, id: i64, tags: &[String]) -> Result<(), DbError> {
+    conn.prepare_cached("DELETE FROM article_tags WHERE article_id = ?1")?
+        .execute([id])?;
+    let mut ins = conn.prepare_cached("INSERT INTO article_tags (tag, article_id) VALUES (?1, ?2)")?;
+    for t in tags {
+        ins.execute(params![t, id])?;
+    }
+    Ok(())
+}
+
+fn slug_taken(conn: &Connection, slug: &str) -> Result<bool, DbError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM articles WHERE slug = ?1")?
+        .query_row([slug], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// A free slug derived from the title: `title`, `title-2`, `title-3`, …
+fn unique_slug(conn: &Connection, title: &str) -> Result<String, DbError> {
+    let base = slugify(title);
+    if !slug_taken(conn, &base)? {
+        return Ok(base);
+    }
+    for n in 2..10_000 {
+        let candidate = format!("{base}-{n}");
+        if !slug_taken(conn, &candidate)? {
+            return Ok(candidate);
+        }
+    }
+    Err(DbError::Unique {
+        target: "articles.slug".into(),
+    })
+}
+
+fn tags_json(tags: &[String]) -> String {
+    serde_json::to_string(tags).unwrap_or_else(|_| "[]".into())
+}
+
+/// Whether [`upsert`] created a row or updated an existing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    Created,
+    Updated,
+}
+
+/// Create an article; when `external_id` names an existing one (even soft-deleted),
+/// replace its fields instead (and undelete it), so a retried ingest never duplicates.
+pub fn upsert(conn: &Connection, new: &NewArticle, now: &str) -> Result<(Article, Upserted), DbError> {
+    let existing = match &new.external_id {
+        Some(ext) => conn
+            .prepare_cached("SELECT id FROM articles WHERE external_id = ?1")?
+            .query_row([ext], |r| r.get::<_, i64>(0))
+            .optional()?,
+        None => None,
+    };
+    if let Some(id) = existing {
+        let old = get_by_id(conn, id)?.ok_or_else(|| DbError::Other("article vanished".into()))?;
+        let slug = new.slug.clone().unwrap_or(old.slug.clone());
+        let published_at = published_at(&old, new.status, now);
+        conn.prepare_cached(
+            "UPDATE articles SET slug = ?2, title = ?3, body = ?4, category = ?5, tags = ?6,
+                 status = ?7, updated_at = ?8, published_at = ?9, deleted_at = NULL
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            id,
+            slug,
+            new.title,
+            new.body,
+            new.category,
+            tags_json(&new.tags),
+            new.status.as_str(),
+            now,
+            published_at
+        ])?;
+        set_tags(conn, id, &new.tags)?;
+        enqueue(conn, id, now)?;
+        let a = get_by_id(conn, id)?.ok_or_else(|| DbError::Other("article vanished".into()))?;
+        return Ok((a, Upserted::Updated));
+    }
+    let slug = match &new.slug {
+        Some(s) => s.clone(),
+        None => unique_slug(conn, &new.title)?,
+    };
+    let published_at = (new.status == Status::Published).then_some(now);
+    conn.prepare_cached(
+        "INSERT INTO articles (external_id, slug, title, body, category, tags, status,
+                               created_at, updated_at, published_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
+    )?
+    .execute(params![
+        new.external_id,
+        slug,
+        new.title,
+        new.body,
+        new.category,
+        tags_json(&new.tags),
+        new.status.as_str(),
+        now,
+        published_at
+    ])?;
+    let id = conn.last_insert_rowid();
+    set_tags(conn, id, &new.tags)?;
+    enqueue(conn, id, now)?;
+    let a = get_by_id(conn, id)?.ok_or_else(|| DbError::Other("article vanished".into()))?;
+    Ok((a, Upserted::Created))
+}
+
+/// `published_at` after a change to `status`: set when an article becomes published,
+/// kept while it stays published, cleared when it goes back to draft.
+fn published_at(old: &Article, status: Status, now: &str) -> Option<String> {
+    match (old.status, status) {
+        (_, Status::Draft) => None,
+        (Status::Published, Status::Published) => old.published_at.clone(),
+        (Status::Draft, Status::Published) => Some(now.to_string()),
+    }
+}
+
+/// Apply a patch to a live (not soft-deleted) article; `None` when there is none.
+pub fn update(conn: &Connection, key: &ArticleKey, patch: &ArticlePatch, now: &str) -> Result<Option<Article>, DbError> {
+    let Some(old) = get(conn, key)?.filter(|a| a.deleted_at.is_none()) else {
+        return Ok(None);
+    };
+    let status = patch.status.unwrap_or(old.status);
+    let tags = patch.tags.clone().unwrap_or(old.tags.clone());
+    conn.prepare_cached(
+        "UPDATE articles SET slug = ?2, title = ?3, body = ?4, category = ?5, tags = ?6,
+             status = ?7, updated_at = ?8, published_at = ?9
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        old.id,
+        patch.slug.as_ref().unwrap_or(&old.slug),
+        patch.title.as_ref().unwrap_or(&old.title),
+        patch.body.as_ref().unwrap_or(&old.body),
+        patch.category.clone().unwrap_or(old.category.clone()),
+        tags_json(&tags),
+        status.as_str(),
+        now,
+        published_at(&old, status, now)
+    ])?;
+    if patch.tags.is_some() {
+        set_tags(conn, old.id, &tags)?;
+    }
+    enqueue(conn, old.id, now)?;
+    get_by_id(conn, old.id)
+}
+
+/// Soft delete: the row stays (for restore and `cleanup`), readers and search lose it.
+pub fn soft_delete(conn: &Connection, key: &ArticleKey, now: &str) -> Result<bool, DbError> {
+    let Some(a) = get(conn, key)?.filter(|a| a.deleted_at.is_none()) else {
+        return Ok(false);
+    };
+    conn.prepare_cached("UPDATE articles SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1")?
+        .execute(params![a.id, now])?;
+    enqueue(conn, a.id, now)?;
+    Ok(true)
+}
+
+/// Undo a soft delete.
+pub fn restore(conn: &Connection, key: &ArticleKey, now: &str) -> Result<Option<Article>, DbError> {
+    let Some(a) = get(conn, key)?.filter(|a| a.deleted_at.is_some()) else {
+        return Ok(None);
+    };
+    conn.prepare_cached("UPDATE articles SET deleted_at = NULL, updated_at = ?2 WHERE id = ?1")?
+        .execute(params![a.id, now])?;
+    enqueue(conn, a.id, now)?;
+    get_by_id(conn, a.id)
+}
+
+/// Hard delete (live or soft-deleted); tags go with it.
+pub fn purge(conn: &Connection, key: &ArticleKey, now: &str) -> Result<bool, DbError> {
+    let Some(a) = get(conn, key)? else {
+        return Ok(false);
+    };
+    conn.prepare_cached("DELETE FROM articles WHERE id = ?1")?
+        .execute([a.id])?;
+    enqueue(conn, a.id, now)?;
+    Ok(true)
+}
+
+/// Filters and keyset position of `GET /api/articles`.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub category: Option<String>,
+    pub status: Option<Status>,
+    pub tag: Option<String>,
+    /// Only articles updated at or after this (same format as stored times).
+    pub updated_since: Option<String>,
+    /// Only articles with an id below this (the previous page's cursor).
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+/// Newest first (by id, which never changes), so pages stay stable while articles are
+/// added: a new article has a higher id and lands before page one, never inside a page.
+/// Returns the page and the cursor of the next one.
+pub fn list(conn: &Connection, f: &ListFilter) -> Result<(Vec<Article>, Option<i64>), DbError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM articles WHERE deleted_at IS NULL");
+    let mut args: Vec<&dyn ToSql> = Vec::new();
+    if let Some(c) = &f.category {
+        args.push(c);
+        sql += &format!(" AND category = ?{}", args.len());
+    }
+    let status = f.status.map(Status::as_str);
+    if let Some(s) = &status {
+        args.push(s);
+        sql += &format!(" AND status = ?{}", args.len());
+    }
+    if let Some(t) = &f.tag {
+        args.push(t);
+        sql += &format!(
+            " AND id IN (SELECT article_id FROM article_tags WHERE tag = ?{})",
+            args.len()
+        );
+    }
+    if let Some(u) = &f.updated_since {
+        args.push(u);
+        sql += &format!(" AND updated_at >= ?{}", args.len());
+    }
+    if let Some(b) = &f.before_id {
+        args.push(b);
+        sql += &format!(" AND id < ?{}", args.len());
+    }
+    let fetch = i64::from(f.limit) + 1;
+    args.push(&fetch);
+    sql += &format!(" ORDER BY id DESC LIMIT ?{}", args.len());
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows: Vec<Article> = stmt
+        .query_map(args.as_slice(), from_row)?
+        .collect::<Result<_, _>>()?;
+    let next = if rows.len() > f.limit as usize {
+        rows.truncate(f.limit as usize);
+        rows.last().map(|a| a.id)
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+/// Every live article, in id order, for export and index rebuilds.
+pub fn for_each_live(conn: &Connection, mut f: impl FnMut(Article) -> Result<(), DbError>) -> Result<(), DbError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM articles WHERE deleted_at IS NULL ORDER BY id"
+    ))?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        f(from_row(r)?)?;
+    }
+    Ok(())
+}
+
+pub fn count_live(conn: &Connection) -> Result<u64, DbError> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM articles WHERE deleted_at IS NULL",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// One pending change for the indexer.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxRow {
+    pub seq: i64,
+    pub article_id: i64,
+}
+
+pub fn outbox_after(conn: &Connection, after_seq: i64, limit: u32) -> Result<Vec<OutboxRow>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, article_id FROM search_outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = stmt
+        .query_map(params![after_seq, limit], |r| {
+            Ok(OutboxRow {
+                seq: r.get(0)?,
+                article_id: r.get(1)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+pub fn outbox_delete_through(conn: &Connection, seq: i64) -> Result<usize, DbError> {
+    Ok(conn
+        .prepare_cached("DELETE FROM search_outbox WHERE seq <= ?1")?
+        .execute([seq])?)
+}
+
+/// The highest outbox sequence ever handed out (0 if none): a rebuild from a snapshot
+/// has applied everything up to it.
+pub fn outbox_high_water(conn: &Connection) -> Result<i64, DbError> {
+    Ok(conn
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'search_outbox'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Pending outbox rows and the time of the oldest.
+pub fn outbox_backlog(conn: &Connection) -> Result<(u64, Option<String>), DbError> {
+    Ok(conn.query_row(
+        "SELECT count(*), min(created_at) FROM search_outbox",
+        [],
+        |r| Ok((u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0), r.get(1)?)),
+    )?)
+}

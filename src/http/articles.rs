@@ -1,0 +1,365 @@
+//! `/api/articles`: create (upsert by `external_id`), read by id or slug, patch, soft and
+//! hard delete, restore, keyset listing and bulk ingest. Validation is in
+//! `crate::articles`, storage in `crate::db::articles`; every write wakes the indexer.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::access::Caller;
+use super::{ApiError, FieldError};
+use crate::app::AppState;
+use crate::articles::{self, Article, Limits, NewArticle, Status};
+use crate::db::DbError;
+use crate::db::articles::{self as store, ArticleKey, ListFilter, Upserted};
+
+fn limits(state: &AppState) -> Limits {
+    Limits {
+        body_max_bytes: usize::try_from(state.config().articles.body_max_bytes).unwrap_or(usize::MAX),
+    }
+}
+
+/// A unique-constraint conflict names the field and the value that collided.
+fn conflict(err: DbError, slug: Option<&str>, external_id: Option<&str>) -> ApiError {
+    match err {
+        DbError::Unique { target } if target.ends_with("slug") => ApiError::Conflict {
+            field: Some("slug".into()),
+            message: format!("slug `{}` is taken by another article", slug.unwrap_or("?")),
+        },
+        DbError::Unique { target } if target.ends_with("external_id") => ApiError::Conflict {
+            field: Some("external_id".into()),
+            message: format!("external_id `{}` exists", external_id.unwrap_or("?")),
+        },
+        other => other.into(),
+    }
+}
+
+fn visible(a: &Article, caller: &Caller) -> bool {
+    a.deleted_at.is_none() && (a.status == Status::Published || caller.can_see_drafts())
+}
+
+fn not_found(key: &str) -> ApiError {
+    ApiError::NotFound(format!("no article `{key}`"))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    caller.require_writer()?;
+    let new = articles::parse_new(&body, limits(&state), "").map_err(ApiError::Validation)?;
+    let (slug, ext) = (new.slug.clone(), new.external_id.clone());
+    let now = store::now();
+    let (article, how) = state
+        .db()
+        .write(move |tx| store::upsert(tx, &new, &now))
+        .await
+        .map_err(|e| conflict(e, slug.as_deref(), ext.as_deref()))?;
+    state.search().notify();
+    let status = match how {
+        Upserted::Created => StatusCode::CREATED,
+        Upserted::Updated => StatusCode::OK,
+    };
+    let location = format!("/api/articles/{}", article.id);
+    Ok((status, [(header::LOCATION, location)], Json(article)).into_response())
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Result<Json<Article>, ApiError> {
+    let k = ArticleKey::parse(&key);
+    let article = state.db().read(move |c| store::get(c, &k)).await?;
+    match article {
+        Some(a) if visible(&a, &caller) => Ok(Json(a)),
+        _ => Err(not_found(&key)),
+    }
+}
+
+pub async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<Json<Article>, ApiError> {
+    caller.require_writer()?;
+    let patch = articles::parse_patch(&body, limits(&state)).map_err(ApiError::Validation)?;
+    let slug = patch.slug.clone();
+    let k = ArticleKey::parse(&key);
+    let now = store::now();
+    let updated = state
+        .db()
+        .write(move |tx| store::update(tx, &k, &patch, &now))
+        .await
+        .map_err(|e| conflict(e, slug.as_deref(), None))?;
+    state.search().notify();
+    updated.map(Json).ok_or_else(|| not_found(&key))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_writer()?;
+    let mut purge = false;
+    for (name, value) in &params {
+        match (name.as_str(), value.as_str()) {
+            ("purge", "true" | "1") => purge = true,
+            ("purge", "false" | "0") => purge = false,
+            ("purge", other) => {
+                return Err(ApiError::Validation(vec![FieldError::new(
+                    "purge",
+                    format!("must be true or false (got `{other}`)"),
+                )]));
+            }
+            (other, _) => {
+                return Err(ApiError::Validation(vec![FieldError::new(
+                    other,
+                    "unknown parameter; allowed: purge",
+                )]));
+            }
+        }
+    }
+    let k = ArticleKey::parse(&key);
+    let now = store::now();
+    let done = state
+        .db()
+        .write(move |tx| {
+            if purge {
+                store::purge(tx, &k, &now)
+            } else {
+                store::soft_delete(tx, &k, &now)
+            }
+        })
+        .await?;
+    state.search().notify();
+    if done {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found(&key))
+    }
+}
+
+/// Undo a soft delete.
+pub async fn restore(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Result<Json<Article>, ApiError> {
+    caller.require_writer()?;
+    let k = ArticleKey::parse(&key);
+    let now = store::now();
+    let restored = state
+        .db()
+        .write(move |tx| store::restore(tx, &k, &now))
+        .await?;
+    state.search().notify();
+    restored
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no deleted article `{key}`")))
+}
+
+/// Listing items carry everything but the body.
+fn summary(a: Article) -> Value {
+    let mut v = json!(a);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("body");
+    }
+    v
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let max = state.config().articles.list_max_limit;
+    let mut f = ListFilter {
+        limit: max.min(50),
+        ..ListFilter::default()
+    };
+    let mut errs = Vec::new();
+    for (name, value) in &params {
+        match name.as_str() {
+            "category" => f.category = Some(value.clone()),
+            "tag" => f.tag = Some(value.to_lowercase()),
+            "status" => match Status::parse(value) {
+                Some(s) => f.status = Some(s),
+                None => errs.push(FieldError::new("status", "must be `draft` or `published`")),
+            },
+            "updated_since" => match time::OffsetDateTime::parse(
+                value,
+                &time::format_description::well_known::Rfc3339,
+            ) {
+                Ok(t) => f.updated_since = Some(store::format_time(t)),
+                Err(_) => errs.push(FieldError::new(
+                    "updated_since",
+                    "must be an RFC 3339 time like 2026-01-31T12:00:00Z",
+                )),
+            },
+            "limit" => match value.parse::<u32>() {
+                Ok(n) if (1..=max).contains(&n) => f.limit = n,
+                _ => errs.push(FieldError::new("limit", format!("must be 1 to {max}"))),
+            },
+            "cursor" => match value.parse::<i64>() {
+                Ok(n) if n > 0 => f.before_id = Some(n),
+                _ => errs.push(FieldError::new("cursor", "must be a cursor from a previous page")),
+            },
+            other => errs.push(FieldError::new(
+                other,
+                "unknown parameter; allowed: category, tag, status, updated_since, limit, cursor",
+            )),
+        }
+    }
+    if !errs.is_empty() {
+        return Err(ApiError::Validation(errs));
+    }
+    if !caller.can_see_drafts() {
+        if f.status == Some(Status::Draft) {
+            return Err(ApiError::Forbidden("drafts are visible to editors only".into()));
+        }
+        f.status = Some(Status::Published);
+    }
+    let (items, next) = state.db().read(move |c| store::list(c, &f)).await?;
+    Ok(Json(json!({
+        "items": items.into_iter().map(summary).collect::<Vec<_>>(),
+        "next_cursor": next.map(|n| n.to_string()),
+    })))
+}
+
+/// Parse a bulk body: a JSON array, or NDJSON (one object per line; blank lines skipped).
+/// Items are numbered from 0; for NDJSON the number is the line number minus one.
+fn bulk_items(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(usize, Value)>, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let ndjson = ct.starts_with("application/x-ndjson")
+        || ct.starts_with("application/ndjson")
+        || ct.starts_with("application/jsonl");
+    if ndjson {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
+        let mut items = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v = serde_json::from_str(line).map_err(|e| {
+                ApiError::BadRequest(format!("line {}: not JSON: {e}", i + 1))
+            })?;
+            items.push((i, v));
+        }
+        Ok(items)
+    } else if ct.starts_with("application/json") {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Array(a)) => Ok(a.into_iter().enumerate().collect()),
+            Ok(_) => Err(ApiError::BadRequest("expected a JSON array of articles".into())),
+            Err(e) => Err(ApiError::BadRequest(format!("body is not JSON: {e}"))),
+        }
+    } else {
+        Err(ApiError::UnsupportedMediaType(
+            "send application/json (an array) or application/x-ndjson".into(),
+        ))
+    }
+}
+
+/// Why a bulk transaction failed: which item, and the database error.
+enum BulkFailure {
+    Item(usize, DbError),
+    Db(DbError),
+}
+
+impl From<DbError> for BulkFailure {
+    fn from(e: DbError) -> Self {
+        BulkFailure::Db(e)
+    }
+}
+
+pub async fn bulk(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_writer()?;
+    let items = bulk_items(&headers, &body)?;
+    let max = state.config().articles.bulk_max_items as usize;
+    if items.is_empty() {
+        return Err(ApiError::BadRequest("no articles in the request".into()));
+    }
+    if items.len() > max {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "{} articles in one request; at most {max} (articles.bulk_max_items)",
+            items.len()
+        )));
+    }
+    let lim = limits(&state);
+    let mut valid: Vec<(usize, NewArticle)> = Vec::with_capacity(items.len());
+    let mut errs = Vec::new();
+    let mut bad = 0;
+    for (i, v) in &items {
+        match articles::parse_new(v, lim, &format!("{i}.")) {
+            Ok(a) => valid.push((*i, a)),
+            Err(e) => {
+                bad += 1;
+                errs.extend(e);
+            }
+        }
+    }
+    if !errs.is_empty() {
+        return Err(ApiError::Invalid {
+            message: format!(
+                "{bad} of {} articles are invalid; nothing was written",
+                items.len()
+            ),
+            fields: errs,
+        });
+    }
+    let now = store::now();
+    let outcome = state
+        .db()
+        .write(move |tx| {
+            let mut results = Vec::with_capacity(valid.len());
+            for (i, a) in &valid {
+                let (article, how) = store::upsert(tx, a, &now).map_err(|e| BulkFailure::Item(*i, e))?;
+                results.push(json!({
+                    "index": i,
+                    "result": if how == Upserted::Created { "created" } else { "updated" },
+                    "id": article.id,
+                    "slug": article.slug,
+                }));
+            }
+            Ok::<_, BulkFailure>(results)
+        })
+        .await;
+    let results = match outcome {
+        Ok(r) => r,
+        Err(BulkFailure::Item(i, DbError::Unique { target })) => {
+            let field = if target.ends_with("slug") { "slug" } else { "external_id" };
+            return Err(ApiError::Conflict {
+                field: Some(format!("{i}.{field}")),
+                message: format!(
+                    "article {i}: {field} is taken by another article; nothing was written"
+                ),
+            });
+        }
+        Err(BulkFailure::Item(_, e) | BulkFailure::Db(e)) => return Err(e.into()),
+    };
+    state.search().notify();
+    let created = results.iter().filter(|r| r["result"] == "created").count();
+    Ok(Json(json!({
+        "created": created,
+        "updated": results.len() - created,
+        "items": results,
+    })))
+}

@@ -1,0 +1,74 @@
+//! `GET /api/search?q=&category=&tag=&limit=&offset=&strict=`: ranked hits over published
+//! articles with HTML-safe highlighted snippets. The query language is in
+//! `crate::search::query`.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Query, State};
+
+use super::{ApiError, FieldError};
+use crate::app::AppState;
+use crate::search::{SearchError, SearchRequest, SearchResults};
+
+/// Deepest result page a client may ask for (offset + limit); deep paging is a scan.
+const MAX_WINDOW: usize = 10_000;
+
+pub async fn search(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<SearchResults>, ApiError> {
+    let cfg = state.search().config();
+    let max = cfg.max_limit as usize;
+    let mut req = SearchRequest {
+        q: String::new(),
+        category: None,
+        tag: None,
+        limit: 10.min(max),
+        offset: 0,
+        strict: cfg.strict_syntax,
+    };
+    let mut errs = Vec::new();
+    let mut has_q = false;
+    for (name, value) in &params {
+        match name.as_str() {
+            "q" => {
+                has_q = true;
+                req.q = value.clone();
+            }
+            "category" => req.category = Some(value.clone()),
+            "tag" => req.tag = Some(value.clone()),
+            "limit" => match value.parse::<usize>() {
+                Ok(n) if (1..=max).contains(&n) => req.limit = n,
+                _ => errs.push(FieldError::new("limit", format!("must be 1 to {max}"))),
+            },
+            "offset" => match value.parse::<usize>() {
+                Ok(n) if n <= MAX_WINDOW => req.offset = n,
+                _ => errs.push(FieldError::new("offset", format!("must be 0 to {MAX_WINDOW}"))),
+            },
+            "strict" => match value.as_str() {
+                "true" | "1" => req.strict = true,
+                "false" | "0" => req.strict = false,
+                _ => errs.push(FieldError::new("strict", "must be true or false")),
+            },
+            other => errs.push(FieldError::new(
+                other,
+                "unknown parameter; allowed: q, category, tag, limit, offset, strict",
+            )),
+        }
+    }
+    if !has_q || req.q.trim().is_empty() {
+        errs.push(FieldError::new("q", "is required: the words to search for"));
+    }
+    if !errs.is_empty() {
+        return Err(ApiError::Validation(errs));
+    }
+    match state.search().search(req).await {
+        Ok(r) => Ok(Json(r)),
+        Err(SearchError::Syntax(e)) => Err(ApiError::BadParameter {
+            message: format!("invalid query: {e}"),
+            fields: vec![FieldError::new("q", e.to_string())],
+        }),
+        Err(e) => Err(ApiError::Unavailable(format!("search is unavailable: {e}"))),
+    }
+}

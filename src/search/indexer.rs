@@ -1,0 +1,45 @@
+//! The outbox indexer: a background task that applies `search_outbox` rows to the index
+//! at most once per `search.commit_interval_ms`, woken early by writes (and polling, so
+//! rows written by another process — `appliance articles import` — are picked up too).
+//! At start its first pass replays everything above the index's committed payload; at
+//! shutdown a last pass indexes what was acknowledged.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::Search;
+
+pub fn spawn(search: Arc<Search>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let interval = Duration::from_millis(search.config().commit_interval_ms);
+        let mut last: Option<Instant> = None;
+        loop {
+            if let Some(since) = last.map(|l| l.elapsed())
+                && since < interval
+            {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    () = tokio::time::sleep(interval - since) => {}
+                }
+            }
+            last = Some(Instant::now());
+            match search.apply_pending().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(rows = n, "indexed outbox rows"),
+                Err(e) => tracing::warn!(error = %e, "indexing failed; will retry"),
+            }
+            tokio::select! {
+                _ = stop.changed() => break,
+                () = search.notified() => {}
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+        match search.apply_pending().await {
+            Ok(n) => tracing::debug!(rows = n, "final index pass"),
+            Err(e) => tracing::warn!(error = %e, "final index pass failed; the next start replays it"),
+        }
+    })
+}

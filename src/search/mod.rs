@@ -1,0 +1,846 @@
+//! Full-text search over articles with tantivy, kept in step with SQLite through the
+//! `search_outbox` (DESIGN.md, search index rules): the index under `data/index/` is
+//! opened once and shared, the indexer ([`indexer`]) applies outbox rows in batches and
+//! commits with the highest applied sequence as payload, and a damaged, missing or
+//! differently-analysed index is rebuilt from the database and swapped in atomically.
+//! Nothing here writes articles; SQLite stays the single source of truth.
+
+pub mod indexer;
+pub mod query;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use serde::Serialize;
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{
+    BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, PhraseQuery, Query,
+    TermQuery,
+};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
+    TextOptions, Value,
+};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::{DateTime, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::articles::{Article, Status};
+use crate::config::{Analyzer, SearchConfig};
+use crate::db::{Db, DbError, articles as store};
+use crate::fsutil;
+use query::{Clause, Kind, Scope};
+
+/// Title matches count this many times a body match, so they rank first.
+const TITLE_BOOST: f32 = 3.0;
+/// Length of a snippet, in characters.
+const SNIPPET_CHARS: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("search index: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("invalid query: {0}")]
+    Syntax(query::SyntaxError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<std::io::Error> for SearchError {
+    fn from(e: std::io::Error) -> Self {
+        SearchError::Other(e.to_string())
+    }
+}
+
+/// The fields of the index schema.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields {
+    pub id: Field,
+    pub slug: Field,
+    pub title: Field,
+    pub body: Field,
+    pub category: Field,
+    pub tags: Field,
+    pub status: Field,
+    pub updated_at: Field,
+}
+
+fn tokenizer_name(a: Analyzer) -> &'static str {
+    match a {
+        Analyzer::English => "en_stem",
+        Analyzer::Simple => "default",
+    }
+}
+
+fn build_schema(analyzer: Analyzer) -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let text = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(tokenizer_name(analyzer))
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        )
+        .set_stored();
+    let fields = Fields {
+        id: b.add_u64_field("id", INDEXED | STORED | FAST),
+        slug: b.add_text_field("slug", STRING | STORED),
+        title: b.add_text_field("title", text.clone()),
+        body: b.add_text_field("body", text),
+        category: b.add_text_field("category", STRING | STORED),
+        tags: b.add_text_field("tags", STRING | STORED),
+        status: b.add_text_field("status", STRING | STORED),
+        updated_at: b.add_date_field("updated_at", INDEXED | STORED),
+    };
+    (b.build(), fields)
+}
+
+fn fields_of(schema: &Schema) -> Result<Fields, SearchError> {
+    let f = |name: &str| {
+        schema
+            .get_field(name)
+            .map_err(|_| SearchError::Other(format!("index has no field `{name}`")))
+    };
+    Ok(Fields {
+        id: f("id")?,
+        slug: f("slug")?,
+        title: f("title")?,
+        body: f("body")?,
+        category: f("category")?,
+        tags: f("tags")?,
+        status: f("status")?,
+        updated_at: f("updated_at")?,
+    })
+}
+
+/// The payload stored with each index commit: everything up to this outbox seq is in.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct Payload {
+    outbox_seq: i64,
+}
+
+fn read_payload(index: &Index) -> Result<i64, SearchError> {
+    let metas = index.load_metas()?;
+    Ok(metas
+        .payload
+        .as_deref()
+        .and_then(|p| serde_json::from_str::<Payload>(p).ok())
+        .map(|p| p.outbox_seq)
+        .unwrap_or(0))
+}
+
+fn commit_with_seq(writer: &mut IndexWriter, seq: i64) -> Result<(), SearchError> {
+    let payload = serde_json::to_string(&Payload { outbox_seq: seq })
+        .map_err(|e| SearchError::Other(e.to_string()))?;
+    let mut prepared = writer.prepare_commit()?;
+    prepared.set_payload(&payload);
+    prepared.commit()?;
+    Ok(())
+}
+
+/// One opened index: reader for searches, the single writer for the indexer.
+pub struct IndexHandle {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+    writer: Mutex<IndexWriter>,
+    applied_seq: AtomicI64,
+    dir: PathBuf,
+}
+
+impl IndexHandle {
+    /// Open an existing index and prove it usable: the schema matches the configured
+    /// analyzer, every segment file is present, a searcher opens.
+    fn open(dir: &Path, config: &SearchConfig) -> Result<IndexHandle, SearchError> {
+        let index = Index::open_in_dir(dir)?;
+        let schema = index.schema();
+        let fields = fields_of(&schema)?;
+        let tokenizer = match schema.get_field_entry(fields.title).field_type() {
+            tantivy::schema::FieldType::Str(opts) => opts
+                .get_indexing_options()
+                .map(|i| i.tokenizer().to_string()),
+            _ => None,
+        };
+        if tokenizer.as_deref() != Some(tokenizer_name(config.analyzer)) {
+            return Err(SearchError::Other(format!(
+                "index was built with analyzer {tokenizer:?}, config says {:?}",
+                config.analyzer
+            )));
+        }
+        missing_segment_files(&index, dir)?;
+        Self::from_index(index, fields, dir, config)
+    }
+
+    fn from_index(
+        index: Index,
+        fields: Fields,
+        dir: &Path,
+        config: &SearchConfig,
+    ) -> Result<IndexHandle, SearchError> {
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let memory = usize::try_from(config.writer_memory_bytes).unwrap_or(usize::MAX);
+        // Two indexing threads: this is a 2-core appliance.
+        let writer = index.writer_with_num_threads(2, memory)?;
+        let applied = read_payload(&index)?;
+        Ok(IndexHandle {
+            index,
+            reader,
+            fields,
+            writer: Mutex::new(writer),
+            applied_seq: AtomicI64::new(applied),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn applied_seq(&self) -> i64 {
+        self.applied_seq.load(Ordering::SeqCst)
+    }
+
+    pub fn num_docs(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Every article id in the index (for `index verify`).
+    pub fn ids(&self) -> Result<BTreeSet<i64>, SearchError> {
+        indexed_ids(&self.reader)
+    }
+}
+
+/// Every file the committed segments need must exist (a deleted segment file would
+/// otherwise surface only when a searcher reloads).
+fn missing_segment_files(index: &Index, dir: &Path) -> Result<(), SearchError> {
+    use tantivy::index::SegmentComponent as C;
+    for meta in index.searchable_segment_metas()? {
+        let mut components = vec![
+            C::Postings,
+            C::Positions,
+            C::FastFields,
+            C::FieldNorms,
+            C::Terms,
+            C::Store,
+        ];
+        // A segment without deletes has no delete file (its name would say opstamp 0).
+        if meta.has_deletes() {
+            components.push(C::Delete);
+        }
+        for c in components {
+            let file = meta.relative_path(c);
+            if !dir.join(&file).exists() {
+                return Err(SearchError::Other(format!(
+                    "segment file {} is missing",
+                    file.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn document(f: &Fields, a: &Article) -> TantivyDocument {
+    let mut d = TantivyDocument::default();
+    d.add_u64(f.id, u64::try_from(a.id).unwrap_or(0));
+    d.add_text(f.slug, &a.slug);
+    d.add_text(f.title, &a.title);
+    d.add_text(f.body, &a.body);
+    if let Some(c) = &a.category {
+        d.add_text(f.category, c);
+    }
+    for t in &a.tags {
+        d.add_text(f.tags, t);
+    }
+    d.add_text(f.status, a.status.as_str());
+    if let Ok(t) = time::OffsetDateTime::parse(
+        &a.updated_at,
+        &time::format_description::well_known::Rfc3339,
+    ) {
+        d.add_date(
+            f.updated_at,
+            DateTime::from_timestamp_millis(
+                i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0),
+            ),
+        );
+    }
+    d
+}
+
+/// Progress of a rebuild: (articles done, articles in all).
+pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// Search over the shared index, plus the operations that replace it.
+pub struct Search {
+    handle: RwLock<Arc<IndexHandle>>,
+    data_dir: PathBuf,
+    config: SearchConfig,
+    db: Db,
+    notify: tokio::sync::Notify,
+    /// Held by an indexer batch or a rebuild: they never overlap.
+    indexing: tokio::sync::Mutex<()>,
+    last_error: Mutex<Option<String>>,
+}
+
+/// Report of `index verify`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    pub database_articles: u64,
+    pub index_documents: u64,
+    pub outbox_pending: u64,
+    /// Live in the database, absent from the index (and not waiting in the outbox).
+    pub missing_from_index: Vec<i64>,
+    /// In the index, but deleted or absent in the database (and not waiting).
+    pub not_in_database: Vec<i64>,
+}
+
+impl Verification {
+    pub fn is_consistent(&self) -> bool {
+        self.missing_from_index.is_empty() && self.not_in_database.is_empty()
+    }
+}
+
+/// A search request after validation.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub q: String,
+    pub category: Option<String>,
+    pub tag: Option<String>,
+    pub limit: usize,
+    pub offset: usize,
+    pub strict: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    pub id: i64,
+    pub slug: String,
+    pub title: String,
+    pub category: Option<String>,
+    pub score: f32,
+    /// HTML: the text is escaped, matched terms are wrapped in `<mark>`.
+    pub snippet: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchResults {
+    pub hits: Vec<Hit>,
+    pub total: usize,
+    pub took_ms: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl Search {
+    /// Open the index under `data_dir/index`, rebuilding it from the database when it
+    /// is missing, damaged or built with another analyzer.
+    pub async fn open(data_dir: &Path, config: &SearchConfig, db: Db) -> Result<Search, SearchError> {
+        let dir = data_dir.join("index");
+        let cfg = config.clone();
+        let opened = tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || {
+                if !dir.join("meta.json").exists() {
+                    return Err(SearchError::Other("no index yet".into()));
+                }
+                IndexHandle::open(&dir, &cfg)
+            }
+        })
+        .await
+        .map_err(|e| SearchError::Other(e.to_string()))?;
+        let handle = match opened {
+            Ok(h) => h,
+            Err(why) => {
+                if dir.join("meta.json").exists() {
+                    tracing::warn!(reason = %why, "search index unusable; rebuilding it from the database");
+                } else {
+                    tracing::info!("creating the search index from the database");
+                }
+                build_fresh(data_dir, config, &db, None).await?
+            }
+        };
+        Ok(Search {
+            handle: RwLock::new(Arc::new(handle)),
+            data_dir: data_dir.to_path_buf(),
+            config: config.clone(),
+            db,
+            notify: tokio::sync::Notify::new(),
+            indexing: tokio::sync::Mutex::new(()),
+            last_error: Mutex::new(None),
+        })
+    }
+
+    pub fn handle(&self) -> Arc<IndexHandle> {
+        self.handle
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn config(&self) -> &SearchConfig {
+        &self.config
+    }
+
+    /// Wake the indexer: something was written to the outbox.
+    pub fn notify(&self) {
+        self.notify.notify_one();
+    }
+
+    pub(crate) async fn notified(&self) {
+        self.notify.notified().await
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_last_error(&self, e: Option<String>) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = e;
+    }
+
+    /// Apply every pending outbox row; returns how many rows were applied.
+    pub async fn apply_pending(&self) -> Result<usize, SearchError> {
+        let _guard = self.indexing.lock().await;
+        let res = self.apply_pending_locked().await;
+        self.set_last_error(res.as_ref().err().map(ToString::to_string));
+        res
+    }
+
+    async fn apply_pending_locked(&self) -> Result<usize, SearchError> {
+        let mut total = 0;
+        loop {
+            let handle = self.handle();
+            let after = handle.applied_seq();
+            let limit = self.config.batch_size;
+            // Outbox rows and the articles' current state from one snapshot.
+            let batch = self
+                .db
+                .read(move |c| {
+                    let tx = c.unchecked_transaction()?;
+                    let rows = store::outbox_after(&tx, after, limit)?;
+                    let ids: BTreeSet<i64> = rows.iter().map(|r| r.article_id).collect();
+                    let mut docs = Vec::with_capacity(ids.len());
+                    for id in ids {
+                        docs.push((id, store::get_by_id(&tx, id)?));
+                    }
+                    Ok((rows.last().map(|r| r.seq), rows.len(), docs))
+                })
+                .await?;
+            let (Some(max_seq), n, docs) = batch else {
+                return Ok(total);
+            };
+            let h = handle.clone();
+            tokio::task::spawn_blocking(move || -> Result<(), SearchError> {
+                let mut writer = h
+                    .writer
+                    .lock()
+                    .map_err(|_| SearchError::Other("index writer poisoned".into()))?;
+                for (id, article) in docs {
+                    writer.delete_term(Term::from_field_u64(h.fields.id, u64::try_from(id).unwrap_or(0)));
+                    if let Some(a) = article.filter(|a| a.deleted_at.is_none()) {
+                        writer.add_document(document(&h.fields, &a))?;
+                    }
+                }
+                commit_with_seq(&mut writer, max_seq)?;
+                h.applied_seq.store(max_seq, Ordering::SeqCst);
+                h.reader.reload()?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| SearchError::Other(e.to_string()))??;
+            // Only now, with the index durable, may the outbox rows go.
+            self.db
+                .write(move |tx| store::outbox_delete_through(tx, max_seq))
+                .await?;
+            total += n;
+            if n < limit as usize {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Rebuild the index from the database beside the live one and swap it in. Runs
+    /// between indexer batches; searches keep using the old index until the swap.
+    pub async fn rebuild(&self, progress: Option<Progress>) -> Result<u64, SearchError> {
+        let _guard = self.indexing.lock().await;
+        let handle = build_fresh(&self.data_dir, &self.config, &self.db, progress).await?;
+        let docs = handle.num_docs();
+        let seq = handle.applied_seq();
+        *self
+            .handle
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(handle);
+        self.db
+            .write(move |tx| store::outbox_delete_through(tx, seq))
+            .await?;
+        self.set_last_error(None);
+        drop(_guard);
+        // Changes that came in during the rebuild.
+        self.notify();
+        Ok(docs)
+    }
+
+    /// Compare the index with the database (ids both ways), allowing for changes that
+    /// are still waiting in the outbox.
+    pub async fn verify(&self) -> Result<Verification, SearchError> {
+        let _guard = self.indexing.lock().await;
+        verify_handle(&self.handle(), &self.db).await
+    }
+
+    /// Problems that make search unusable or stale, for `/readyz`.
+    pub fn health(&self) -> Result<String, String> {
+        let h = self.handle();
+        missing_segment_files(&h.index, &h.dir).map_err(|e| {
+            format!("{e}; run `appliance index rebuild` (or POST /api/admin/index/rebuild)")
+        })?;
+        if let Some(e) = self.last_error() {
+            return Err(format!("indexing failed: {e}"));
+        }
+        Ok(format!(
+            "{} documents, applied through outbox seq {}",
+            h.num_docs(),
+            h.applied_seq()
+        ))
+    }
+
+    pub async fn search(&self, req: SearchRequest) -> Result<SearchResults, SearchError> {
+        let handle = self.handle();
+        tokio::task::spawn_blocking(move || run_search(&handle, &req))
+            .await
+            .map_err(|e| SearchError::Other(e.to_string()))?
+    }
+}
+
+fn indexed_ids(reader: &IndexReader) -> Result<BTreeSet<i64>, SearchError> {
+    let searcher = reader.searcher();
+    let mut ids = BTreeSet::new();
+    for seg in searcher.segment_readers() {
+        let column = seg.fast_fields().u64("id")?;
+        for doc in seg.doc_ids_alive() {
+            if let Some(id) = column.first(doc) {
+                ids.insert(i64::try_from(id).unwrap_or(i64::MAX));
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// The ids in the index under `data_dir`, read without taking its writer lock (CLI
+/// `index verify`, which may run beside the server).
+pub fn ids_offline(data_dir: &Path) -> Result<BTreeSet<i64>, SearchError> {
+    let dir = data_dir.join("index");
+    let index = Index::open_in_dir(&dir)?;
+    missing_segment_files(&index, &dir)?;
+    let reader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()?;
+    indexed_ids(&reader)
+}
+
+async fn verify_handle(h: &IndexHandle, db: &Db) -> Result<Verification, SearchError> {
+    let index_ids = h.ids()?;
+    verify_ids(index_ids, db).await
+}
+
+/// Compare a set of indexed ids with the database.
+pub async fn verify_ids(index_ids: BTreeSet<i64>, db: &Db) -> Result<Verification, SearchError> {
+    let index_documents = index_ids.len() as u64;
+    let (live, pending) = db
+        .read(|c| {
+            let tx = c.unchecked_transaction()?;
+            let mut live = BTreeSet::new();
+            store::for_each_live(&tx, |a| {
+                live.insert(a.id);
+                Ok(())
+            })?;
+            let pending: BTreeSet<i64> = store::outbox_after(&tx, 0, u32::MAX)?
+                .into_iter()
+                .map(|r| r.article_id)
+                .collect();
+            Ok((live, pending))
+        })
+        .await?;
+    Ok(Verification {
+        database_articles: live.len() as u64,
+        index_documents,
+        outbox_pending: pending.len() as u64,
+        missing_from_index: live
+            .difference(&index_ids)
+            .filter(|id| !pending.contains(id))
+            .copied()
+            .collect(),
+        not_in_database: index_ids
+            .difference(&live)
+            .filter(|id| !pending.contains(id))
+            .copied()
+            .collect(),
+    })
+}
+
+/// Build a complete index from a database snapshot in `index.rebuild/`, then swap it into
+/// `index/` (old one renamed aside, directory fsynced, old one removed).
+async fn build_fresh(
+    data_dir: &Path,
+    config: &SearchConfig,
+    db: &Db,
+    progress: Option<Progress>,
+) -> Result<IndexHandle, SearchError> {
+    let live_dir = data_dir.join("index");
+    let tmp_dir = data_dir.join("index.rebuild");
+    let old_dir = data_dir.join("index.old");
+    let started = Instant::now();
+    for d in [&tmp_dir, &old_dir] {
+        if d.exists() {
+            std::fs::remove_dir_all(d)?;
+        }
+    }
+    std::fs::create_dir_all(&tmp_dir)?;
+    let (schema, fields) = build_schema(config.analyzer);
+    let index = Index::create_in_dir(&tmp_dir, schema)?;
+    let memory = usize::try_from(config.writer_memory_bytes).unwrap_or(usize::MAX);
+    let writer: IndexWriter = index.writer_with_num_threads(2, memory)?;
+    let (mut writer, seq, count) = db
+        .read(move |c| {
+            // One snapshot: the articles and the outbox high-water mark agree.
+            let tx = c.unchecked_transaction()?;
+            let seq = store::outbox_high_water(&tx)?;
+            let total = store::count_live(&tx)?;
+            let mut done = 0u64;
+            let mut err = None;
+            store::for_each_live(&tx, |a| {
+                if let Err(e) = writer.add_document(document(&fields, &a)) {
+                    err = Some(e);
+                }
+                done += 1;
+                if let Some(p) = &progress
+                    && (done % 1000 == 0 || done == total)
+                {
+                    p(done, total);
+                }
+                Ok(())
+            })?;
+            if let Some(e) = err {
+                return Err(DbError::Other(format!("indexing failed: {e}")));
+            }
+            Ok((writer, seq, done))
+        })
+        .await?;
+    let tmp = tmp_dir.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), SearchError> {
+        commit_with_seq(&mut writer, seq)?;
+        writer.wait_merging_threads()?;
+        if live_dir.exists() {
+            std::fs::rename(&live_dir, &old_dir)?;
+        }
+        std::fs::rename(&tmp, &live_dir)?;
+        if let Some(parent) = live_dir.parent() {
+            fsutil::fsync_dir(parent)?;
+        }
+        if old_dir.exists() {
+            std::fs::remove_dir_all(&old_dir)?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| SearchError::Other(e.to_string()))??;
+    let dir = data_dir.join("index");
+    let cfg = config.clone();
+    let handle = tokio::task::spawn_blocking(move || IndexHandle::open(&dir, &cfg))
+        .await
+        .map_err(|e| SearchError::Other(e.to_string()))??;
+    tracing::info!(
+        documents = count,
+        outbox_seq = seq,
+        ms = started.elapsed().as_millis() as u64,
+        "search index built from the database"
+    );
+    Ok(handle)
+}
+
+/// Rebuild with no server running (CLI): same swap, no live handle to replace.
+pub async fn rebuild_offline(
+    data_dir: &Path,
+    config: &SearchConfig,
+    db: &Db,
+    progress: Option<Progress>,
+) -> Result<u64, SearchError> {
+    let h = build_fresh(data_dir, config, db, progress).await?;
+    let seq = h.applied_seq();
+    db.write(move |tx| store::outbox_delete_through(tx, seq)).await?;
+    Ok(h.num_docs())
+}
+
+fn analyze(index: &Index, field: Field, text: &str) -> Result<Vec<String>, SearchError> {
+    let mut analyzer = index.tokenizer_for_field(field)?;
+    let mut stream = analyzer.token_stream(text);
+    let mut out = Vec::new();
+    stream.process(&mut |t| out.push(t.text.clone()));
+    Ok(out)
+}
+
+/// The query for one clause on one field; `None` when the text has no indexable tokens.
+fn clause_on_field(
+    index: &Index,
+    field: Field,
+    kind: &Kind,
+) -> Result<Option<Box<dyn Query>>, SearchError> {
+    match kind {
+        Kind::Word(text) | Kind::Phrase(text) => {
+            let tokens = analyze(index, field, text)?;
+            Ok(match tokens.len() {
+                0 => None,
+                1 => Some(Box::new(TermQuery::new(
+                    Term::from_field_text(field, &tokens[0]),
+                    IndexRecordOption::WithFreqs,
+                ))),
+                _ => Some(Box::new(PhraseQuery::new(
+                    tokens
+                        .iter()
+                        .map(|t| Term::from_field_text(field, t))
+                        .collect(),
+                ))),
+            })
+        }
+        Kind::Prefix(p) => {
+            // Prefixes are lowercased, not stemmed: a stem of a partial word is noise.
+            let p = p.to_lowercase();
+            Ok(Some(Box::new(FuzzyTermQuery::new_prefix(
+                Term::from_field_text(field, &p),
+                0,
+                false,
+            ))))
+        }
+    }
+}
+
+fn build_query(h: &IndexHandle, clauses: &[Clause]) -> Result<Box<dyn Query>, SearchError> {
+    let mut parts: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    for c in clauses {
+        let fields: &[(Field, f32)] = match c.scope {
+            Some(Scope::Title) => &[(h.fields.title, TITLE_BOOST)],
+            Some(Scope::Body) => &[(h.fields.body, 1.0)],
+            None => &[(h.fields.title, TITLE_BOOST), (h.fields.body, 1.0)],
+        };
+        let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for (field, boost) in fields {
+            if let Some(q) = clause_on_field(&h.index, *field, &c.kind)? {
+                let q: Box<dyn Query> = if *boost == 1.0 {
+                    q
+                } else {
+                    Box::new(BoostQuery::new(q, *boost))
+                };
+                alternatives.push((Occur::Should, q));
+            }
+        }
+        if alternatives.is_empty() {
+            continue;
+        }
+        let occur = if c.exclude { Occur::MustNot } else { Occur::Must };
+        parts.push((occur, Box::new(BooleanQuery::new(alternatives))));
+    }
+    if !parts.iter().any(|(o, _)| *o == Occur::Must) {
+        return Err(SearchError::Syntax(query::SyntaxError {
+            position: 0,
+            message: "the query has no searchable words".into(),
+        }));
+    }
+    Ok(Box::new(BooleanQuery::new(parts)))
+}
+
+fn filter(field: Field, value: &str) -> (Occur, Box<dyn Query>) {
+    let q = TermQuery::new(Term::from_field_text(field, value), IndexRecordOption::Basic);
+    // Filters decide membership, not rank.
+    (Occur::Must, Box::new(ConstScoreQuery::new(Box::new(q), 0.0)))
+}
+
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn run_search(h: &IndexHandle, req: &SearchRequest) -> Result<SearchResults, SearchError> {
+    let started = Instant::now();
+    let mut warnings = Vec::new();
+    let clauses = if req.strict {
+        query::parse(&req.q).map_err(SearchError::Syntax)?
+    } else {
+        let (clauses, err) = query::parse_lenient(&req.q);
+        if let Some(e) = err {
+            warnings.push(format!("{e}; searched for the plain words instead"));
+        }
+        clauses
+    };
+    let text_query = build_query(h, &clauses)?;
+    let mut all: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, text_query.box_clone())];
+    // Readers see published articles only (drafts stay in the index for editors later).
+    all.push(filter(h.fields.status, Status::Published.as_str()));
+    if let Some(c) = &req.category {
+        all.push(filter(h.fields.category, c));
+    }
+    if let Some(t) = &req.tag {
+        all.push(filter(h.fields.tags, &t.to_lowercase()));
+    }
+    let full = BooleanQuery::new(all);
+    let searcher = h.reader.searcher();
+    let top = TopDocs::with_limit(req.limit.max(1))
+        .and_offset(req.offset)
+        .order_by_score();
+    let (docs, total) = searcher.search(&full, &(top, Count))?;
+    let mut snippets = SnippetGenerator::create(&searcher, &*text_query, h.fields.body)?;
+    snippets.set_max_num_chars(SNIPPET_CHARS);
+    let mut hits = Vec::with_capacity(docs.len());
+    for (score, addr) in docs.into_iter().take(req.limit) {
+        let doc: TantivyDocument = searcher.doc(addr)?;
+        let text = |f: Field| {
+            doc.get_first(f)
+                .and_then(|v| v.as_str().map(str::to_string))
+        };
+        let mut snippet = snippets.snippet_from_doc(&doc);
+        snippet.set_snippet_prefix_postfix("<mark>", "</mark>");
+        let html = if snippet.is_empty() {
+            // A title-only match: the start of the body, escaped.
+            let body = text(h.fields.body).unwrap_or_default();
+            let start: String = body.chars().take(SNIPPET_CHARS).collect();
+            escape_html(&start)
+        } else {
+            snippet.to_html()
+        };
+        hits.push(Hit {
+            id: doc
+                .get_first(h.fields.id)
+                .and_then(|v| v.as_u64())
+                .and_then(|v| i64::try_from(v).ok())
+                .unwrap_or(0),
+            slug: text(h.fields.slug).unwrap_or_default(),
+            title: text(h.fields.title).unwrap_or_default(),
+            category: text(h.fields.category),
+            score,
+            snippet: html,
+        });
+    }
+    Ok(SearchResults {
+        hits,
+        total,
+        took_ms: started.elapsed().as_secs_f64() * 1000.0,
+        warnings,
+    })
+}
