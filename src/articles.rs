@@ -140,9 +140,8 @@ pub fn parse_new(v: &Value, limits: Limits, prefix: &str) -> Result<NewArticle, 
         }
         Some(v) => body(v, &f("body"), limits, &mut errs),
     };
-    let external_id = opt(obj, "external_id").and_then(|v| {
-        short_text(v, &f("external_id"), EXTERNAL_ID_MAX_CHARS, &mut errs)
-    });
+    let external_id = opt(obj, "external_id")
+        .and_then(|v| short_text(v, &f("external_id"), EXTERNAL_ID_MAX_CHARS, &mut errs));
     let slug = opt(obj, "slug").and_then(|v| slug(v, &f("slug"), &mut errs));
     let category = opt(obj, "category")
         .and_then(|v| short_text(v, &f("category"), CATEGORY_MAX_CHARS, &mut errs));
@@ -203,10 +202,17 @@ pub fn parse_patch(v: &Value, limits: Limits) -> Result<ArticlePatch, Vec<FieldE
     if errs.is_empty() && patch.is_empty() {
         errs.push(FieldError::new(
             "",
-            format!("nothing to change; send one or more of: {}", PATCH_FIELDS.join(", ")),
+            format!(
+                "nothing to change; send one or more of: {}",
+                PATCH_FIELDS.join(", ")
+            ),
         ));
     }
-    if errs.is_empty() { Ok(patch) } else { Err(errs) }
+    if errs.is_empty() {
+        Ok(patch)
+    } else {
+        Err(errs)
+    }
 }
 
 fn object<'a>(
@@ -272,7 +278,10 @@ fn title(v: &Value, field: &str, errs: &mut Vec<FieldError>) -> Option<String> {
         return None;
     }
     if has_control(s) {
-        errs.push(FieldError::new(field, "must not contain control characters"));
+        errs.push(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
         return None;
     }
     Some(s.to_string())
@@ -305,7 +314,10 @@ fn short_text(v: &Value, field: &str, max: usize, errs: &mut Vec<FieldError>) ->
         return None;
     }
     if has_control(s) {
-        errs.push(FieldError::new(field, "must not contain control characters"));
+        errs.push(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
         return None;
     }
     Some(s.to_string())
@@ -315,8 +327,12 @@ fn short_text(v: &Value, field: &str, max: usize, errs: &mut Vec<FieldError>) ->
 pub fn is_valid_slug(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= SLUG_MAX_CHARS
-        && s.split('-')
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && s.split('-').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
 }
 
 fn slug(v: &Value, field: &str, errs: &mut Vec<FieldError>) -> Option<String> {
@@ -407,7 +423,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const L: Limits = Limits { body_max_bytes: 100 };
+    const L: Limits = Limits {
+        body_max_bytes: 100,
+    };
 
     fn fields(errs: &[FieldError]) -> Vec<&str> {
         errs.iter().map(|e| e.field.as_str()).collect()
@@ -432,7 +450,12 @@ mod tests {
         .unwrap_err();
         let mut f = fields(&errs);
         f.sort();
-        assert_eq!(f, ["body", "category", "colour", "slug", "status", "tags.1", "title"]);
+        assert_eq!(
+            f,
+            [
+                "body", "category", "colour", "slug", "status", "tags.1", "title"
+            ]
+        );
     }
 
     #[test]
@@ -454,8 +477,12 @@ mod tests {
 
     #[test]
     fn tags_are_normalised() {
-        let a = parse_new(&json!({"title": "t", "body": "", "tags": ["Rust", " rust ", "SQL"]}), L, "")
-            .unwrap();
+        let a = parse_new(
+            &json!({"title": "t", "body": "", "tags": ["Rust", " rust ", "SQL"]}),
+            L,
+            "",
+        )
+        .unwrap();
         assert_eq!(a.tags, ["rust", "sql"]);
     }
 

@@ -2,10 +2,10 @@
 //! binary. This crate root is only the module map; `main.rs` calls [`cli::main`].
 #![forbid(unsafe_code)]
 
-/// Articles: types, validation with field-level errors, slugs.
-pub mod articles;
 /// Everything `serve` owns: state, start-up sequence, graceful shutdown.
 pub mod app;
+/// Articles: types, validation with field-level errors, slugs.
+pub mod articles;
 /// The command line (clap derive) and the code behind each subcommand.
 pub mod cli;
 /// Layered configuration: defaults < file < `APPLIANCE__…` env < flags; validation.

@@ -127,9 +127,20 @@ pub async fn run_articles(config: &Config, args: &ArticlesArgs) -> anyhow::Resul
 }
 
 /// Fields an export carries that an import does not take.
-const READ_ONLY: [&str; 5] = ["id", "created_at", "updated_at", "published_at", "deleted_at"];
+const READ_ONLY: [&str; 5] = [
+    "id",
+    "created_at",
+    "updated_at",
+    "published_at",
+    "deleted_at",
+];
 
-async fn import(config: &Config, file: &PathBuf, on_error: OnError, batch: u32) -> anyhow::Result<()> {
+async fn import(
+    config: &Config,
+    file: &PathBuf,
+    on_error: OnError,
+    batch: u32,
+) -> anyhow::Result<()> {
     let (_dir, db) = open_db(config).await?;
     let limits = Limits {
         body_max_bytes: usize::try_from(config.articles.body_max_bytes).unwrap_or(usize::MAX),
@@ -137,7 +148,8 @@ async fn import(config: &Config, file: &PathBuf, on_error: OnError, batch: u32) 
     let (reader, size): (Box<dyn BufRead>, u64) = if file.as_os_str() == "-" {
         (Box::new(BufReader::new(std::io::stdin())), 0)
     } else {
-        let f = std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let f =
+            std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
         let size = f.metadata().map(|m| m.len()).unwrap_or(0);
         (Box::new(BufReader::new(f)), size)
     };
@@ -263,7 +275,10 @@ async fn export(config: &Config, output: Option<&PathBuf>) -> anyhow::Result<()>
                     let f = std::fs::File::create(&tmp).map_err(io)?;
                     (Box::new(std::io::BufWriter::new(f)), Some(tmp))
                 }
-                None => (Box::new(std::io::BufWriter::new(std::io::stdout().lock())), None),
+                None => (
+                    Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                    None,
+                ),
             };
             let tx = c.unchecked_transaction()?;
             let mut n = 0u64;
@@ -308,7 +323,10 @@ pub async fn run_index(config: &Config, args: &IndexArgs) -> anyhow::Result<()> 
                     println!("missing from the index: {:?}", v.missing_from_index);
                 }
                 if !v.not_in_database.is_empty() {
-                    println!("in the index but not live in the database: {:?}", v.not_in_database);
+                    println!(
+                        "in the index but not live in the database: {:?}",
+                        v.not_in_database
+                    );
                 }
             }
             if v.is_consistent() {
@@ -332,7 +350,8 @@ pub async fn run_index(config: &Config, args: &IndexArgs) -> anyhow::Result<()> 
             let pb = progress(total, "articles");
             let p = pb.clone();
             let report: search::Progress = Arc::new(move |done, _| p.set_position(done));
-            let docs = search::rebuild_offline(dir.root(), &config.search, &db, Some(report)).await?;
+            let docs =
+                search::rebuild_offline(dir.root(), &config.search, &db, Some(report)).await?;
             pb.finish_and_clear();
             db.close().await?;
             println!("index rebuilt: {docs} documents");

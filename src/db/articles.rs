@@ -83,7 +83,8 @@ fn enqueue(conn: &Connection, id: i64, now: &str) -> Result<(), DbError> {
 fn set_tags(conn: &Connection, id: i64, tags: &[String]) -> Result<(), DbError> {
     conn.prepare_cached("DELETE FROM article_tags WHERE article_id = ?1")?
         .execute([id])?;
-    let mut ins = conn.prepare_cached("INSERT INTO article_tags (tag, article_id) VALUES (?1, ?2)")?;
+    let mut ins =
+        conn.prepare_cached("INSERT INTO article_tags (tag, article_id) VALUES (?1, ?2)")?;
     for t in tags {
         ins.execute(params![t, id])?;
     }
@@ -128,7 +129,11 @@ pub enum Upserted {
 
 /// Create an article; when `external_id` names an existing one (even soft-deleted),
 /// replace its fields instead (and undelete it), so a retried ingest never duplicates.
-pub fn upsert(conn: &Connection, new: &NewArticle, now: &str) -> Result<(Article, Upserted), DbError> {
+pub fn upsert(
+    conn: &Connection,
+    new: &NewArticle,
+    now: &str,
+) -> Result<(Article, Upserted), DbError> {
     let existing = match &new.external_id {
         Some(ext) => conn
             .prepare_cached("SELECT id FROM articles WHERE external_id = ?1")?
@@ -200,7 +205,12 @@ fn published_at(old: &Article, status: Status, now: &str) -> Option<String> {
 }
 
 /// Apply a patch to a live (not soft-deleted) article; `None` when there is none.
-pub fn update(conn: &Connection, key: &ArticleKey, patch: &ArticlePatch, now: &str) -> Result<Option<Article>, DbError> {
+pub fn update(
+    conn: &Connection,
+    key: &ArticleKey,
+    patch: &ArticlePatch,
+    now: &str,
+) -> Result<Option<Article>, DbError> {
     let Some(old) = get(conn, key)?.filter(|a| a.deleted_at.is_none()) else {
         return Ok(None);
     };
@@ -322,7 +332,10 @@ pub fn list(conn: &Connection, f: &ListFilter) -> Result<(Vec<Article>, Option<i
 }
 
 /// Every live article, in id order, for export and index rebuilds.
-pub fn for_each_live(conn: &Connection, mut f: impl FnMut(Article) -> Result<(), DbError>) -> Result<(), DbError> {
+pub fn for_each_live(
+    conn: &Connection,
+    mut f: impl FnMut(Article) -> Result<(), DbError>,
+) -> Result<(), DbError> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM articles WHERE deleted_at IS NULL ORDER BY id"
     ))?;
@@ -349,7 +362,11 @@ pub struct OutboxRow {
     pub article_id: i64,
 }
 
-pub fn outbox_after(conn: &Connection, after_seq: i64, limit: u32) -> Result<Vec<OutboxRow>, DbError> {
+pub fn outbox_after(
+    conn: &Connection,
+    after_seq: i64,
+    limit: u32,
+) -> Result<Vec<OutboxRow>, DbError> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, article_id FROM search_outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;

@@ -20,7 +20,9 @@ impl Caller {
         if self.can_write {
             Ok(())
         } else {
-            Err(ApiError::Forbidden("editing articles needs the editor role".into()))
+            Err(ApiError::Forbidden(
+                "editing articles needs the editor role".into(),
+            ))
         }
     }
     /// Drafts are listed and readable only by callers who may edit them.

@@ -20,7 +20,8 @@ use crate::db::articles::{self as store, ArticleKey, ListFilter, Upserted};
 
 fn limits(state: &AppState) -> Limits {
     Limits {
-        body_max_bytes: usize::try_from(state.config().articles.body_max_bytes).unwrap_or(usize::MAX),
+        body_max_bytes: usize::try_from(state.config().articles.body_max_bytes)
+            .unwrap_or(usize::MAX),
     }
 }
 
@@ -212,7 +213,10 @@ pub async fn list(
             },
             "cursor" => match value.parse::<i64>() {
                 Ok(n) if n > 0 => f.before_id = Some(n),
-                _ => errs.push(FieldError::new("cursor", "must be a cursor from a previous page")),
+                _ => errs.push(FieldError::new(
+                    "cursor",
+                    "must be a cursor from a previous page",
+                )),
             },
             other => errs.push(FieldError::new(
                 other,
@@ -225,7 +229,9 @@ pub async fn list(
     }
     if !caller.can_see_drafts() {
         if f.status == Some(Status::Draft) {
-            return Err(ApiError::Forbidden("drafts are visible to editors only".into()));
+            return Err(ApiError::Forbidden(
+                "drafts are visible to editors only".into(),
+            ));
         }
         f.status = Some(Status::Published);
     }
@@ -254,16 +260,17 @@ fn bulk_items(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(usize, Value)>, A
             if line.trim().is_empty() {
                 continue;
             }
-            let v = serde_json::from_str(line).map_err(|e| {
-                ApiError::BadRequest(format!("line {}: not JSON: {e}", i + 1))
-            })?;
+            let v = serde_json::from_str(line)
+                .map_err(|e| ApiError::BadRequest(format!("line {}: not JSON: {e}", i + 1)))?;
             items.push((i, v));
         }
         Ok(items)
     } else if ct.starts_with("application/json") {
         match serde_json::from_slice::<Value>(body) {
             Ok(Value::Array(a)) => Ok(a.into_iter().enumerate().collect()),
-            Ok(_) => Err(ApiError::BadRequest("expected a JSON array of articles".into())),
+            Ok(_) => Err(ApiError::BadRequest(
+                "expected a JSON array of articles".into(),
+            )),
             Err(e) => Err(ApiError::BadRequest(format!("body is not JSON: {e}"))),
         }
     } else {
@@ -331,7 +338,8 @@ pub async fn bulk(
         .write(move |tx| {
             let mut results = Vec::with_capacity(valid.len());
             for (i, a) in &valid {
-                let (article, how) = store::upsert(tx, a, &now).map_err(|e| BulkFailure::Item(*i, e))?;
+                let (article, how) =
+                    store::upsert(tx, a, &now).map_err(|e| BulkFailure::Item(*i, e))?;
                 results.push(json!({
                     "index": i,
                     "result": if how == Upserted::Created { "created" } else { "updated" },
@@ -345,7 +353,11 @@ pub async fn bulk(
     let results = match outcome {
         Ok(r) => r,
         Err(BulkFailure::Item(i, DbError::Unique { target })) => {
-            let field = if target.ends_with("slug") { "slug" } else { "external_id" };
+            let field = if target.ends_with("slug") {
+                "slug"
+            } else {
+                "external_id"
+            };
             return Err(ApiError::Conflict {
                 field: Some(format!("{i}.{field}")),
                 message: format!(

@@ -120,9 +120,7 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Validation(fields)
             | ApiError::Invalid { fields, .. }
-            | ApiError::BadParameter { fields, .. } => {
-                body["error"]["fields"] = json!(fields)
-            }
+            | ApiError::BadParameter { fields, .. } => body["error"]["fields"] = json!(fields),
             ApiError::Conflict {
                 field: Some(field), ..
             } => body["error"]["fields"] = json!([{"field": field, "message": "already exists"}]),

@@ -44,7 +44,10 @@ pub async fn search(
             },
             "offset" => match value.parse::<usize>() {
                 Ok(n) if n <= MAX_WINDOW => req.offset = n,
-                _ => errs.push(FieldError::new("offset", format!("must be 0 to {MAX_WINDOW}"))),
+                _ => errs.push(FieldError::new(
+                    "offset",
+                    format!("must be 0 to {MAX_WINDOW}"),
+                )),
             },
             "strict" => match value.as_str() {
                 "true" | "1" => req.strict = true,

@@ -189,7 +189,9 @@ async fn check_search(state: &AppState) -> (Status, String) {
             if age > i64::try_from(lag_limit).unwrap_or(i64::MAX) {
                 (
                     Status::Degraded,
-                    format!("{n} changes waiting; the oldest for {age} s (search.max_lag_secs = {lag_limit})"),
+                    format!(
+                        "{n} changes waiting; the oldest for {age} s (search.max_lag_secs = {lag_limit})"
+                    ),
                 )
             } else {
                 (Status::Ok, format!("{detail}; {n} changes waiting"))

@@ -39,7 +39,9 @@ pub fn spawn(search: Arc<Search>, mut stop: watch::Receiver<bool>) -> JoinHandle
         }
         match search.apply_pending().await {
             Ok(n) => tracing::debug!(rows = n, "final index pass"),
-            Err(e) => tracing::warn!(error = %e, "final index pass failed; the next start replays it"),
+            Err(e) => {
+                tracing::warn!(error = %e, "final index pass failed; the next start replays it")
+            }
         }
     })
 }

@@ -17,8 +17,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
-    BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, PhraseQuery, Query,
-    TermQuery,
+    BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, TermQuery,
 };
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
@@ -336,7 +335,11 @@ pub struct SearchResults {
 impl Search {
     /// Open the index under `data_dir/index`, rebuilding it from the database when it
     /// is missing, damaged or built with another analyzer.
-    pub async fn open(data_dir: &Path, config: &SearchConfig, db: Db) -> Result<Search, SearchError> {
+    pub async fn open(
+        data_dir: &Path,
+        config: &SearchConfig,
+        db: Db,
+    ) -> Result<Search, SearchError> {
         let dir = data_dir.join("index");
         let cfg = config.clone();
         let opened = tokio::task::spawn_blocking({
@@ -444,7 +447,10 @@ impl Search {
                     .lock()
                     .map_err(|_| SearchError::Other("index writer poisoned".into()))?;
                 for (id, article) in docs {
-                    writer.delete_term(Term::from_field_u64(h.fields.id, u64::try_from(id).unwrap_or(0)));
+                    writer.delete_term(Term::from_field_u64(
+                        h.fields.id,
+                        u64::try_from(id).unwrap_or(0),
+                    ));
                     if let Some(a) = article.filter(|a| a.deleted_at.is_none()) {
                         writer.add_document(document(&h.fields, &a))?;
                     }
@@ -622,7 +628,7 @@ async fn build_fresh(
                 }
                 done += 1;
                 if let Some(p) = &progress
-                    && (done % 1000 == 0 || done == total)
+                    && (done.is_multiple_of(1000) || done == total)
                 {
                     p(done, total);
                 }
@@ -675,7 +681,8 @@ pub async fn rebuild_offline(
 ) -> Result<u64, SearchError> {
     let h = build_fresh(data_dir, config, db, progress).await?;
     let seq = h.applied_seq();
-    db.write(move |tx| store::outbox_delete_through(tx, seq)).await?;
+    db.write(move |tx| store::outbox_delete_through(tx, seq))
+        .await?;
     Ok(h.num_docs())
 }
 
@@ -744,7 +751,11 @@ fn build_query(h: &IndexHandle, clauses: &[Clause]) -> Result<Box<dyn Query>, Se
         if alternatives.is_empty() {
             continue;
         }
-        let occur = if c.exclude { Occur::MustNot } else { Occur::Must };
+        let occur = if c.exclude {
+            Occur::MustNot
+        } else {
+            Occur::Must
+        };
         parts.push((occur, Box::new(BooleanQuery::new(alternatives))));
     }
     if !parts.iter().any(|(o, _)| *o == Occur::Must) {
@@ -757,9 +768,15 @@ fn build_query(h: &IndexHandle, clauses: &[Clause]) -> Result<Box<dyn Query>, Se
 }
 
 fn filter(field: Field, value: &str) -> (Occur, Box<dyn Query>) {
-    let q = TermQuery::new(Term::from_field_text(field, value), IndexRecordOption::Basic);
+    let q = TermQuery::new(
+        Term::from_field_text(field, value),
+        IndexRecordOption::Basic,
+    );
     // Filters decide membership, not rank.
-    (Occur::Must, Box::new(ConstScoreQuery::new(Box::new(q), 0.0)))
+    (
+        Occur::Must,
+        Box::new(ConstScoreQuery::new(Box::new(q), 0.0)),
+    )
 }
 
 pub fn escape_html(s: &str) -> String {

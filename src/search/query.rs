@@ -110,8 +110,12 @@ pub fn parse(q: &str) -> Result<Vec<Clause>, SyntaxError> {
             let word: String = chars[i..end].iter().collect();
             if word.contains('"') {
                 return Err(SyntaxError {
-                    position: i + word.find('"').map(|b| word[..b].chars().count()).unwrap_or(0),
-                    message: "`\"` inside a word; put phrases in quotes with spaces around them".into(),
+                    position: i + word
+                        .find('"')
+                        .map(|b| word[..b].chars().count())
+                        .unwrap_or(0),
+                    message: "`\"` inside a word; put phrases in quotes with spaces around them"
+                        .into(),
                 });
             }
             i = end;

@@ -1,0 +1,711 @@
+//! Articles and search through the real server on 127.0.0.1:0: CRUD and every validation
+//! path, idempotent ingest under concurrent retries, bulk, keyset pagination under
+//! inserts, search semantics, the index following deletes, rebuild, and a damaged index.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestApp, spawn_app};
+use serde_json::{Value, json};
+
+impl TestApp {
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let res = self
+            .client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        let res = self
+            .client
+            .patch(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn delete(&self, path: &str) -> u16 {
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    }
+
+    async fn create(&self, body: Value) -> Value {
+        let (status, v) = self.post("/api/articles", body).await;
+        assert_eq!(status, 201, "{v}");
+        v
+    }
+
+    /// Poll the search until `pred` holds on the result (index commits are asynchronous).
+    async fn search_until(&self, query: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, v) = self.get_json(&format!("/api/search?{query}")).await;
+            assert_eq!(status, 200, "{query}: {v}");
+            if pred(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "search {query} never satisfied: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn total(v: &Value) -> u64 {
+    v["total"].as_u64().unwrap_or(u64::MAX)
+}
+
+fn ids(v: &Value) -> Vec<i64> {
+    v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_i64().unwrap())
+        .collect()
+}
+
+fn field_names(v: &Value) -> Vec<String> {
+    let mut f: Vec<String> = v["error"]["fields"]
+        .as_array()
+        .unwrap_or(&vec![])
+        .iter()
+        .map(|f| f["field"].as_str().unwrap().to_string())
+        .collect();
+    f.sort();
+    f
+}
+
+#[tokio::test]
+async fn crud_round_trip_by_id_and_slug() {
+    let app = spawn_app().await;
+    let a = app
+        .create(
+            json!({"title": "Getting Started", "body": "Hello **world**",
+                       "category": "guides", "tags": ["Intro", "basics"]}),
+        )
+        .await;
+    assert_eq!(a["slug"], "getting-started");
+    assert_eq!(a["status"], "draft");
+    assert_eq!(a["tags"], json!(["intro", "basics"]));
+    assert!(a["published_at"].is_null());
+    let id = a["id"].as_i64().unwrap();
+
+    let (s, by_id) = app.get_json(&format!("/api/articles/{id}")).await;
+    assert_eq!(s, 200);
+    let (s, by_slug) = app.get_json("/api/articles/getting-started").await;
+    assert_eq!(s, 200);
+    assert_eq!(by_id, by_slug);
+
+    // Same title again: a free slug is derived.
+    let b = app
+        .create(json!({"title": "Getting started!", "body": ""}))
+        .await;
+    assert_eq!(b["slug"], "getting-started-2");
+
+    let (s, p) = app
+        .patch(
+            &format!("/api/articles/{id}"),
+            json!({"status": "published", "category": null}),
+        )
+        .await;
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["status"], "published");
+    assert!(p["category"].is_null());
+    assert!(p["published_at"].is_string());
+    assert_eq!(p["title"], "Getting Started", "untouched fields stay");
+
+    // Soft delete: gone for readers, back after restore.
+    assert_eq!(app.delete(&format!("/api/articles/{id}")).await, 204);
+    assert_eq!(app.get(&format!("/api/articles/{id}")).await.status(), 404);
+    assert_eq!(app.delete(&format!("/api/articles/{id}")).await, 404);
+    let (s, r) = app
+        .post(&format!("/api/articles/{id}/restore"), json!({}))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert!(r["deleted_at"].is_null());
+
+    // Hard delete: the row is gone.
+    assert_eq!(
+        app.delete(&format!("/api/articles/{id}?purge=true")).await,
+        204
+    );
+    let (s, _) = app
+        .post(&format!("/api/articles/{id}/restore"), json!({}))
+        .await;
+    assert_eq!(s, 404);
+    let n: i64 = rusqlite::Connection::open(app.db_path())
+        .unwrap()
+        .query_row("SELECT count(*) FROM articles WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(n, 0);
+    assert_eq!(app.get("/api/articles/999999").await.status(), 404);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn validation_names_every_field_and_writes_nothing() {
+    let app = spawn_app_small_body().await;
+    let cases = [
+        (json!({}), vec!["body", "title"]),
+        (json!({"title": "x".repeat(301), "body": ""}), vec!["title"]),
+        (
+            json!({"title": "t", "body": "x".repeat(2000)}),
+            vec!["body"],
+        ),
+        (
+            json!({"title": "t", "body": "", "slug": "Not A Slug"}),
+            vec!["slug"],
+        ),
+        (
+            json!({"title": "t", "body": "", "status": "live"}),
+            vec!["status"],
+        ),
+        (
+            json!({"title": "t", "body": "", "tags": "rust"}),
+            vec!["tags"],
+        ),
+        (
+            json!({"title": "t", "body": "", "tags": ["x".repeat(41)]}),
+            vec!["tags.0"],
+        ),
+        (
+            json!({"title": "t", "body": "", "category": "c".repeat(65)}),
+            vec!["category"],
+        ),
+        (
+            json!({"title": 7, "body": [], "extra": true}),
+            vec!["body", "extra", "title"],
+        ),
+    ];
+    for (body, expected) in cases {
+        let (status, v) = app.post("/api/articles", body.clone()).await;
+        assert_eq!(status, 422, "{body}: {v}");
+        assert_eq!(v["error"]["code"], "invalid_input");
+        assert_eq!(field_names(&v), expected, "{body}: {v}");
+    }
+    // Not JSON at all: 400 with the JSON error shape, never a 500.
+    let res = app
+        .client
+        .post(app.url("/api/articles"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "bad_request");
+    // Wrong media type.
+    let res = app
+        .client
+        .post(app.url("/api/articles"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415);
+
+    let (_, list) = app.get_json("/api/articles").await;
+    assert_eq!(list["items"], json!([]), "nothing was written");
+
+    // Duplicate slug: 409 naming it; PATCH onto a taken slug too.
+    app.create(json!({"title": "One", "body": "", "slug": "taken"}))
+        .await;
+    let (status, v) = app
+        .post(
+            "/api/articles",
+            json!({"title": "Two", "body": "", "slug": "taken"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("taken"),
+        "{v}"
+    );
+    assert_eq!(v["error"]["fields"][0]["field"], "slug");
+    let other = app.create(json!({"title": "Three", "body": ""})).await;
+    let (status, _) = app
+        .patch(
+            &format!("/api/articles/{}", other["id"]),
+            json!({"slug": "taken"}),
+        )
+        .await;
+    assert_eq!(status, 409);
+    let (status, v) = app
+        .patch(&format!("/api/articles/{}", other["id"]), json!({}))
+        .await;
+    assert_eq!(status, 422, "{v}");
+    let (status, v) = app.get_json("/api/articles?limit=0&colour=red").await;
+    assert_eq!(status, 422);
+    assert_eq!(field_names(&v), ["colour", "limit"]);
+    app.stop().await.unwrap();
+}
+
+async fn spawn_app_small_body() -> TestApp {
+    common::spawn_app_with(|c| c.articles.body_max_bytes = 1000).await
+}
+
+#[tokio::test]
+async fn concurrent_retries_with_one_external_id_make_one_row() {
+    let app = spawn_app().await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let client = app.client.clone();
+        let url = app.url("/api/articles");
+        tasks.push(tokio::spawn(async move {
+            let body =
+                json!({"external_id": "crm-42", "title": format!("Retry {i}"), "body": "same"});
+            let res = client.post(url).json(&body).send().await.unwrap();
+            let status = res.status().as_u16();
+            let v: Value = res.json().await.unwrap();
+            (status, v["id"].as_i64().unwrap())
+        }));
+    }
+    let mut statuses = Vec::new();
+    let mut ids = std::collections::BTreeSet::new();
+    for t in tasks {
+        let (s, id) = t.await.unwrap();
+        statuses.push(s);
+        ids.insert(id);
+    }
+    assert_eq!(ids.len(), 1, "one article: {ids:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        7,
+        "{statuses:?}"
+    );
+    let n: i64 = rusqlite::Connection::open(app.db_path())
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM articles WHERE external_id = 'crm-42'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bulk_json_and_ndjson_all_or_nothing() {
+    let app = spawn_app().await;
+    let (s, v) = app
+        .post(
+            "/api/articles/bulk",
+            json!([{"title": "Bulk one", "body": "a", "external_id": "b1"},
+                   {"title": "Bulk two", "body": "b", "status": "published"}]),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["created"], 2);
+    assert_eq!(v["items"][1]["result"], "created");
+
+    // NDJSON, with an update of b1 and a blank line.
+    let nd = "{\"title\":\"Bulk one v2\",\"body\":\"a2\",\"external_id\":\"b1\"}\n\n{\"title\":\"Bulk three\",\"body\":\"c\"}\n";
+    let res = app
+        .client
+        .post(app.url("/api/articles/bulk"))
+        .header("content-type", "application/x-ndjson")
+        .body(nd)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(
+        (v["created"].as_u64(), v["updated"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    assert_eq!(
+        v["items"][1]["index"], 2,
+        "NDJSON items are numbered by line"
+    );
+
+    let count = |app: &TestApp| {
+        rusqlite::Connection::open(app.db_path())
+            .unwrap()
+            .query_row("SELECT count(*) FROM articles", [], |r| r.get::<_, i64>(0))
+            .unwrap()
+    };
+    assert_eq!(count(&app), 3);
+
+    // One invalid item: 422 naming it, nothing written.
+    let (s, v) = app
+        .post(
+            "/api/articles/bulk",
+            json!([{"title": "ok", "body": ""}, {"title": "", "body": ""}]),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(field_names(&v), ["1.title"]);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was written")
+    );
+    // One conflicting item (slug taken): 409 naming it, nothing written.
+    let (s, v) = app
+        .post(
+            "/api/articles/bulk",
+            json!([{"title": "fresh", "body": ""}, {"title": "x", "body": "", "slug": "bulk-two"}]),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["error"]["fields"][0]["field"], "1.slug");
+    assert_eq!(count(&app), 3, "the transaction rolled back");
+    app.stop().await.unwrap();
+
+    let app = common::spawn_app_with(|c| c.articles.bulk_max_items = 2).await;
+    let (s, v) = app
+        .post("/api/articles/bulk", json!([{"title": "a", "body": ""}, {"title": "b", "body": ""}, {"title": "c", "body": ""}]))
+        .await;
+    assert_eq!(s, 413, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bulk_max_items")
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn keyset_pages_stay_stable_while_articles_are_added() {
+    let app = spawn_app().await;
+    for i in 0..25 {
+        app.create(json!({"title": format!("Page item {i}"), "body": "", "category": if i % 2 == 0 { "even" } else { "odd" }, "tags": [format!("t{}", i % 3)]}))
+            .await;
+    }
+    let (_, first) = app.get_json("/api/articles?limit=10").await;
+    let cursor = first["next_cursor"].as_str().unwrap().to_string();
+    assert!(
+        first["items"][0].get("body").is_none(),
+        "listing leaves the body out"
+    );
+    // New articles arrive between page 1 and page 2.
+    for i in 0..5 {
+        app.create(json!({"title": format!("Late {i}"), "body": ""}))
+            .await;
+    }
+    let (_, second) = app
+        .get_json(&format!("/api/articles?limit=10&cursor={cursor}"))
+        .await;
+    let (_, third) = app
+        .get_json(&format!(
+            "/api/articles?limit=10&cursor={}",
+            second["next_cursor"].as_str().unwrap()
+        ))
+        .await;
+    let mut seen: Vec<i64> = Vec::new();
+    for page in [&first, &second, &third] {
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["id"].as_i64().unwrap()),
+        );
+    }
+    assert_eq!(
+        seen.len(),
+        25,
+        "every original article exactly once: {seen:?}"
+    );
+    assert_eq!(seen, (1..=25).rev().collect::<Vec<i64>>());
+    assert!(third["next_cursor"].is_null());
+
+    let (_, even) = app.get_json("/api/articles?category=even&limit=100").await;
+    assert_eq!(even["items"].as_array().unwrap().len(), 13);
+    let (_, t1) = app.get_json("/api/articles?tag=T1&limit=100").await;
+    assert_eq!(t1["items"].as_array().unwrap().len(), 8);
+    let (_, drafts) = app.get_json("/api/articles?status=published").await;
+    assert_eq!(drafts["items"], json!([]));
+    let (_, recent) = app
+        .get_json("/api/articles?updated_since=2000-01-01T00:00:00Z&limit=1")
+        .await;
+    assert_eq!(recent["items"].as_array().unwrap().len(), 1);
+    let (s, _) = app.get_json("/api/articles?updated_since=yesterday").await;
+    assert_eq!(s, 422);
+    app.stop().await.unwrap();
+}
+
+async fn corpus(app: &TestApp) {
+    let docs = [
+        (
+            "Write-ahead logging explained",
+            "SQLite keeps a separate log so readers never block writers. Checkpoints copy pages back.",
+            "databases",
+            vec!["sqlite"],
+        ),
+        (
+            "Checkpoint tuning",
+            "How often the write-ahead log is copied back decides commit latency.",
+            "databases",
+            vec!["sqlite", "performance"],
+        ),
+        (
+            "Mentoring conversations",
+            "Good mentors ask questions before giving answers; logging progress helps.",
+            "mentoring",
+            vec!["people"],
+        ),
+        (
+            "Search engines in Rust",
+            "Tantivy is a search engine library inspired by Lucene, with stemming.",
+            "search",
+            vec!["rust"],
+        ),
+        (
+            "Escaping <b>HTML</b>",
+            "Never trust <script>alert('x')</script> in logging output & snippets.",
+            "security",
+            vec!["web"],
+        ),
+    ];
+    for (title, body, category, tags) in docs {
+        app.create(json!({"title": title, "body": body, "category": category, "tags": tags, "status": "published"}))
+            .await;
+    }
+    app.create(json!({"title": "Draft about logging", "body": "logging draft", "status": "draft"}))
+        .await;
+    app.search_until("q=lucene", |v| total(v) == 1).await;
+    app.search_until("q=tuning", |v| total(v) == 1).await;
+}
+
+#[tokio::test]
+async fn search_language_filters_ranking_and_safe_snippets() {
+    let app = spawn_app().await;
+    corpus(&app).await;
+    // Words (stemmed: "logging" finds "log" too), drafts never appear.
+    let v = app.search_until("q=logging", |v| total(v) >= 3).await;
+    assert_eq!(total(&v), 4, "{v}");
+    assert!(
+        !v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["title"] == "Draft about logging")
+    );
+    // Title matches rank above body-only matches.
+    assert_eq!(
+        v["hits"][0]["title"], "Write-ahead logging explained",
+        "{v}"
+    );
+    // Phrase.
+    let v = app
+        .search_until("q=%22readers+never+block%22", |_| true)
+        .await;
+    assert_eq!(total(&v), 1, "{v}");
+    let v = app
+        .search_until("q=%22never+readers+block%22", |_| true)
+        .await;
+    assert_eq!(total(&v), 0, "word order matters in a phrase: {v}");
+    // Exclusion.
+    let v = app.search_until("q=logging+-mentors", |_| true).await;
+    assert_eq!(total(&v), 3, "{v}");
+    // Prefix.
+    let v = app.search_until("q=tanti*", |_| true).await;
+    assert_eq!(total(&v), 1, "{v}");
+    // Field scope.
+    let v = app.search_until("q=title:checkpoint", |_| true).await;
+    assert_eq!(total(&v), 1, "{v}");
+    assert_eq!(v["hits"][0]["title"], "Checkpoint tuning");
+    let v = app.search_until("q=body:checkpoints", |_| true).await;
+    assert!(total(&v) >= 1);
+    // Filters.
+    let v = app.search_until("q=log&category=databases", |_| true).await;
+    assert_eq!(total(&v), 2, "{v}");
+    let v = app.search_until("q=log&tag=PERFORMANCE", |_| true).await;
+    assert_eq!(total(&v), 1, "{v}");
+    // Snippets: matched terms marked, everything else escaped.
+    let v = app.search_until("q=script", |_| true).await;
+    let snippet = v["hits"][0]["snippet"].as_str().unwrap();
+    assert!(snippet.contains("<mark>script</mark>"), "{snippet}");
+    assert!(!snippet.contains("<script>"), "{snippet}");
+    assert!(snippet.contains("&lt;"), "{snippet}");
+    // Limit/offset and took_ms.
+    let v = app
+        .search_until("q=logging&limit=2&offset=1", |_| true)
+        .await;
+    assert_eq!(v["hits"].as_array().unwrap().len(), 2);
+    assert_eq!(total(&v), 4);
+    assert!(v["took_ms"].is_number());
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_queries_say_where_or_fall_back() {
+    let app = spawn_app().await;
+    corpus(&app).await;
+    let (s, v) = app
+        .get_json("/api/search?q=%22readers+never&strict=true")
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["fields"][0]["field"], "q");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("position 0"),
+        "{v}"
+    );
+    let (s, v) = app.get_json("/api/search?q=colour:red&strict=true").await;
+    assert_eq!(s, 400);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `colour`"),
+        "{v}"
+    );
+    // Lenient (the default): plain words, with a warning.
+    let (s, v) = app.get_json("/api/search?q=%22readers+never").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(total(&v), 1);
+    assert!(
+        v["warnings"][0].as_str().unwrap().contains("position 0"),
+        "{v}"
+    );
+    for bad in [
+        "/api/search",
+        "/api/search?q=",
+        "/api/search?q=a&limit=0",
+        "/api/search?q=a&limit=5000",
+        "/api/search?q=a&x=1",
+    ] {
+        let (s, v) = app.get_json(bad).await;
+        assert_eq!(s, 422, "{bad}: {v}");
+    }
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn deletes_and_edits_reach_the_index() {
+    let app = spawn_app().await;
+    let a = app
+        .create(json!({"title": "Quokka facts", "body": "marsupial", "status": "published"}))
+        .await;
+    let b = app
+        .create(json!({"title": "Quokka photos", "body": "marsupial", "status": "published"}))
+        .await;
+    app.search_until("q=quokka", |v| total(v) == 2).await;
+    // Soft delete: gone from search.
+    assert_eq!(app.delete(&format!("/api/articles/{}", a["id"])).await, 204);
+    let v = app.search_until("q=quokka", |v| total(v) == 1).await;
+    assert_eq!(ids(&v), [b["id"].as_i64().unwrap()]);
+    // Restore: back.
+    app.post(&format!("/api/articles/{}/restore", a["id"]), json!({}))
+        .await;
+    app.search_until("q=quokka", |v| total(v) == 2).await;
+    // Unpublish: gone; edit the title: the new words are found.
+    app.patch(
+        &format!("/api/articles/{}", b["id"]),
+        json!({"status": "draft"}),
+    )
+    .await;
+    app.search_until("q=quokka", |v| total(v) == 1).await;
+    app.patch(
+        &format!("/api/articles/{}", a["id"]),
+        json!({"title": "Wombat facts"}),
+    )
+    .await;
+    app.search_until("q=wombat", |v| total(v) == 1).await;
+    app.search_until("q=quokka", |v| total(v) == 0).await;
+    // Hard delete: gone from both.
+    assert_eq!(
+        app.delete(&format!("/api/articles/{}?purge=true", a["id"]))
+            .await,
+        204
+    );
+    app.search_until("q=wombat", |v| total(v) == 0).await;
+    let (_, verify) = app.get_json("/api/admin/index/verify").await;
+    assert_eq!(verify["consistent"], true, "{verify}");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn rebuild_keeps_search_working_and_repairs_a_damaged_index() {
+    let app = spawn_app().await;
+    corpus(&app).await;
+    let (s, v) = app.post("/api/admin/index/rebuild", json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["documents"], 6,
+        "drafts are indexed (searches filter them): {v}"
+    );
+    app.search_until("q=lucene", |v| total(v) == 1).await;
+    let (_, verify) = app.get_json("/api/admin/index/verify").await;
+    assert_eq!(verify["consistent"], true, "{verify}");
+
+    // Sabotage: delete one segment file of the live index.
+    let index_dir = app.data_dir.join("index");
+    let victim = std::fs::read_dir(&index_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "idx"))
+        .expect("a postings file");
+    std::fs::remove_file(&victim).unwrap();
+    let (s, r) = app.get_json("/readyz").await;
+    assert_eq!(s, 503, "{r}");
+    assert_eq!(r["checks"]["search_index"]["status"], "failing", "{r}");
+    assert!(
+        r["checks"]["search_index"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("rebuild"),
+        "{r}"
+    );
+
+    let (s, v) = app.post("/api/admin/index/rebuild", json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, r) = app.get_json("/readyz").await;
+    assert_eq!(s, 200, "{r}");
+    app.search_until("q=lucene", |v| total(v) == 1).await;
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_index_is_rebuilt_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let app = common::spawn_in(&data, |_| {}).await.unwrap();
+    app.create(json!({"title": "Persistent platypus", "body": "", "status": "published"}))
+        .await;
+    app.search_until("q=platypus", |v| total(v) == 1).await;
+    app.stop().await.unwrap();
+    std::fs::remove_dir_all(data.join("index")).unwrap();
+    let app = common::spawn_in(&data, |_| {}).await.unwrap();
+    let (_, v) = app.get_json("/api/search?q=platypus").await;
+    assert_eq!(
+        total(&v),
+        1,
+        "rebuilt from the database before serving: {v}"
+    );
+    app.stop().await.unwrap();
+}
