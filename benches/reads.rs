@@ -57,7 +57,7 @@ async fn main() {
             for i in 1..=ROWS {
                 ins.execute(rusqlite::params![i, format!("row {i} {}", "x".repeat(200))])?;
             }
-            Ok(())
+            Ok::<_, appliance::db::DbError>(())
         })
         .await
         .expect("fill");
