@@ -1,0 +1,383 @@
+//! Articles and search benchmark over real HTTP against the release binary, on a seeded
+//! synthetic corpus (benches/support/corpus.rs). Prints a table; asserts nothing.
+//!
+//!   cargo bench --bench articles
+//!
+//! Environment: BENCH_SINGLES (default 20000), BENCH_BULK (100000), BENCH_SEARCH_SECS (30).
+//! Phases: single creates at concurrency 16; bulk load until everything is searchable;
+//! 1- and 2-word searches at concurrency 8; the same queries against SQLite FTS5 (bm25,
+//! in-process, 2 threads) as the reference point; server RSS.
+
+#[path = "support/corpus.rs"]
+mod corpus;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use corpus::{Corpus, MARKER};
+use serde_json::Value;
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The release binary with production defaults (log level info, to /dev/null here).
+async fn start() -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_appliance"))
+        .current_dir(dir.path())
+        .env("APPLIANCE_CONFIG", "/dev/null")
+        .env("APPLIANCE__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .ok()
+        != Some(200)
+    {
+        assert!(Instant::now() < deadline, "server never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Server {
+        child,
+        base,
+        _dir: dir,
+    }
+}
+
+fn rss_mib(pid: u32, key: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+struct Stats {
+    count: usize,
+    secs: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn stats(mut lat: Vec<Duration>, secs: f64) -> Stats {
+    lat.sort();
+    let pick = |q: f64| {
+        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
+    };
+    Stats {
+        count: lat.len(),
+        secs,
+        p50_ms: pick(0.50),
+        p99_ms: pick(0.99),
+    }
+}
+
+impl Stats {
+    fn rate(&self) -> f64 {
+        self.count as f64 / self.secs
+    }
+}
+
+async fn single_creates(n: usize, concurrency: usize) -> Stats {
+    let server = start().await;
+    let mut corpus = Corpus::new(1);
+    let articles: Arc<Vec<Value>> = Arc::new((0..n).map(|i| corpus.article(i)).collect());
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (articles, next, url) = (
+                articles.clone(),
+                next.clone(),
+                format!("{}/api/articles", server.base),
+            );
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut lat = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(a) = articles.get(i) else { break };
+                    let t = Instant::now();
+                    let res = client.post(&url).json(a).send().await.expect("create");
+                    assert_eq!(res.status(), 201);
+                    let _ = res.bytes().await;
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.expect("task"));
+    }
+    stats(lat, started.elapsed().as_secs_f64())
+}
+
+/// Bulk-load `n` articles (1,000 per request, 2 requests at a time) and wait until all
+/// are searchable. Returns the server (loaded) and articles/s until searchable.
+async fn bulk_load(n: usize) -> (Server, f64, f64) {
+    let server = start().await;
+    let mut corpus = Corpus::new(2);
+    let batches: Vec<Vec<Value>> = (0..n)
+        .map(|i| corpus.article(i))
+        .collect::<Vec<_>>()
+        .chunks(1000)
+        .map(<[Value]>::to_vec)
+        .collect();
+    let batches = Arc::new(batches);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..2)
+        .map(|_| {
+            let (batches, next, url) = (
+                batches.clone(),
+                next.clone(),
+                format!("{}/api/articles/bulk", server.base),
+            );
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(b) = batches.get(i) else { break };
+                    let res = client.post(&url).json(b).send().await.expect("bulk");
+                    assert_eq!(res.status(), 200, "{:?}", res.text().await);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let stored = started.elapsed().as_secs_f64();
+    let client = reqwest::Client::new();
+    loop {
+        let v: Value = client
+            .get(format!("{}/api/search?q={MARKER}&limit=1", server.base))
+            .send()
+            .await
+            .expect("search")
+            .json()
+            .await
+            .expect("json");
+        if v["total"].as_u64() == Some(n as u64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let searchable = started.elapsed().as_secs_f64();
+    (server, n as f64 / stored, n as f64 / searchable)
+}
+
+fn queries(words: usize) -> Vec<String> {
+    let mut c = Corpus::new(3 + words as u64);
+    (0..10_000)
+        .map(|_| {
+            (0..words)
+                .map(|_| c.query_word())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+async fn http_search(server: &Server, words: usize, secs: u64, concurrency: usize) -> Stats {
+    let qs = Arc::new(queries(words));
+    let started = Instant::now();
+    let until = started + Duration::from_secs(secs);
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|t| {
+            let (qs, base) = (qs.clone(), server.base.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut lat = Vec::new();
+                let mut i = t * 1000;
+                while Instant::now() < until {
+                    let q = &qs[i % qs.len()];
+                    i += 1;
+                    let t0 = Instant::now();
+                    let res = client
+                        .get(format!("{base}/api/search"))
+                        .query(&[("q", q.as_str()), ("limit", "10")])
+                        .send()
+                        .await
+                        .expect("search");
+                    assert_eq!(res.status(), 200);
+                    let _ = res.bytes().await;
+                    lat.push(t0.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.expect("task"));
+    }
+    stats(lat, started.elapsed().as_secs_f64())
+}
+
+/// The same corpus and queries against SQLite FTS5 in-process: bm25 (title weighted 3),
+/// top 10 with a body snippet, two threads with a connection each.
+fn fts5(n: usize, words: usize, secs: u64) -> Stats {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("fts.db");
+    {
+        let mut conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE VIRTUAL TABLE fts USING fts5(title, body);",
+        )
+        .expect("schema");
+        let tx = conn.transaction().expect("tx");
+        {
+            let mut ins = tx
+                .prepare("INSERT INTO fts(title, body) VALUES (?1, ?2)")
+                .expect("prep");
+            let mut c = Corpus::new(2);
+            for i in 0..n {
+                let a = c.article(i);
+                ins.execute([a["title"].as_str(), a["body"].as_str()])
+                    .expect("insert");
+            }
+        }
+        tx.commit().expect("commit");
+    }
+    let qs = Arc::new(queries(words));
+    let started = Instant::now();
+    let until = started + Duration::from_secs(secs);
+    let threads: Vec<_> = (0..2)
+        .map(|t| {
+            let (qs, path) = (qs.clone(), path.clone());
+            std::thread::spawn(move || {
+                let conn = rusqlite::Connection::open(&path).expect("open");
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT rowid, title, snippet(fts, 1, '<mark>', '</mark>', '…', 24), bm25(fts, 3.0, 1.0) AS r
+                         FROM fts WHERE fts MATCH ?1 ORDER BY r LIMIT 10",
+                    )
+                    .expect("prep");
+                let mut lat = Vec::new();
+                let mut i = t * 1000;
+                while Instant::now() < until {
+                    let q = &qs[i % qs.len()];
+                    i += 1;
+                    let t0 = Instant::now();
+                    let rows: Vec<(i64, String, String)> = stmt
+                        .query_map([q], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .expect("query")
+                        .map(|r| r.expect("row"))
+                        .collect();
+                    std::hint::black_box(rows);
+                    lat.push(t0.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for t in threads {
+        lat.extend(t.join().expect("thread"));
+    }
+    stats(lat, started.elapsed().as_secs_f64())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let singles = env_num("BENCH_SINGLES", 20_000);
+    let bulk = env_num("BENCH_BULK", 100_000);
+    let secs = env_num("BENCH_SEARCH_SECS", 30) as u64;
+    println!(
+        "appliance articles benchmark: {singles} single creates, {bulk} bulk, {secs} s per search phase, {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+
+    let s = single_creates(singles, 16).await;
+    println!(
+        "| single create, c=16          | {:>9.0} articles/s | p50 {:>6.2} ms | p99 {:>6.2} ms |",
+        s.rate(),
+        s.p50_ms,
+        s.p99_ms
+    );
+
+    let (server, stored_rate, searchable_rate) = bulk_load(bulk).await;
+    println!(
+        "| bulk load (1000/request)     | {stored_rate:>9.0} articles/s stored | {searchable_rate:>9.0} articles/s until searchable |"
+    );
+    let pid = server.child.id();
+    println!(
+        "| server RSS after bulk load   | {:>7.1} MiB |",
+        rss_mib(pid, "VmRSS:")
+    );
+
+    let mut http = Vec::new();
+    for words in [1, 2] {
+        let st = http_search(&server, words, secs, 8).await;
+        println!(
+            "| search {words}-word, HTTP, c=8    | {:>9.0} queries/s  | p50 {:>6.2} ms | p99 {:>6.2} ms |",
+            st.rate(),
+            st.p50_ms,
+            st.p99_ms
+        );
+        http.push(st);
+    }
+    println!(
+        "| server peak RSS (VmHWM)      | {:>7.1} MiB |",
+        rss_mib(pid, "VmHWM:")
+    );
+    drop(server);
+
+    for (words, h) in [1, 2].into_iter().zip(&http) {
+        let f = tokio::task::spawn_blocking(move || fts5(bulk, words, secs))
+            .await
+            .expect("fts5");
+        println!(
+            "| FTS5 {words}-word, in-process, 2 thr | {:>7.0} queries/s  | p50 {:>6.2} ms | p99 {:>6.2} ms | HTTP tantivy / FTS5 = {:.2}x |",
+            f.rate(),
+            f.p50_ms,
+            f.p99_ms,
+            h.rate() / f.rate()
+        );
+    }
+}
