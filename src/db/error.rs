@@ -33,6 +33,34 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// The same error again, for each of several callers (a failed group commit is every
+    /// member's failure). rusqlite's error is not Clone, so it becomes its message.
+    pub fn replicate(&self) -> DbError {
+        match self {
+            DbError::Unique { target } => DbError::Unique {
+                target: target.clone(),
+            },
+            DbError::ForeignKey { message } => DbError::ForeignKey {
+                message: message.clone(),
+            },
+            DbError::Constraint { message } => DbError::Constraint {
+                message: message.clone(),
+            },
+            DbError::Busy { message } => DbError::Busy {
+                message: message.clone(),
+            },
+            DbError::DiskFull => DbError::DiskFull,
+            DbError::Corrupt { message } => DbError::Corrupt {
+                message: message.clone(),
+            },
+            DbError::ReadOnly { message } => DbError::ReadOnly {
+                message: message.clone(),
+            },
+            DbError::Sqlite(e) => DbError::Other(format!("database error: {e}")),
+            DbError::Other(m) => DbError::Other(m.clone()),
+        }
+    }
+
     /// A failure a client may retry after a moment (answered with 503).
     pub fn is_transient(&self) -> bool {
         matches!(self, DbError::Busy { .. } | DbError::DiskFull)

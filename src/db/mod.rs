@@ -1,22 +1,25 @@
-//! SQLite access. One writer connection behind an async mutex, a small pool of
-//! `query_only` reader connections, and a background WAL checkpointer. All SQLite work
-//! runs on tokio's blocking threads, never on the async executor.
+//! SQLite access. One writer connection owned by a dedicated thread ([`writer`], with
+//! group commit), a small pool of `query_only` reader connections, and a background WAL
+//! checkpointer. SQLite work never runs on the async executor: writes on the writer
+//! thread, reads and checks on tokio's blocking threads.
 //!
-//! Writes go through [`Db::write`], which opens `BEGIN IMMEDIATE`, runs a closure and
-//! commits; errors come back typed ([`DbError`]). Table-group modules (articles, users…)
+//! Writes go through [`Db::write`], which runs a closure inside `BEGIN IMMEDIATE …
+//! COMMIT` (under its own savepoint, committed with whatever else is queued); errors come
+//! back typed ([`DbError`]). Table-group modules (articles, users…)
 //! add their queries in files beside this one; migrations live in [`migrations`].
 
 pub mod articles;
 pub mod error;
 pub mod migrations;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
-use tokio::sync::Mutex;
+use tokio::sync::oneshot;
 
 use crate::config::{DatabaseConfig, Synchronous};
 pub use error::DbError;
@@ -31,7 +34,7 @@ struct Inner {
     path: PathBuf,
     /// (device, inode) of the file when it was opened, to notice replacement/deletion.
     identity: (u64, u64),
-    writer: Arc<Mutex<Connection>>,
+    jobs: std::sync::mpsc::Sender<writer::Job>,
     readers: r2d2::Pool<SqliteConnectionManager>,
     write_timeout: Duration,
     config: DatabaseConfig,
@@ -106,11 +109,16 @@ impl Db {
             .connection_timeout(Duration::from_millis(config.busy_timeout_ms))
             .build(manager)
             .map_err(|e| DbError::Other(format!("cannot open reader connections: {e}")))?;
+        let (jobs, queue) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer::run(writer, queue))
+            .map_err(|e| DbError::Other(format!("cannot start the writer thread: {e}")))?;
         Ok(Db {
             inner: Arc::new(Inner {
                 identity: file_identity(path)?,
                 path: path.to_path_buf(),
-                writer: Arc::new(Mutex::new(writer)),
+                jobs,
                 readers,
                 write_timeout: Duration::from_millis(config.write_timeout_ms),
                 config: config.clone(),
@@ -122,47 +130,82 @@ impl Db {
         &self.inner.path
     }
 
-    /// Run `f` inside `BEGIN IMMEDIATE … COMMIT` on the writer. If `f` fails, the
-    /// transaction rolls back and nothing is written. Waiting for the writer longer than
-    /// `database.write_timeout_ms` gives [`DbError::Busy`].
+    /// Run `f` inside `BEGIN IMMEDIATE … COMMIT` on the writer (grouped with other
+    /// queued writes, each under its own savepoint). If `f` fails, its changes roll back
+    /// and nothing of it is written; the result comes back only after the COMMIT. A
+    /// write that could not start within `database.write_timeout_ms` is
+    /// [`DbError::Busy`] and is guaranteed never to run.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
-        self.with_writer(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(DbError::from)?;
-            let out = f(&tx)?;
-            tx.commit().map_err(DbError::from)?;
-            Ok(out)
-        })
-        .await
+        let claim = writer::Claim::default();
+        let (reply, rx) = oneshot::channel();
+        let job = writer::TxJobOf {
+            claim: claim.clone(),
+            work: Some(f),
+            out: None,
+            reply: Some(reply),
+        };
+        self.submit(writer::Job::Tx(Box::new(job)))?;
+        self.await_reply(claim, rx, self.inner.write_timeout).await
     }
 
-    /// Run `f` on the writer connection outside any transaction (migrations, `VACUUM
-    /// INTO`, checkpoints). Prefer [`Db::write`] for data changes.
+    /// Run `f` on the writer connection alone, outside any transaction (migrations,
+    /// `VACUUM INTO`, checkpoints). Prefer [`Db::write`] for data changes.
     pub async fn with_writer<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
     {
-        let waited = Instant::now();
-        let mut guard = tokio::time::timeout(
-            self.inner.write_timeout,
-            self.inner.writer.clone().lock_owned(),
-        )
-        .await
-        .map_err(|_| DbError::Busy {
-            message: format!(
-                "the writer was not free within {} ms",
-                waited.elapsed().as_millis()
-            ),
-        })?;
-        blocking(move || f(&mut guard)).await
+        self.exclusive(self.inner.write_timeout, f).await
+    }
+
+    async fn exclusive<T, E, F>(&self, timeout: Duration, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    {
+        let claim = writer::Claim::default();
+        let (reply, rx) = oneshot::channel();
+        let work = Box::new(move |conn: &mut Connection| {
+            let _ = reply.send(f(conn));
+        });
+        self.submit(writer::Job::Exclusive(claim.clone(), work))?;
+        self.await_reply(claim, rx, timeout).await
+    }
+
+    fn submit(&self, job: writer::Job) -> Result<(), DbError> {
+        self.inner
+            .jobs
+            .send(job)
+            .map_err(|_| DbError::Other("the database writer has stopped".into()))
+    }
+
+    /// Wait for a job's result. After `timeout` the job is cancelled unless the writer
+    /// already started it, in which case its result is awaited (it will be committed).
+    async fn await_reply<T, E>(
+        &self,
+        claim: writer::Claim,
+        mut rx: oneshot::Receiver<Result<T, E>>,
+        timeout: Duration,
+    ) -> Result<T, E>
+    where
+        E: From<DbError>,
+    {
+        let stopped = || DbError::Other("the database writer stopped before answering".into());
+        match tokio::time::timeout(timeout, &mut rx).await {
+            Ok(r) => r.map_err(|_| stopped())?,
+            Err(_) if claim.cancel() => Err(DbError::Busy {
+                message: format!("the writer was not free within {} ms", timeout.as_millis()),
+            }
+            .into()),
+            Err(_) => rx.await.map_err(|_| stopped())?,
+        }
     }
 
     /// Run `f` on a pooled read-only connection.
@@ -179,16 +222,10 @@ impl Db {
         .await
     }
 
-    /// Prove that a write could start now: take the writer within `timeout`, open
-    /// `BEGIN IMMEDIATE` (SQLite's write lock) and roll back. Writes nothing.
+    /// Prove that a write could start now: the writer takes a job within `timeout`,
+    /// opens `BEGIN IMMEDIATE` (SQLite's write lock) and rolls back. Writes nothing.
     pub async fn probe_writer(&self, timeout: Duration) -> Result<(), DbError> {
-        let guard = tokio::time::timeout(timeout, self.inner.writer.clone().lock_owned())
-            .await
-            .map_err(|_| DbError::Busy {
-                message: format!("the writer was not free within {} ms", timeout.as_millis()),
-            })?;
-        blocking(move || {
-            let mut conn = guard;
+        self.exclusive(timeout, |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.rollback()?;
             Ok(())
@@ -388,6 +425,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     async fn open_temp() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
@@ -499,6 +537,111 @@ mod tests {
         db.write(|_tx| Ok::<_, DbError>(()))
             .await
             .expect("writer free again");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_commit_in_groups_and_a_failure_stays_alone() {
+        let (_dir, db) = open_temp().await;
+        db.write(|c| {
+            c.execute_batch("CREATE TABLE g(x INTEGER UNIQUE)")?;
+            Ok::<_, DbError>(())
+        })
+        .await
+        .unwrap();
+        // Hold the writer so the 200 writes below queue up and commit together.
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.with_writer(move |_c| {
+                    let _ = wait.recv();
+                    Ok::<_, DbError>(())
+                })
+                .await
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while db.probe_writer(Duration::from_millis(1)).await.is_ok() {
+            assert!(Instant::now() < deadline, "holder never took the writer");
+        }
+        let mut tasks = Vec::new();
+        for i in 0..200i64 {
+            let db = db.clone();
+            // Number 100 is written twice: exactly one of the two must fail.
+            let x = if i == 150 { 100 } else { i };
+            tasks.push(tokio::spawn(async move {
+                db.write(move |c| {
+                    c.execute("INSERT INTO g(x) VALUES (?1)", [x])?;
+                    Ok::<_, DbError>(())
+                })
+                .await
+            }));
+        }
+        tokio::task::yield_now().await;
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        let mut failed = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(()) => {}
+                Err(DbError::Unique { .. }) => failed += 1,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(failed, 1);
+        let n: i64 = db
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM g", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(n, 199, "every other write committed");
+    }
+
+    #[tokio::test]
+    async fn a_write_answered_busy_never_runs_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = DatabaseConfig {
+            write_timeout_ms: 30,
+            ..DatabaseConfig::default()
+        };
+        let db = Db::open(&dir.path().join("t.db"), &cfg).await.unwrap();
+        db.write(|c| {
+            c.execute_batch("CREATE TABLE late(x)")?;
+            Ok::<_, DbError>(())
+        })
+        .await
+        .unwrap();
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.with_writer(move |_c| {
+                    let _ = wait.recv();
+                    Ok::<_, DbError>(())
+                })
+                .await
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while db.probe_writer(Duration::from_millis(1)).await.is_ok() {
+            assert!(Instant::now() < deadline, "holder never took the writer");
+        }
+        let err = db
+            .write(|c| {
+                c.execute_batch("INSERT INTO late VALUES (1)")?;
+                Ok::<_, DbError>(())
+            })
+            .await
+            .unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        // A write queued after the cancelled one runs; the cancelled one never did.
+        db.write(|_c| Ok::<_, DbError>(())).await.unwrap();
+        let n: i64 = db
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM late", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
     }
 
     #[tokio::test]
