@@ -90,6 +90,19 @@ fn rss_mib(pid: u32, key: &str) -> f64 {
         / 1024.0
 }
 
+/// CPU seconds (user + system) the process has used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
 struct Stats {
     count: usize,
     secs: f64,
@@ -118,8 +131,9 @@ impl Stats {
     }
 }
 
-async fn single_creates(n: usize, concurrency: usize) -> Stats {
+async fn single_creates(n: usize, concurrency: usize) -> (Stats, f64) {
     let server = start().await;
+    let cpu0 = cpu_secs(server.child.id());
     let mut corpus = Corpus::new(1);
     let articles: Arc<Vec<Value>> = Arc::new((0..n).map(|i| corpus.article(i)).collect());
     let next = Arc::new(AtomicUsize::new(0));
@@ -151,7 +165,9 @@ async fn single_creates(n: usize, concurrency: usize) -> Stats {
     for t in tasks {
         lat.extend(t.await.expect("task"));
     }
-    stats(lat, started.elapsed().as_secs_f64())
+    let secs = started.elapsed().as_secs_f64();
+    let cores = (cpu_secs(server.child.id()) - cpu0) / secs;
+    (stats(lat, secs), cores)
 }
 
 /// Bulk-load `n` articles (1,000 per request, 2 requests at a time) and wait until all
@@ -221,7 +237,8 @@ fn queries(words: usize) -> Vec<String> {
         .collect()
 }
 
-async fn http_search(server: &Server, words: usize, secs: u64, concurrency: usize) -> Stats {
+async fn http_search(server: &Server, words: usize, secs: u64, concurrency: usize) -> (Stats, f64) {
+    let cpu0 = cpu_secs(server.child.id());
     let qs = Arc::new(queries(words));
     let started = Instant::now();
     let until = started + Duration::from_secs(secs);
@@ -254,7 +271,9 @@ async fn http_search(server: &Server, words: usize, secs: u64, concurrency: usiz
     for t in tasks {
         lat.extend(t.await.expect("task"));
     }
-    stats(lat, started.elapsed().as_secs_f64())
+    let elapsed = started.elapsed().as_secs_f64();
+    let cores = (cpu_secs(server.child.id()) - cpu0) / elapsed;
+    (stats(lat, elapsed), cores)
 }
 
 /// The same corpus and queries against SQLite FTS5 in-process: bm25 (title weighted 3),
@@ -333,9 +352,9 @@ async fn main() {
             .unwrap_or(0)
     );
 
-    let s = single_creates(singles, 16).await;
+    let (s, cores) = single_creates(singles, 16).await;
     println!(
-        "| single create, c=16          | {:>9.0} articles/s | p50 {:>6.2} ms | p99 {:>6.2} ms |",
+        "| single create, c=16          | {:>9.0} articles/s | p50 {:>6.2} ms | p99 {:>6.2} ms | server used {cores:.2} cores |",
         s.rate(),
         s.p50_ms,
         s.p99_ms
@@ -353,9 +372,9 @@ async fn main() {
 
     let mut http = Vec::new();
     for words in [1, 2] {
-        let st = http_search(&server, words, secs, 8).await;
+        let (st, cores) = http_search(&server, words, secs, 8).await;
         println!(
-            "| search {words}-word, HTTP, c=8    | {:>9.0} queries/s  | p50 {:>6.2} ms | p99 {:>6.2} ms |",
+            "| search {words}-word, HTTP, c=8    | {:>9.0} queries/s  | p50 {:>6.2} ms | p99 {:>6.2} ms | server used {cores:.2} cores |",
             st.rate(),
             st.p50_ms,
             st.p99_ms

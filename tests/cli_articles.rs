@@ -91,7 +91,7 @@ fn import_reports_bad_lines_is_idempotent_and_exports_round_trip() {
     let out = run(other.path(), &["index", "rebuild"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("index rebuilt: 2 documents"),
+        stdout(&out).contains("index rebuilt: 1 documents"),
         "{}",
         stdout(&out)
     );
@@ -133,7 +133,7 @@ fn verify_finds_drift_and_rebuild_refuses_while_serving() {
     let out = run(dir.path(), &["index", "verify"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
-        stdout(&out).contains("in the index but not live in the database: [3, 7]"),
+        stdout(&out).contains("in the index but not published in the database: [3, 7]"),
         "{}",
         stdout(&out)
     );

@@ -316,7 +316,7 @@ pub async fn run_index(config: &Config, args: &IndexArgs) -> anyhow::Result<()> 
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!(
-                    "database: {} live articles; index: {} documents; outbox: {} waiting",
+                    "database: {} published articles; index: {} documents; outbox: {} waiting",
                     v.database_articles, v.index_documents, v.outbox_pending
                 );
                 if !v.missing_from_index.is_empty() {
@@ -324,7 +324,7 @@ pub async fn run_index(config: &Config, args: &IndexArgs) -> anyhow::Result<()> 
                 }
                 if !v.not_in_database.is_empty() {
                     println!(
-                        "in the index but not live in the database: {:?}",
+                        "in the index but not published in the database: {:?}",
                         v.not_in_database
                     );
                 }

@@ -99,21 +99,29 @@ fn slug_taken(conn: &Connection, slug: &str) -> Result<bool, DbError> {
         .is_some())
 }
 
-/// A free slug derived from the title: `title`, `title-2`, `title-3`, …
+/// A free slug derived from the title: `title`, else `title-N` with N one above the
+/// highest numeric suffix in use (one indexed range scan, not a probe per number).
 fn unique_slug(conn: &Connection, title: &str) -> Result<String, DbError> {
     let base = slugify(title);
     if !slug_taken(conn, &base)? {
         return Ok(base);
     }
-    for n in 2..10_000 {
-        let candidate = format!("{base}-{n}");
-        if !slug_taken(conn, &candidate)? {
-            return Ok(candidate);
-        }
+    // Slugs hold only [a-z0-9-], so the base has no GLOB metacharacters.
+    let prefix = format!("{base}-");
+    let mut stmt = conn.prepare_cached("SELECT slug FROM articles WHERE slug GLOB ?1")?;
+    let highest = stmt
+        .query_map([format!("{prefix}[0-9]*")], |r| r.get::<_, String>(0))?
+        .filter_map(Result::ok)
+        .filter_map(|s| s.strip_prefix(&prefix)?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(1);
+    let candidate = format!("{prefix}{}", highest.saturating_add(1));
+    if candidate.len() > crate::articles::SLUG_MAX_CHARS || slug_taken(conn, &candidate)? {
+        return Err(DbError::Unique {
+            target: "articles.slug".into(),
+        });
     }
-    Err(DbError::Unique {
-        target: "articles.slug".into(),
-    })
+    Ok(candidate)
 }
 
 fn tags_json(tags: &[String]) -> String {
@@ -188,9 +196,27 @@ pub fn upsert(
         published_at
     ])?;
     let id = conn.last_insert_rowid();
-    set_tags(conn, id, &new.tags)?;
+    let mut ins =
+        conn.prepare_cached("INSERT INTO article_tags (tag, article_id) VALUES (?1, ?2)")?;
+    for t in &new.tags {
+        ins.execute(params![t, id])?;
+    }
     enqueue(conn, id, now)?;
-    let a = get_by_id(conn, id)?.ok_or_else(|| DbError::Other("article vanished".into()))?;
+    // Everything stored is known here: no need to read the row back.
+    let a = Article {
+        id,
+        external_id: new.external_id.clone(),
+        slug,
+        title: new.title.clone(),
+        body: new.body.clone(),
+        category: new.category.clone(),
+        tags: new.tags.clone(),
+        status: new.status,
+        created_at: now.to_string(),
+        updated_at: now.to_string(),
+        published_at: published_at.map(str::to_string),
+        deleted_at: None,
+    };
     Ok((a, Upserted::Created))
 }
 

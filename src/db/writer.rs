@@ -83,7 +83,9 @@ where
             return false;
         };
         let out = catch_unwind(AssertUnwindSafe(|| work(conn))).unwrap_or_else(|_| {
-            Err(E::from(DbError::Other("the write panicked; it was rolled back".into())))
+            Err(E::from(DbError::Other(
+                "the write panicked; it was rolled back".into(),
+            )))
         });
         let ok = out.is_ok();
         self.out = Some(out);

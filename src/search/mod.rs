@@ -241,6 +241,11 @@ fn missing_segment_files(index: &Index, dir: &Path) -> Result<(), SearchError> {
     Ok(())
 }
 
+/// The index holds what readers may find: published, not deleted.
+fn searchable(a: &Article) -> bool {
+    a.deleted_at.is_none() && a.status == Status::Published
+}
+
 fn document(f: &Fields, a: &Article) -> TantivyDocument {
     let mut d = TantivyDocument::default();
     d.add_u64(f.id, u64::try_from(a.id).unwrap_or(0));
@@ -286,12 +291,13 @@ pub struct Search {
 /// Report of `index verify`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verification {
+    /// Published, not deleted: what the index should hold.
     pub database_articles: u64,
     pub index_documents: u64,
     pub outbox_pending: u64,
-    /// Live in the database, absent from the index (and not waiting in the outbox).
+    /// Published in the database, absent from the index (and not waiting in the outbox).
     pub missing_from_index: Vec<i64>,
-    /// In the index, but deleted or absent in the database (and not waiting).
+    /// In the index, but unpublished, deleted or absent in the database (and not waiting).
     pub not_in_database: Vec<i64>,
 }
 
@@ -451,7 +457,7 @@ impl Search {
                         h.fields.id,
                         u64::try_from(id).unwrap_or(0),
                     ));
-                    if let Some(a) = article.filter(|a| a.deleted_at.is_none()) {
+                    if let Some(a) = article.filter(searchable) {
                         writer.add_document(document(&h.fields, &a))?;
                     }
                 }
@@ -565,7 +571,9 @@ pub async fn verify_ids(index_ids: BTreeSet<i64>, db: &Db) -> Result<Verificatio
             let tx = c.unchecked_transaction()?;
             let mut live = BTreeSet::new();
             store::for_each_live(&tx, |a| {
-                live.insert(a.id);
+                if searchable(&a) {
+                    live.insert(a.id);
+                }
                 Ok(())
             })?;
             let pending: BTreeSet<i64> = store::outbox_after(&tx, 0, u32::MAX)?
@@ -623,7 +631,9 @@ async fn build_fresh(
             let mut done = 0u64;
             let mut err = None;
             store::for_each_live(&tx, |a| {
-                if let Err(e) = writer.add_document(document(&fields, &a)) {
+                if searchable(&a)
+                    && let Err(e) = writer.add_document(document(&fields, &a))
+                {
                     err = Some(e);
                 }
                 done += 1;
@@ -807,21 +817,25 @@ fn run_search(h: &IndexHandle, req: &SearchRequest) -> Result<SearchResults, Sea
         clauses
     };
     let text_query = build_query(h, &clauses)?;
-    let mut all: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, text_query.box_clone())];
-    // Readers see published articles only (drafts stay in the index for editors later).
-    all.push(filter(h.fields.status, Status::Published.as_str()));
+    // Only published articles are in the index, so no status filter is needed.
+    let mut filters: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     if let Some(c) = &req.category {
-        all.push(filter(h.fields.category, c));
+        filters.push(filter(h.fields.category, c));
     }
     if let Some(t) = &req.tag {
-        all.push(filter(h.fields.tags, &t.to_lowercase()));
+        filters.push(filter(h.fields.tags, &t.to_lowercase()));
     }
-    let full = BooleanQuery::new(all);
+    let full: Box<dyn Query> = if filters.is_empty() {
+        text_query.box_clone()
+    } else {
+        filters.push((Occur::Must, text_query.box_clone()));
+        Box::new(BooleanQuery::new(filters))
+    };
     let searcher = h.reader.searcher();
     let top = TopDocs::with_limit(req.limit.max(1))
         .and_offset(req.offset)
         .order_by_score();
-    let (docs, total) = searcher.search(&full, &(top, Count))?;
+    let (docs, total) = searcher.search(&*full, &(top, Count))?;
     let mut snippets = SnippetGenerator::create(&searcher, &*text_query, h.fields.body)?;
     snippets.set_max_num_chars(SNIPPET_CHARS);
     let mut hits = Vec::with_capacity(docs.len());
