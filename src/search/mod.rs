@@ -7,6 +7,7 @@
 
 pub mod indexer;
 pub mod query;
+mod snippet;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -23,7 +24,6 @@ use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
     TextOptions, Value,
 };
-use tantivy::snippet::SnippetGenerator;
 use tantivy::{DateTime, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::articles::{Article, Status};
@@ -804,6 +804,23 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
+/// The body terms of the query's positive clauses, analysed as the index analyses them.
+fn highlighter_for(h: &IndexHandle, clauses: &[Clause]) -> Result<snippet::Highlighter, SearchError> {
+    let mut terms = std::collections::HashSet::new();
+    let mut prefixes = Vec::new();
+    for c in clauses
+        .iter()
+        .filter(|c| !c.exclude && c.scope != Some(Scope::Title))
+    {
+        match &c.kind {
+            Kind::Word(t) | Kind::Phrase(t) => terms.extend(analyze(&h.index, h.fields.body, t)?),
+            Kind::Prefix(p) => prefixes.push(p.to_lowercase()),
+        }
+    }
+    let analyzer = h.index.tokenizer_for_field(h.fields.body)?;
+    Ok(snippet::Highlighter::new(terms, prefixes, analyzer, SNIPPET_CHARS))
+}
+
 fn run_search(h: &IndexHandle, req: &SearchRequest) -> Result<SearchResults, SearchError> {
     let started = Instant::now();
     let mut warnings = Vec::new();
@@ -835,9 +852,12 @@ fn run_search(h: &IndexHandle, req: &SearchRequest) -> Result<SearchResults, Sea
     let top = TopDocs::with_limit(req.limit.max(1))
         .and_offset(req.offset)
         .order_by_score();
-    let (docs, total) = searcher.search(&*full, &(top, Count))?;
-    let mut snippets = SnippetGenerator::create(&searcher, &*text_query, h.fields.body)?;
-    snippets.set_max_num_chars(SNIPPET_CHARS);
+    // Top-k alone can skip blocks that cannot make the top (block-WAND); a combined
+    // (TopDocs, Count) collector would have to score every match. Counting without
+    // scores is a separate, cheaper pass.
+    let docs = searcher.search(&*full, &top)?;
+    let total = searcher.search(&*full, &Count)?;
+    let mut highlighter = highlighter_for(h, &clauses)?;
     let mut hits = Vec::with_capacity(docs.len());
     for (score, addr) in docs.into_iter().take(req.limit) {
         let doc: TantivyDocument = searcher.doc(addr)?;
@@ -845,16 +865,7 @@ fn run_search(h: &IndexHandle, req: &SearchRequest) -> Result<SearchResults, Sea
             doc.get_first(f)
                 .and_then(|v| v.as_str().map(str::to_string))
         };
-        let mut snippet = snippets.snippet_from_doc(&doc);
-        snippet.set_snippet_prefix_postfix("<mark>", "</mark>");
-        let html = if snippet.is_empty() {
-            // A title-only match: the start of the body, escaped.
-            let body = text(h.fields.body).unwrap_or_default();
-            let start: String = body.chars().take(SNIPPET_CHARS).collect();
-            escape_html(&start)
-        } else {
-            snippet.to_html()
-        };
+        let html = highlighter.snippet(&text(h.fields.body).unwrap_or_default());
         hits.push(Hit {
             id: doc
                 .get_first(h.fields.id)

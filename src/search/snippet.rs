@@ -1,0 +1,196 @@
+//! Highlighted snippets, HTML-safe. Replaces tantivy's `SnippetGenerator`, which runs the
+//! field's full analyzer (English stemmer included) over every word of every hit's body:
+//! profiled at half of a query's CPU. Here a word is stemmed only if it could stem to a
+//! query term — English stems keep a word's first letters, so a word whose start does
+//! not match any term's first three letters is skipped — and `prefix*` matches are
+//! highlighted too.
+
+use std::collections::HashSet;
+
+use tantivy::tokenizer::TextAnalyzer;
+
+use super::escape_html;
+
+/// Letters of a term a word must start with before it is worth stemming.
+const STEM_PREFIX: usize = 3;
+/// Characters shown before the first match in a fragment.
+const LEAD_CHARS: usize = 40;
+
+pub struct Highlighter {
+    /// Analysed (lowercased, maybe stemmed) body terms of the query.
+    terms: HashSet<String>,
+    /// Starts of those terms: a word must begin with one of these to be stemmed.
+    starts: HashSet<String>,
+    /// Lowercased `prefix*` terms.
+    prefixes: Vec<String>,
+    analyzer: TextAnalyzer,
+    max_chars: usize,
+}
+
+impl Highlighter {
+    pub fn new(
+        terms: HashSet<String>,
+        prefixes: Vec<String>,
+        analyzer: TextAnalyzer,
+        max_chars: usize,
+    ) -> Highlighter {
+        let starts = terms
+            .iter()
+            .map(|t| t.chars().take(STEM_PREFIX).collect())
+            .collect();
+        Highlighter {
+            terms,
+            starts,
+            prefixes,
+            analyzer,
+            max_chars,
+        }
+    }
+
+    fn matches(&mut self, word: &str) -> bool {
+        let lower = word.to_lowercase();
+        if self.terms.contains(&lower) || self.prefixes.iter().any(|p| lower.starts_with(p)) {
+            return true;
+        }
+        let start: String = lower.chars().take(STEM_PREFIX).collect();
+        let candidate = self.starts.contains(&start)
+            || self.starts.iter().any(|s| s.len() < STEM_PREFIX && lower.starts_with(s));
+        if !candidate {
+            return false;
+        }
+        let mut stream = self.analyzer.token_stream(word);
+        let mut found = false;
+        while stream.advance() {
+            if self.terms.contains(&stream.token().text) {
+                found = true;
+            }
+        }
+        found
+    }
+
+    /// A fragment of about `max_chars` around the densest run of matches, escaped, with
+    /// matches in `<mark>`; the start of the text when nothing matches.
+    pub fn snippet(&mut self, text: &str) -> String {
+        // Words: maximal runs of alphanumeric characters (as tantivy's SimpleTokenizer).
+        let mut hits: Vec<(usize, usize)> = Vec::new();
+        let mut start = None;
+        for (i, c) in text.char_indices().chain(std::iter::once((text.len(), ' '))) {
+            match (c.is_alphanumeric(), start) {
+                (true, None) => start = Some(i),
+                (false, Some(s)) => {
+                    if self.matches(&text[s..i]) {
+                        hits.push((s, i));
+                    }
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        let budget = self.max_chars;
+        let Some(&(first, _)) = hits.first() else {
+            return escape_html(&take_chars(text, 0, budget));
+        };
+        // The window (by bytes, roughly chars) that holds the most matches.
+        let mut best = (0usize, first);
+        for (i, &(s, _)) in hits.iter().enumerate() {
+            let n = hits[i..].iter().take_while(|(h, _)| *h < s + budget).count();
+            if n > best.0 {
+                best = (n, s);
+            }
+        }
+        let lead_start = text[..best.1]
+            .char_indices()
+            .rev()
+            .nth(LEAD_CHARS)
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        // Start at a word boundary.
+        let from = if lead_start == 0 {
+            0
+        } else {
+            text[lead_start..best.1]
+                .find(char::is_whitespace)
+                .map(|w| lead_start + w + 1)
+                .unwrap_or(best.1)
+        };
+        let fragment_end = text[from..]
+            .char_indices()
+            .nth(budget)
+            .map(|(i, _)| from + i)
+            .unwrap_or(text.len());
+        let mut out = String::new();
+        let mut pos = from;
+        for &(s, e) in hits.iter().filter(|(s, e)| *s >= from && *e <= fragment_end) {
+            out.push_str(&escape_html(&text[pos..s]));
+            out.push_str("<mark>");
+            out.push_str(&escape_html(&text[s..e]));
+            out.push_str("</mark>");
+            pos = e;
+        }
+        out.push_str(&escape_html(&text[pos..fragment_end]));
+        out.trim().to_string()
+    }
+}
+
+fn take_chars(text: &str, from: usize, n: usize) -> String {
+    text[from..].chars().take(n).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tantivy::tokenizer::TokenizerManager;
+
+    fn en(terms: &[&str], prefixes: &[&str]) -> Highlighter {
+        let analyzer = TokenizerManager::default().get("en_stem").unwrap();
+        Highlighter::new(
+            terms.iter().map(|s| s.to_string()).collect(),
+            prefixes.iter().map(|s| s.to_string()).collect(),
+            analyzer,
+            80,
+        )
+    }
+
+    #[test]
+    fn stemmed_matches_are_marked_and_text_escaped() {
+        let mut h = en(&["log"], &[]);
+        let s = h.snippet("Never <b>trust</b> Logging & logs; the logger logs.");
+        assert_eq!(
+            s,
+            "Never &lt;b&gt;trust&lt;/b&gt; <mark>Logging</mark> &amp; <mark>logs</mark>; the logger <mark>logs</mark>."
+        );
+    }
+
+    #[test]
+    fn prefixes_are_marked() {
+        let mut h = en(&[], &["tanti"]);
+        assert_eq!(h.snippet("Tantivy is fast"), "<mark>Tantivy</mark> is fast");
+    }
+
+    #[test]
+    fn no_match_gives_the_start_escaped() {
+        let mut h = en(&["zebra"], &[]);
+        let text = format!("<i>{}</i>", "word ".repeat(40));
+        let s = h.snippet(&text);
+        assert!(s.starts_with("&lt;i&gt;word"), "{s}");
+        assert!(s.chars().count() <= 100, "{s}");
+    }
+
+    #[test]
+    fn the_fragment_moves_to_the_matches_and_starts_on_a_word() {
+        let mut h = en(&["needl"], &[]);
+        let text = format!("{}needle in the haystack", "hay ".repeat(100));
+        let s = h.snippet(&text);
+        assert!(s.starts_with("hay "), "{s}");
+        assert!(s.contains("<mark>needle</mark>"), "{s}");
+        assert!(s.chars().count() < 100, "{s}");
+    }
+
+    #[test]
+    fn multibyte_text_is_cut_on_character_boundaries() {
+        let mut h = en(&["café"], &[]);
+        let text = format!("{}café crème", "é ".repeat(200));
+        let s = h.snippet(&text);
+        assert!(s.contains("<mark>café</mark>"), "{s}");
+    }
+}
