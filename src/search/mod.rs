@@ -619,7 +619,16 @@ async fn build_fresh(
     }
     std::fs::create_dir_all(&tmp_dir)?;
     let (schema, fields) = build_schema(config.analyzer);
-    let index = Index::create_in_dir(&tmp_dir, schema)?;
+    // 4 KiB doc-store blocks instead of 16: fetching one ~2 KiB article for a hit then
+    // decompresses a quarter as much (profiled: 11% of a query's CPU with 16 KiB).
+    let settings = tantivy::IndexSettings {
+        docstore_blocksize: 4096,
+        ..Default::default()
+    };
+    let index = Index::builder()
+        .schema(schema)
+        .settings(settings)
+        .create_in_dir(&tmp_dir)?;
     let memory = usize::try_from(config.writer_memory_bytes).unwrap_or(usize::MAX);
     let writer: IndexWriter = index.writer_with_num_threads(2, memory)?;
     let (mut writer, seq, count) = db

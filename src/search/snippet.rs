@@ -17,12 +17,16 @@ const STEM_PREFIX: usize = 3;
 const LEAD_CHARS: usize = 40;
 
 pub struct Highlighter {
-    /// Analysed (lowercased, maybe stemmed) body terms of the query.
-    terms: HashSet<String>,
+    /// Analysed (lowercased, maybe stemmed) body terms of the query. A query has a few
+    /// terms, so a list beats hashing every word of every hit.
+    terms: Vec<String>,
     /// Starts of those terms: a word must begin with one of these to be stemmed.
-    starts: HashSet<String>,
+    starts: Vec<String>,
     /// Lowercased `prefix*` terms.
     prefixes: Vec<String>,
+    /// Lowercase first characters of all of the above: most words fail this test and
+    /// are passed over without lowercasing or allocating.
+    firsts: Vec<char>,
     analyzer: TextAnalyzer,
     max_chars: usize,
 }
@@ -34,34 +38,51 @@ impl Highlighter {
         analyzer: TextAnalyzer,
         max_chars: usize,
     ) -> Highlighter {
-        let starts = terms
+        let terms: Vec<String> = terms.into_iter().collect();
+        let mut starts: Vec<String> = terms
             .iter()
             .map(|t| t.chars().take(STEM_PREFIX).collect())
             .collect();
+        starts.sort();
+        starts.dedup();
+        let mut firsts: Vec<char> = terms
+            .iter()
+            .chain(&prefixes)
+            .filter_map(|t| t.chars().next())
+            .collect();
+        firsts.sort_unstable();
+        firsts.dedup();
         Highlighter {
             terms,
             starts,
             prefixes,
+            firsts,
             analyzer,
             max_chars,
         }
     }
 
     fn matches(&mut self, word: &str) -> bool {
+        let Some(first) = word.chars().next().and_then(|c| c.to_lowercase().next()) else {
+            return false;
+        };
+        if !self.firsts.contains(&first) {
+            return false;
+        }
         let lower = word.to_lowercase();
-        if self.terms.contains(&lower) || self.prefixes.iter().any(|p| lower.starts_with(p)) {
+        if self.terms.contains(&lower)
+            || self.prefixes.iter().any(|p| lower.starts_with(p.as_str()))
+        {
             return true;
         }
-        let start: String = lower.chars().take(STEM_PREFIX).collect();
-        let candidate = self.starts.contains(&start)
-            || self.starts.iter().any(|s| s.len() < STEM_PREFIX && lower.starts_with(s));
-        if !candidate {
+        if !self.starts.iter().any(|s| lower.starts_with(s.as_str())) {
             return false;
         }
         let mut stream = self.analyzer.token_stream(word);
         let mut found = false;
         while stream.advance() {
-            if self.terms.contains(&stream.token().text) {
+            let text = &stream.token().text;
+            if self.terms.iter().any(|t| t == text) {
                 found = true;
             }
         }
