@@ -54,7 +54,11 @@ async fn start() -> Server {
         .env("APPLIANCE__SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .arg("serve")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        // BENCH_SERVER_LOG=FILE keeps the server's log (RUST_LOG applies).
+        .stderr(match std::env::var("BENCH_SERVER_LOG") {
+            Ok(path) => std::fs::File::create(path).map(Stdio::from).unwrap_or_else(|_| Stdio::null()),
+            Err(_) => Stdio::null(),
+        })
         .spawn()
         .expect("spawn");
     let base = format!("http://127.0.0.1:{port}");

@@ -17,6 +17,9 @@ pub fn spawn(search: Arc<Search>, mut stop: watch::Receiver<bool>) -> JoinHandle
         let interval = Duration::from_millis(search.config().commit_interval_ms);
         let mut last: Option<Instant> = None;
         loop {
+            if *stop.borrow() {
+                break;
+            }
             if let Some(since) = last.map(|l| l.elapsed())
                 && since < interval
             {
@@ -28,7 +31,9 @@ pub fn spawn(search: Arc<Search>, mut stop: watch::Receiver<bool>) -> JoinHandle
             last = Some(Instant::now());
             match search.apply_pending().await {
                 Ok(0) => {}
-                Ok(n) => tracing::debug!(rows = n, "indexed outbox rows"),
+                // There may be more (a pass stops after one commit interval): go again,
+                // spaced by the interval above.
+                Ok(_) => continue,
                 Err(e) => tracing::warn!(error = %e, "indexing failed; will retry"),
             }
             tokio::select! {

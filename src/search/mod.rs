@@ -424,11 +424,38 @@ impl Search {
     }
 
     async fn apply_pending_locked(&self) -> Result<usize, SearchError> {
+        let handle = self.handle();
+        let res = self.feed_and_commit(&handle).await;
+        if res.is_err() {
+            // Never let documents of a failed pass be committed later under another
+            // pass's payload: drop everything uncommitted; the outbox still has it.
+            let h = handle.clone();
+            let rolled = tokio::task::spawn_blocking(move || {
+                h.writer
+                    .lock()
+                    .map_err(|_| SearchError::Other("index writer poisoned".into()))
+                    .and_then(|mut w| w.rollback().map(|_| ()).map_err(SearchError::from))
+            })
+            .await;
+            if let Ok(Err(e)) | Err(e) = rolled.map_err(|e| SearchError::Other(e.to_string())) {
+                tracing::error!(error = %e, "cannot roll back the index writer");
+            }
+        }
+        res
+    }
+
+    /// One pass: feed every pending outbox row to the index writer, batch by batch, and
+    /// commit once at the end (or when the pass has run for a commit interval), with the
+    /// highest applied outbox seq as payload. Commits are the expensive part of indexing
+    /// (segment serialisation and fsyncs), so a backlog is not committed batch by batch.
+    async fn feed_and_commit(&self, handle: &Arc<IndexHandle>) -> Result<usize, SearchError> {
+        let interval = std::time::Duration::from_millis(self.config.commit_interval_ms);
+        let limit = self.config.batch_size;
+        let started = Instant::now();
+        let mut fed_through = handle.applied_seq();
         let mut total = 0;
         loop {
-            let handle = self.handle();
-            let after = handle.applied_seq();
-            let limit = self.config.batch_size;
+            let after = fed_through;
             // Outbox rows and the articles' current state from one snapshot.
             let batch = self
                 .db
@@ -444,11 +471,11 @@ impl Search {
                 })
                 .await?;
             let (Some(max_seq), n, docs) = batch else {
-                return Ok(total);
+                break;
             };
             let h = handle.clone();
             tokio::task::spawn_blocking(move || -> Result<(), SearchError> {
-                let mut writer = h
+                let writer = h
                     .writer
                     .lock()
                     .map_err(|_| SearchError::Other("index writer poisoned".into()))?;
@@ -461,22 +488,46 @@ impl Search {
                         writer.add_document(document(&h.fields, &a))?;
                     }
                 }
-                commit_with_seq(&mut writer, max_seq)?;
-                h.applied_seq.store(max_seq, Ordering::SeqCst);
-                h.reader.reload()?;
                 Ok(())
             })
             .await
             .map_err(|e| SearchError::Other(e.to_string()))??;
-            // Only now, with the index durable, may the outbox rows go.
-            self.db
-                .write(move |tx| store::outbox_delete_through(tx, max_seq))
-                .await?;
+            fed_through = max_seq;
             total += n;
-            if n < limit as usize {
-                return Ok(total);
+            if n < limit as usize || started.elapsed() >= interval {
+                break;
             }
         }
+        if total == 0 {
+            return Ok(0);
+        }
+        let fed = Instant::now();
+        let h = handle.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), SearchError> {
+            let mut writer = h
+                .writer
+                .lock()
+                .map_err(|_| SearchError::Other("index writer poisoned".into()))?;
+            commit_with_seq(&mut writer, fed_through)?;
+            h.applied_seq.store(fed_through, Ordering::SeqCst);
+            h.reader.reload()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| SearchError::Other(e.to_string()))??;
+        let committed = Instant::now();
+        // Only now, with the index durable, may the outbox rows go.
+        self.db
+            .write(move |tx| store::outbox_delete_through(tx, fed_through))
+            .await?;
+        tracing::debug!(
+            rows = total,
+            feed_ms = (fed - started).as_millis() as u64,
+            commit_ms = (committed - fed).as_millis() as u64,
+            outbox_ms = committed.elapsed().as_millis() as u64,
+            "index pass"
+        );
+        Ok(total)
     }
 
     /// Rebuild the index from the database beside the live one and swap it in. Runs
