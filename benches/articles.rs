@@ -56,7 +56,9 @@ async fn start() -> Server {
         .stdout(Stdio::null())
         // BENCH_SERVER_LOG=FILE keeps the server's log (RUST_LOG applies).
         .stderr(match std::env::var("BENCH_SERVER_LOG") {
-            Ok(path) => std::fs::File::create(path).map(Stdio::from).unwrap_or_else(|_| Stdio::null()),
+            Ok(path) => std::fs::File::create(path)
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
             Err(_) => Stdio::null(),
         })
         .spawn()

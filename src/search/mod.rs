@@ -865,7 +865,10 @@ pub fn escape_html(s: &str) -> String {
 }
 
 /// The body terms of the query's positive clauses, analysed as the index analyses them.
-fn highlighter_for(h: &IndexHandle, clauses: &[Clause]) -> Result<snippet::Highlighter, SearchError> {
+fn highlighter_for(
+    h: &IndexHandle,
+    clauses: &[Clause],
+) -> Result<snippet::Highlighter, SearchError> {
     let mut terms = std::collections::HashSet::new();
     let mut prefixes = Vec::new();
     for c in clauses
@@ -878,7 +881,12 @@ fn highlighter_for(h: &IndexHandle, clauses: &[Clause]) -> Result<snippet::Highl
         }
     }
     let analyzer = h.index.tokenizer_for_field(h.fields.body)?;
-    Ok(snippet::Highlighter::new(terms, prefixes, analyzer, SNIPPET_CHARS))
+    Ok(snippet::Highlighter::new(
+        terms,
+        prefixes,
+        analyzer,
+        SNIPPET_CHARS,
+    ))
 }
 
 fn run_search(h: &IndexHandle, req: &SearchRequest) -> Result<SearchResults, SearchError> {

@@ -95,7 +95,10 @@ impl Highlighter {
         // Words: maximal runs of alphanumeric characters (as tantivy's SimpleTokenizer).
         let mut hits: Vec<(usize, usize)> = Vec::new();
         let mut start = None;
-        for (i, c) in text.char_indices().chain(std::iter::once((text.len(), ' '))) {
+        for (i, c) in text
+            .char_indices()
+            .chain(std::iter::once((text.len(), ' ')))
+        {
             match (c.is_alphanumeric(), start) {
                 (true, None) => start = Some(i),
                 (false, Some(s)) => {
@@ -114,7 +117,10 @@ impl Highlighter {
         // The window (by bytes, roughly chars) that holds the most matches.
         let mut best = (0usize, first);
         for (i, &(s, _)) in hits.iter().enumerate() {
-            let n = hits[i..].iter().take_while(|(h, _)| *h < s + budget).count();
+            let n = hits[i..]
+                .iter()
+                .take_while(|(h, _)| *h < s + budget)
+                .count();
             if n > best.0 {
                 best = (n, s);
             }
@@ -141,7 +147,10 @@ impl Highlighter {
             .unwrap_or(text.len());
         let mut out = String::new();
         let mut pos = from;
-        for &(s, e) in hits.iter().filter(|(s, e)| *s >= from && *e <= fragment_end) {
+        for &(s, e) in hits
+            .iter()
+            .filter(|(s, e)| *s >= from && *e <= fragment_end)
+        {
             out.push_str(&escape_html(&text[pos..s]));
             out.push_str("<mark>");
             out.push_str(&escape_html(&text[s..e]));
