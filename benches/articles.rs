@@ -388,7 +388,10 @@ async fn main() {
         http.push(st);
     }
     println!(
-        "| server peak RSS (VmHWM)      | {:>7.1} MiB |",
+        "| server RSS after search      | {:>7.1} MiB (anonymous {:.1}, mapped files {:.1}) | peak (VmHWM) {:.1} MiB |",
+        rss_mib(pid, "VmRSS:"),
+        rss_mib(pid, "RssAnon:"),
+        rss_mib(pid, "RssFile:"),
         rss_mib(pid, "VmHWM:")
     );
     drop(server);

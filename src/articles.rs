@@ -106,6 +106,8 @@ pub const CATEGORY_MAX_CHARS: usize = 64;
 pub const TAG_MAX_CHARS: usize = 40;
 pub const TAGS_MAX: usize = 20;
 pub const EXTERNAL_ID_MAX_CHARS: usize = 200;
+/// Slugs that name routes under `/api/articles/` and so could not be fetched by slug.
+pub const RESERVED_SLUGS: [&str; 1] = ["bulk"];
 
 const CREATE_FIELDS: [&str; 7] = [
     "external_id",
@@ -346,6 +348,13 @@ fn slug(v: &Value, field: &str, errs: &mut Vec<FieldError>) -> Option<String> {
         ));
         return None;
     }
+    if RESERVED_SLUGS.contains(&s) {
+        errs.push(FieldError::new(
+            field,
+            format!("`{s}` is reserved (it is a route under /api/articles/)"),
+        ));
+        return None;
+    }
     if s.bytes().all(|b| b.is_ascii_digit()) {
         errs.push(FieldError::new(
             field,
@@ -411,7 +420,10 @@ pub fn slugify(title: &str) -> String {
         }
     }
     let out = out.trim_matches('-').to_string();
-    if out.is_empty() || out.bytes().all(|b| b.is_ascii_digit()) {
+    if out.is_empty()
+        || out.bytes().all(|b| b.is_ascii_digit())
+        || RESERVED_SLUGS.contains(&out.as_str())
+    {
         format!("article-{out}").trim_end_matches('-').to_string()
     } else {
         out
@@ -508,6 +520,10 @@ mod tests {
         assert_eq!(slugify("Hello, World!  Again"), "hello-world-again");
         assert_eq!(slugify("¿?"), "article");
         assert_eq!(slugify("2024"), "article-2024");
+        assert_eq!(slugify("Bulk"), "article-bulk");
+        let errs =
+            parse_new(&json!({"title": "t", "body": "", "slug": "bulk"}), L, "").unwrap_err();
+        assert_eq!(fields(&errs), ["slug"]);
         assert!(is_valid_slug(&slugify(&"Long title ".repeat(30))));
         let errs = parse_new(&json!({"title": "t", "body": "", "slug": "123"}), L, "").unwrap_err();
         assert_eq!(fields(&errs), ["slug"]);
