@@ -5,9 +5,15 @@
 //! differently-analysed index is rebuilt from the database and swapped in atomically.
 //! Nothing here writes articles; SQLite stays the single source of truth.
 
+mod execute;
 pub mod indexer;
 pub mod query;
+mod rebuild;
 mod snippet;
+
+pub use execute::escape_html;
+use rebuild::{build_fresh, verify_handle};
+pub use rebuild::{ids_offline, rebuild_offline, verify_ids};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -16,21 +22,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use serde::Serialize;
-use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{
-    BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, TermQuery,
-};
 use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
-    TextOptions, Value,
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::{DateTime, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::articles::{Article, Status};
 use crate::config::{Analyzer, SearchConfig};
 use crate::db::{Db, DbError, articles as store};
-use crate::fsutil;
-use query::{Clause, Kind, Scope};
 
 /// Title matches count this many times a body match, so they rank first.
 const TITLE_BOOST: f32 = 3.0;
@@ -576,7 +575,7 @@ impl Search {
 
     pub async fn search(&self, req: SearchRequest) -> Result<SearchResults, SearchError> {
         let handle = self.handle();
-        tokio::task::spawn_blocking(move || run_search(&handle, &req))
+        tokio::task::spawn_blocking(move || execute::run_search(&handle, &req))
             .await
             .map_err(|e| SearchError::Other(e.to_string()))?
     }
@@ -594,363 +593,4 @@ fn indexed_ids(reader: &IndexReader) -> Result<BTreeSet<i64>, SearchError> {
         }
     }
     Ok(ids)
-}
-
-/// The ids in the index under `data_dir`, read without taking its writer lock (CLI
-/// `index verify`, which may run beside the server).
-pub fn ids_offline(data_dir: &Path) -> Result<BTreeSet<i64>, SearchError> {
-    let dir = data_dir.join("index");
-    let index = Index::open_in_dir(&dir)?;
-    missing_segment_files(&index, &dir)?;
-    let reader = index
-        .reader_builder()
-        .reload_policy(ReloadPolicy::Manual)
-        .try_into()?;
-    indexed_ids(&reader)
-}
-
-async fn verify_handle(h: &IndexHandle, db: &Db) -> Result<Verification, SearchError> {
-    let index_ids = h.ids()?;
-    verify_ids(index_ids, db).await
-}
-
-/// Compare a set of indexed ids with the database.
-pub async fn verify_ids(index_ids: BTreeSet<i64>, db: &Db) -> Result<Verification, SearchError> {
-    let index_documents = index_ids.len() as u64;
-    let (live, pending) = db
-        .read(|c| {
-            let tx = c.unchecked_transaction()?;
-            let mut live = BTreeSet::new();
-            store::for_each_live(&tx, |a| {
-                if searchable(&a) {
-                    live.insert(a.id);
-                }
-                Ok(())
-            })?;
-            let pending: BTreeSet<i64> = store::outbox_after(&tx, 0, u32::MAX)?
-                .into_iter()
-                .map(|r| r.article_id)
-                .collect();
-            Ok((live, pending))
-        })
-        .await?;
-    Ok(Verification {
-        database_articles: live.len() as u64,
-        index_documents,
-        outbox_pending: pending.len() as u64,
-        missing_from_index: live
-            .difference(&index_ids)
-            .filter(|id| !pending.contains(id))
-            .copied()
-            .collect(),
-        not_in_database: index_ids
-            .difference(&live)
-            .filter(|id| !pending.contains(id))
-            .copied()
-            .collect(),
-    })
-}
-
-/// Build a complete index from a database snapshot in `index.rebuild/`, then swap it into
-/// `index/` (old one renamed aside, directory fsynced, old one removed).
-async fn build_fresh(
-    data_dir: &Path,
-    config: &SearchConfig,
-    db: &Db,
-    progress: Option<Progress>,
-) -> Result<IndexHandle, SearchError> {
-    let live_dir = data_dir.join("index");
-    let tmp_dir = data_dir.join("index.rebuild");
-    let old_dir = data_dir.join("index.old");
-    let started = Instant::now();
-    for d in [&tmp_dir, &old_dir] {
-        if d.exists() {
-            std::fs::remove_dir_all(d)?;
-        }
-    }
-    std::fs::create_dir_all(&tmp_dir)?;
-    let (schema, fields) = build_schema(config.analyzer);
-    // 4 KiB doc-store blocks instead of 16: fetching one ~2 KiB article for a hit then
-    // decompresses a quarter as much (profiled: 11% of a query's CPU with 16 KiB).
-    let settings = tantivy::IndexSettings {
-        docstore_blocksize: 4096,
-        ..Default::default()
-    };
-    let index = Index::builder()
-        .schema(schema)
-        .settings(settings)
-        .create_in_dir(&tmp_dir)?;
-    let memory = usize::try_from(config.writer_memory_bytes).unwrap_or(usize::MAX);
-    let writer: IndexWriter = index.writer_with_num_threads(2, memory)?;
-    let (mut writer, seq, count) = db
-        .read(move |c| {
-            // One snapshot: the articles and the outbox high-water mark agree.
-            let tx = c.unchecked_transaction()?;
-            let seq = store::outbox_high_water(&tx)?;
-            let total = store::count_live(&tx)?;
-            let mut done = 0u64;
-            let mut err = None;
-            store::for_each_live(&tx, |a| {
-                if searchable(&a)
-                    && let Err(e) = writer.add_document(document(&fields, &a))
-                {
-                    err = Some(e);
-                }
-                done += 1;
-                if let Some(p) = &progress
-                    && (done.is_multiple_of(1000) || done == total)
-                {
-                    p(done, total);
-                }
-                Ok(())
-            })?;
-            if let Some(e) = err {
-                return Err(DbError::Other(format!("indexing failed: {e}")));
-            }
-            Ok((writer, seq, done))
-        })
-        .await?;
-    let tmp = tmp_dir.clone();
-    tokio::task::spawn_blocking(move || -> Result<(), SearchError> {
-        commit_with_seq(&mut writer, seq)?;
-        writer.wait_merging_threads()?;
-        if live_dir.exists() {
-            std::fs::rename(&live_dir, &old_dir)?;
-        }
-        std::fs::rename(&tmp, &live_dir)?;
-        if let Some(parent) = live_dir.parent() {
-            fsutil::fsync_dir(parent)?;
-        }
-        if old_dir.exists() {
-            std::fs::remove_dir_all(&old_dir)?;
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|e| SearchError::Other(e.to_string()))??;
-    let dir = data_dir.join("index");
-    let cfg = config.clone();
-    let handle = tokio::task::spawn_blocking(move || IndexHandle::open(&dir, &cfg))
-        .await
-        .map_err(|e| SearchError::Other(e.to_string()))??;
-    tracing::info!(
-        documents = count,
-        outbox_seq = seq,
-        ms = started.elapsed().as_millis() as u64,
-        "search index built from the database"
-    );
-    Ok(handle)
-}
-
-/// Rebuild with no server running (CLI): same swap, no live handle to replace.
-pub async fn rebuild_offline(
-    data_dir: &Path,
-    config: &SearchConfig,
-    db: &Db,
-    progress: Option<Progress>,
-) -> Result<u64, SearchError> {
-    let h = build_fresh(data_dir, config, db, progress).await?;
-    let seq = h.applied_seq();
-    db.write(move |tx| store::outbox_delete_through(tx, seq))
-        .await?;
-    Ok(h.num_docs())
-}
-
-fn analyze(index: &Index, field: Field, text: &str) -> Result<Vec<String>, SearchError> {
-    let mut analyzer = index.tokenizer_for_field(field)?;
-    let mut stream = analyzer.token_stream(text);
-    let mut out = Vec::new();
-    stream.process(&mut |t| out.push(t.text.clone()));
-    Ok(out)
-}
-
-/// The query for one clause on one field; `None` when the text has no indexable tokens.
-fn clause_on_field(
-    index: &Index,
-    field: Field,
-    kind: &Kind,
-) -> Result<Option<Box<dyn Query>>, SearchError> {
-    match kind {
-        Kind::Word(text) | Kind::Phrase(text) => {
-            let tokens = analyze(index, field, text)?;
-            Ok(match tokens.len() {
-                0 => None,
-                1 => Some(Box::new(TermQuery::new(
-                    Term::from_field_text(field, &tokens[0]),
-                    IndexRecordOption::WithFreqs,
-                ))),
-                _ => Some(Box::new(PhraseQuery::new(
-                    tokens
-                        .iter()
-                        .map(|t| Term::from_field_text(field, t))
-                        .collect(),
-                ))),
-            })
-        }
-        Kind::Prefix(p) => {
-            // Prefixes are lowercased, not stemmed: a stem of a partial word is noise.
-            let p = p.to_lowercase();
-            Ok(Some(Box::new(FuzzyTermQuery::new_prefix(
-                Term::from_field_text(field, &p),
-                0,
-                false,
-            ))))
-        }
-    }
-}
-
-fn build_query(h: &IndexHandle, clauses: &[Clause]) -> Result<Box<dyn Query>, SearchError> {
-    let mut parts: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-    for c in clauses {
-        let fields: &[(Field, f32)] = match c.scope {
-            Some(Scope::Title) => &[(h.fields.title, TITLE_BOOST)],
-            Some(Scope::Body) => &[(h.fields.body, 1.0)],
-            None => &[(h.fields.title, TITLE_BOOST), (h.fields.body, 1.0)],
-        };
-        let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for (field, boost) in fields {
-            if let Some(q) = clause_on_field(&h.index, *field, &c.kind)? {
-                let q: Box<dyn Query> = if *boost == 1.0 {
-                    q
-                } else {
-                    Box::new(BoostQuery::new(q, *boost))
-                };
-                alternatives.push((Occur::Should, q));
-            }
-        }
-        if alternatives.is_empty() {
-            continue;
-        }
-        let occur = if c.exclude {
-            Occur::MustNot
-        } else {
-            Occur::Must
-        };
-        parts.push((occur, Box::new(BooleanQuery::new(alternatives))));
-    }
-    if !parts.iter().any(|(o, _)| *o == Occur::Must) {
-        return Err(SearchError::Syntax(query::SyntaxError {
-            position: 0,
-            message: "the query has no searchable words".into(),
-        }));
-    }
-    Ok(Box::new(BooleanQuery::new(parts)))
-}
-
-fn filter(field: Field, value: &str) -> (Occur, Box<dyn Query>) {
-    let q = TermQuery::new(
-        Term::from_field_text(field, value),
-        IndexRecordOption::Basic,
-    );
-    // Filters decide membership, not rank.
-    (
-        Occur::Must,
-        Box::new(ConstScoreQuery::new(Box::new(q), 0.0)),
-    )
-}
-
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// The body terms of the query's positive clauses, analysed as the index analyses them.
-fn highlighter_for(
-    h: &IndexHandle,
-    clauses: &[Clause],
-) -> Result<snippet::Highlighter, SearchError> {
-    let mut terms = std::collections::HashSet::new();
-    let mut prefixes = Vec::new();
-    for c in clauses
-        .iter()
-        .filter(|c| !c.exclude && c.scope != Some(Scope::Title))
-    {
-        match &c.kind {
-            Kind::Word(t) | Kind::Phrase(t) => terms.extend(analyze(&h.index, h.fields.body, t)?),
-            Kind::Prefix(p) => prefixes.push(p.to_lowercase()),
-        }
-    }
-    let analyzer = h.index.tokenizer_for_field(h.fields.body)?;
-    Ok(snippet::Highlighter::new(
-        terms,
-        prefixes,
-        analyzer,
-        SNIPPET_CHARS,
-    ))
-}
-
-fn run_search(h: &IndexHandle, req: &SearchRequest) -> Result<SearchResults, SearchError> {
-    let started = Instant::now();
-    let mut warnings = Vec::new();
-    let clauses = if req.strict {
-        query::parse(&req.q).map_err(SearchError::Syntax)?
-    } else {
-        let (clauses, err) = query::parse_lenient(&req.q);
-        if let Some(e) = err {
-            warnings.push(format!("{e}; searched for the plain words instead"));
-        }
-        clauses
-    };
-    let text_query = build_query(h, &clauses)?;
-    // Only published articles are in the index, so no status filter is needed.
-    let mut filters: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-    if let Some(c) = &req.category {
-        filters.push(filter(h.fields.category, c));
-    }
-    if let Some(t) = &req.tag {
-        filters.push(filter(h.fields.tags, &t.to_lowercase()));
-    }
-    let full: Box<dyn Query> = if filters.is_empty() {
-        text_query.box_clone()
-    } else {
-        filters.push((Occur::Must, text_query.box_clone()));
-        Box::new(BooleanQuery::new(filters))
-    };
-    let searcher = h.reader.searcher();
-    let top = TopDocs::with_limit(req.limit.max(1))
-        .and_offset(req.offset)
-        .order_by_score();
-    // Top-k alone can skip blocks that cannot make the top (block-WAND); a combined
-    // (TopDocs, Count) collector would have to score every match. Counting without
-    // scores is a separate, cheaper pass.
-    let docs = searcher.search(&*full, &top)?;
-    let total = searcher.search(&*full, &Count)?;
-    let mut highlighter = highlighter_for(h, &clauses)?;
-    let mut hits = Vec::with_capacity(docs.len());
-    for (score, addr) in docs.into_iter().take(req.limit) {
-        let doc: TantivyDocument = searcher.doc(addr)?;
-        let text = |f: Field| {
-            doc.get_first(f)
-                .and_then(|v| v.as_str().map(str::to_string))
-        };
-        let html = highlighter.snippet(&text(h.fields.body).unwrap_or_default());
-        hits.push(Hit {
-            id: doc
-                .get_first(h.fields.id)
-                .and_then(|v| v.as_u64())
-                .and_then(|v| i64::try_from(v).ok())
-                .unwrap_or(0),
-            slug: text(h.fields.slug).unwrap_or_default(),
-            title: text(h.fields.title).unwrap_or_default(),
-            category: text(h.fields.category),
-            score,
-            snippet: html,
-        });
-    }
-    Ok(SearchResults {
-        hits,
-        total,
-        took_ms: started.elapsed().as_secs_f64() * 1000.0,
-        warnings,
-    })
 }
