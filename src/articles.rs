@@ -270,23 +270,7 @@ fn has_control(s: &str) -> bool {
 }
 
 fn title(v: &Value, field: &str, errs: &mut Vec<FieldError>) -> Option<String> {
-    let s = string(v, field, errs)?.trim();
-    let n = s.chars().count();
-    if n == 0 || n > TITLE_MAX_CHARS {
-        errs.push(FieldError::new(
-            field,
-            format!("must be 1 to {TITLE_MAX_CHARS} characters (got {n})"),
-        ));
-        return None;
-    }
-    if has_control(s) {
-        errs.push(FieldError::new(
-            field,
-            "must not contain control characters",
-        ));
-        return None;
-    }
-    Some(s.to_string())
+    short_text(v, field, TITLE_MAX_CHARS, errs)
 }
 
 fn body(v: &Value, field: &str, limits: Limits, errs: &mut Vec<FieldError>) -> Option<String> {

@@ -261,12 +261,18 @@ fn migrate_status(data_dir: &DataDir, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn migrate_validate(data_dir: &DataDir) -> anyhow::Result<()> {
+/// The migration status, or the problems that make it unsafe as an error.
+fn checked_status(data_dir: &DataDir) -> anyhow::Result<migrations::MigrationStatus> {
     let st = status_of(data_dir)?;
     let problems = st.problems();
     if !problems.is_empty() {
         bail!(migrations::MigrationError::Problems(problems));
     }
+    Ok(st)
+}
+
+fn migrate_validate(data_dir: &DataDir) -> anyhow::Result<()> {
+    let st = checked_status(data_dir)?;
     println!(
         "migrations valid: {} applied, {} pending",
         st.applied.len(),
@@ -276,11 +282,7 @@ fn migrate_validate(data_dir: &DataDir) -> anyhow::Result<()> {
 }
 
 fn migrate_dry_run(data_dir: &DataDir) -> anyhow::Result<()> {
-    let st = status_of(data_dir)?;
-    let problems = st.problems();
-    if !problems.is_empty() {
-        bail!(migrations::MigrationError::Problems(problems));
-    }
+    let st = checked_status(data_dir)?;
     let pending = st.pending();
     if pending.is_empty() {
         println!(

@@ -427,6 +427,33 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
+    /// Occupy the writer thread until the returned sender is used; returns once the
+    /// writer is really taken (polled with a deadline).
+    async fn hold_writer(
+        db: &Db,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<(), DbError>>,
+    ) {
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.with_writer(move |_c| {
+                    let _ = wait.recv();
+                    Ok::<_, DbError>(())
+                })
+                .await
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while db.probe_writer(Duration::from_millis(1)).await.is_ok() {
+            assert!(Instant::now() < deadline, "holder never took the writer");
+            tokio::task::yield_now().await;
+        }
+        (release, holder)
+    }
+
     async fn open_temp() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("t.db"), &DatabaseConfig::default())
@@ -512,24 +539,7 @@ mod tests {
             ..DatabaseConfig::default()
         };
         let db = Db::open(&dir.path().join("t.db"), &cfg).await.unwrap();
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let held = db.clone();
-        let holder = tokio::spawn(async move {
-            held.with_writer(move |_c| {
-                let _ = rx.recv();
-                Ok::<_, DbError>(())
-            })
-            .await
-        });
-        // Poll until the holder has the writer (deadline, no blind sleep).
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if db.probe_writer(Duration::from_millis(1)).await.is_err() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "holder never took the writer");
-            tokio::task::yield_now().await;
-        }
+        let (tx, holder) = hold_writer(&db).await;
         let err = db.write(|_tx| Ok::<_, DbError>(())).await.unwrap_err();
         assert!(err.is_transient(), "{err:?}");
         tx.send(()).unwrap();
@@ -549,21 +559,7 @@ mod tests {
         .await
         .unwrap();
         // Hold the writer so the 200 writes below queue up and commit together.
-        let (release, wait) = std::sync::mpsc::channel::<()>();
-        let holder = {
-            let db = db.clone();
-            tokio::spawn(async move {
-                db.with_writer(move |_c| {
-                    let _ = wait.recv();
-                    Ok::<_, DbError>(())
-                })
-                .await
-            })
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while db.probe_writer(Duration::from_millis(1)).await.is_ok() {
-            assert!(Instant::now() < deadline, "holder never took the writer");
-        }
+        let (release, holder) = hold_writer(&db).await;
         let mut tasks = Vec::new();
         for i in 0..200i64 {
             let db = db.clone();
@@ -610,21 +606,7 @@ mod tests {
         })
         .await
         .unwrap();
-        let (release, wait) = std::sync::mpsc::channel::<()>();
-        let holder = {
-            let db = db.clone();
-            tokio::spawn(async move {
-                db.with_writer(move |_c| {
-                    let _ = wait.recv();
-                    Ok::<_, DbError>(())
-                })
-                .await
-            })
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while db.probe_writer(Duration::from_millis(1)).await.is_ok() {
-            assert!(Instant::now() < deadline, "holder never took the writer");
-        }
+        let (release, holder) = hold_writer(&db).await;
         let err = db
             .write(|c| {
                 c.execute_batch("INSERT INTO late VALUES (1)")?;
