@@ -10,10 +10,11 @@ use common::{TestApp, spawn_app};
 use serde_json::{Value, json};
 
 impl TestApp {
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    /// Send a JSON body with `method`; the status and the JSON answer (Null if none).
+    async fn send_json(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
         let res = self
             .client
-            .post(self.url(path))
+            .request(method, self.url(path))
             .json(&body)
             .send()
             .await
@@ -22,16 +23,12 @@ impl TestApp {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send_json(reqwest::Method::POST, path, body).await
+    }
+
     async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
-        let res = self
-            .client
-            .patch(self.url(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(Value::Null))
+        self.send_json(reqwest::Method::PATCH, path, body).await
     }
 
     async fn delete(&self, path: &str) -> u16 {
