@@ -30,6 +30,7 @@ struct Inner {
     data_dir: DataDir,
     db: Db,
     search: Arc<Search>,
+    backups: crate::backup::runner::BackupState,
     started_at: Instant,
     in_flight: InFlightRequestsCounter,
     /// Last overall readiness status reported, to log transitions only.
@@ -48,6 +49,9 @@ impl AppState {
     }
     pub fn search(&self) -> &Arc<Search> {
         &self.0.search
+    }
+    pub fn backups(&self) -> &crate::backup::runner::BackupState {
+        &self.0.backups
     }
     pub fn uptime(&self) -> Duration {
         self.0.started_at.elapsed()
@@ -133,6 +137,7 @@ impl App {
                 data_dir,
                 db,
                 search: Arc::new(search),
+                backups: Default::default(),
                 started_at,
                 in_flight: InFlightRequestsCounter::default(),
                 last_readiness: std::sync::Mutex::new(None),
@@ -175,6 +180,7 @@ impl App {
         let (stop_tx, stop_rx) = watch::channel(false);
         let checkpointer = state.db().spawn_checkpointer(stop_rx.clone());
         let indexer = crate::search::indexer::spawn(state.search().clone(), stop_rx.clone());
+        let scheduler = crate::backup::runner::spawn_scheduler(state.clone(), stop_rx.clone());
 
         let router = crate::http::router(state.clone());
         let mut drain_rx = stop_rx.clone();
@@ -207,6 +213,12 @@ impl App {
         let _ = stop_tx.send(true);
         if let Err(e) = indexer.await {
             tracing::warn!(error = %e, "indexer task ended abnormally");
+        }
+        if let Some(s) = scheduler {
+            // A backup in progress is abandoned: its temporary file is removed, and
+            // earlier archives are untouched.
+            s.abort();
+            let _ = s.await;
         }
         if let Err(e) = checkpointer.await {
             tracing::warn!(error = %e, "checkpoint task ended abnormally");

@@ -29,6 +29,7 @@ pub struct Config {
     pub health: HealthConfig,
     pub articles: ArticlesConfig,
     pub search: SearchConfig,
+    pub backup: BackupConfig,
     pub log: LogConfig,
     pub sentry: SentryConfig,
 }
@@ -172,6 +173,7 @@ impl Default for Config {
             health: HealthConfig::default(),
             articles: ArticlesConfig::default(),
             search: SearchConfig::default(),
+            backup: BackupConfig::default(),
             log: LogConfig::default(),
             sentry: SentryConfig::default(),
         }
@@ -237,6 +239,60 @@ impl Default for SearchConfig {
             max_limit: 100,
             max_lag_secs: 60,
         }
+    }
+}
+
+/// Snapshots of the database and the index (see `backup/`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Where archives go; empty means `<data_dir>/backups`. May be another disk.
+    pub dir: PathBuf,
+    /// When `serve` takes a backup: a cron expression in UTC (5 fields, or 6 with
+    /// seconds first); empty turns the scheduler off.
+    pub schedule: String,
+    /// Retention, applied after every successful backup: the newest N archives...
+    pub keep_last: u32,
+    /// ...plus the newest archive of each of the last D days that have one...
+    pub keep_daily: u32,
+    /// ...plus the newest archive of each of the last W ISO weeks that have one.
+    pub keep_weekly: u32,
+    /// `/readyz` says degraded when the last good backup is older than this (0: never).
+    pub max_age_hours: u64,
+    /// zstd level of archives (1 fastest .. 19 smallest).
+    pub compression_level: i32,
+    /// Free space kept on the backups disk on top of the expected archive size.
+    pub min_free_margin_bytes: u64,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            dir: PathBuf::new(),
+            // Daily at 03:17 UTC: a quiet hour, off the top of the hour when other jobs run.
+            schedule: "17 3 * * *".into(),
+            keep_last: 7,
+            keep_daily: 7,
+            keep_weekly: 4,
+            max_age_hours: 26,
+            compression_level: 3,
+            min_free_margin_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl BackupConfig {
+    /// The parsed schedule, or None when the scheduler is off.
+    pub fn cron(&self) -> Result<Option<croner::Cron>, String> {
+        if self.schedule.trim().is_empty() {
+            return Ok(None);
+        }
+        croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Optional)
+            .build()
+            .parse(&self.schedule)
+            .map(Some)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -541,6 +597,30 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        let b = &self.backup;
+        if let Err(e) = b.cron() {
+            return Err(ConfigError::invalid(
+                "backup.schedule",
+                format!("{:?}", b.schedule),
+                &format!(
+                    "not a cron expression ({e}); e.g. \"17 3 * * *\" for daily at 03:17 UTC, or \"\" for no schedule"
+                ),
+            ));
+        }
+        if !(1..=19).contains(&b.compression_level) {
+            return Err(ConfigError::invalid(
+                "backup.compression_level",
+                b.compression_level,
+                "must be between 1 and 19",
+            ));
+        }
+        if b.keep_last == 0 {
+            return Err(ConfigError::invalid(
+                "backup.keep_last",
+                0,
+                "must be at least 1 (the newest backup is always kept)",
+            ));
+        }
         if self.health.warn_free_disk_bytes < self.health.min_free_disk_bytes {
             return Err(ConfigError::invalid(
                 "health.warn_free_disk_bytes",
@@ -572,6 +652,15 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Where backup archives go: `backup.dir`, or `<data_dir>/backups` when empty.
+    pub fn backups_dir(&self) -> PathBuf {
+        if self.backup.dir.as_os_str().is_empty() {
+            crate::data_dir::DataDir::new(&self.data_dir).backups_dir()
+        } else {
+            self.backup.dir.clone()
+        }
     }
 
     /// The effective configuration as TOML, secrets redacted.

@@ -56,16 +56,7 @@ impl DataDir {
     /// Create the directory tree (mode 0750) if it is missing.
     pub fn create(&self) -> Result<(), DataDirError> {
         for dir in [self.root.clone(), self.backups_dir()] {
-            if !dir.is_dir() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(DIR_MODE)
-                    .create(&dir)
-                    .map_err(|source| self.io(source))?;
-                // The umask may have narrowed the mode further; never widen an existing dir.
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(DIR_MODE))
-                    .map_err(|source| self.io(source))?;
-            }
+            create_private_dir(&dir).map_err(|source| self.io(source))?;
         }
         Ok(())
     }
@@ -109,12 +100,52 @@ impl DataDir {
         Ok(DataDirLock { _file: file })
     }
 
+    /// Lock file that pairs index commits with backups. An index commit, together with
+    /// the removal of the outbox rows it applied, holds it shared; a backup holds it
+    /// exclusively for the moment it takes the index files and starts its database
+    /// read transaction, so the two copies describe the same outbox position.
+    pub fn index_commit_lock_path(&self) -> PathBuf {
+        self.root.join("index-commit.lock")
+    }
+
+    /// Take the index-commit lock (blocking): shared for an index commit, exclusive for
+    /// a backup's snapshot. `flock` works between processes (the CLI backup beside
+    /// `serve`) and between threads of one process alike; dropping the guard releases it.
+    pub fn index_commit_guard(&self, exclusive: bool) -> std::io::Result<File> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.index_commit_lock_path())?;
+        if exclusive {
+            file.lock()?;
+        } else {
+            file.lock_shared()?;
+        }
+        Ok(file)
+    }
+
     fn io(&self, source: std::io::Error) -> DataDirError {
         DataDirError::Io {
             dir: self.root.clone(),
             source,
         }
     }
+}
+
+/// Create `dir` (and its parents) with mode 0750 if it is missing; an existing
+/// directory keeps its mode.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(dir)?;
+        // The umask may have narrowed the mode further; never widen an existing dir.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))?;
+    }
+    Ok(())
 }
 
 /// Held while a process owns the data directory; dropping it releases the lock.

@@ -6,6 +6,8 @@
 pub mod app;
 /// Articles: types, validation with field-level errors, slugs.
 pub mod articles;
+/// Backups: snapshot archives, verification, retention, restore, the scheduler.
+pub mod backup;
 /// The command line (clap derive) and the code behind each subcommand.
 pub mod cli;
 /// Layered configuration: defaults < file < `APPLIANCE__…` env < flags; validation.

@@ -9,6 +9,7 @@
 //! add their queries in files beside this one; migrations live in [`migrations`].
 
 pub mod articles;
+pub mod backups;
 pub mod error;
 pub mod migrations;
 mod writer;

@@ -366,7 +366,8 @@ impl Search {
                 } else {
                     tracing::info!("creating the search index from the database");
                 }
-                build_fresh(data_dir, config, &db, None).await?
+                // Nothing else runs yet: the outbox is left as it is and replayed.
+                build_fresh(data_dir, config, &db, None).await?.0
             }
         };
         Ok(Search {
@@ -501,6 +502,9 @@ impl Search {
             return Ok(0);
         }
         let fed = Instant::now();
+        // Held from the commit until the applied outbox rows are gone, so that a backup
+        // never pairs an index with a database snapshot that lacks rows it still needs.
+        let _commit_guard = commit_guard(&self.data_dir).await?;
         let h = handle.clone();
         tokio::task::spawn_blocking(move || -> Result<(), SearchError> {
             let mut writer = h
@@ -533,7 +537,8 @@ impl Search {
     /// between indexer batches; searches keep using the old index until the swap.
     pub async fn rebuild(&self, progress: Option<Progress>) -> Result<u64, SearchError> {
         let _guard = self.indexing.lock().await;
-        let handle = build_fresh(&self.data_dir, &self.config, &self.db, progress).await?;
+        let (handle, _commit_guard) =
+            build_fresh(&self.data_dir, &self.config, &self.db, progress).await?;
         let docs = handle.num_docs();
         let seq = handle.applied_seq();
         *self
@@ -579,6 +584,16 @@ impl Search {
             .await
             .map_err(|e| SearchError::Other(e.to_string()))?
     }
+}
+
+/// The data directory's index-commit lock, held shared (see
+/// [`crate::data_dir::DataDir::index_commit_guard`]).
+async fn commit_guard(data_dir: &Path) -> Result<std::fs::File, SearchError> {
+    let dd = crate::data_dir::DataDir::new(data_dir);
+    tokio::task::spawn_blocking(move || dd.index_commit_guard(false))
+        .await
+        .map_err(|e| SearchError::Other(e.to_string()))?
+        .map_err(|e| SearchError::Other(format!("cannot take the index commit lock: {e}")))
 }
 
 fn indexed_ids(reader: &IndexReader) -> Result<BTreeSet<i64>, SearchError> {

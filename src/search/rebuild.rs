@@ -72,13 +72,15 @@ pub async fn verify_ids(index_ids: BTreeSet<i64>, db: &Db) -> Result<Verificatio
 }
 
 /// Build a complete index from a database snapshot in `index.rebuild/`, then swap it into
-/// `index/` (old one renamed aside, directory fsynced, old one removed).
+/// `index/` (old one renamed aside, directory fsynced, old one removed). Returns the
+/// new handle and the index-commit lock, taken before the swap: the caller removes the
+/// outbox rows the new index holds before dropping it.
 pub(super) async fn build_fresh(
     data_dir: &Path,
     config: &SearchConfig,
     db: &Db,
     progress: Option<Progress>,
-) -> Result<IndexHandle, SearchError> {
+) -> Result<(IndexHandle, std::fs::File), SearchError> {
     let live_dir = data_dir.join("index");
     let tmp_dir = data_dir.join("index.rebuild");
     let old_dir = data_dir.join("index.old");
@@ -131,6 +133,7 @@ pub(super) async fn build_fresh(
         })
         .await?;
     let tmp = tmp_dir.clone();
+    let guard = super::commit_guard(data_dir).await?;
     tokio::task::spawn_blocking(move || -> Result<(), SearchError> {
         commit_with_seq(&mut writer, seq)?;
         writer.wait_merging_threads()?;
@@ -159,7 +162,7 @@ pub(super) async fn build_fresh(
         ms = started.elapsed().as_millis() as u64,
         "search index built from the database"
     );
-    Ok(handle)
+    Ok((handle, guard))
 }
 
 /// Rebuild with no server running (CLI): same swap, no live handle to replace.
@@ -169,7 +172,7 @@ pub async fn rebuild_offline(
     db: &Db,
     progress: Option<Progress>,
 ) -> Result<u64, SearchError> {
-    let h = build_fresh(data_dir, config, db, progress).await?;
+    let (h, _commit_guard) = build_fresh(data_dir, config, db, progress).await?;
     let seq = h.applied_seq();
     db.write(move |tx| store::outbox_delete_through(tx, seq))
         .await?;

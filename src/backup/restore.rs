@@ -1,0 +1,150 @@
+//! Restoring an archive into the data directory. Refused while a server holds the
+//! directory; the archive is extracted beside the data directory (same file system,
+//! so the swap is a rename) and verified completely before anything is touched; the
+//! current directory is then moved aside to `<data>.pre-restore-<time>` (kept) and the
+//! restored one renamed into its place. Backups kept inside the data directory move
+//! over to the restored one. The next `serve` applies pending migrations (an older
+//! snapshot) and replays the archived outbox into the archived index, so search
+//! matches the restored database.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::{BackupError, Manifest, Progress};
+use crate::data_dir::DataDir;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    pub archive: PathBuf,
+    pub manifest: Manifest,
+    pub dry_run: bool,
+    /// Where the replaced data directory was moved (None: dry run, or there was none).
+    pub moved_aside: Option<PathBuf>,
+    /// Row counts of the current database, for comparison (None: no database).
+    pub current_row_counts: Option<BTreeMap<String, i64>>,
+    /// Migrations the next start applies to the restored database.
+    pub pending_migrations: i64,
+}
+
+/// Restore `archive` into `data_dir`. `backups_dir` is where archives are kept: when it
+/// is inside the data directory it is carried over to the restored one.
+pub fn restore(
+    data_dir: &DataDir,
+    backups_dir: &Path,
+    archive: &Path,
+    dry_run: bool,
+    progress: Progress<'_>,
+) -> Result<RestoreReport, BackupError> {
+    let root = data_dir.root();
+    let existed = root.exists();
+    // Refuse before any work while a server (or another restore) owns the directory.
+    let lock = if existed {
+        Some(data_dir.lock()?)
+    } else {
+        None
+    };
+    let parent = parent_of(root)?;
+    let base = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| BackupError::Other(format!("{} has no directory name", root.display())))?;
+    let stamp = stamp(OffsetDateTime::now_utc());
+    let staging = parent.join(format!(".{base}.restore-{stamp}.tmp"));
+    crate::data_dir::create_private_dir(&staging)
+        .map_err(BackupError::io(staging.display().to_string()))?;
+    let cleanup = RemoveDirOnDrop(Some(staging.clone()));
+
+    let manifest = super::verify::verify_into(archive, &staging, true, progress)?;
+    let current_row_counts = if data_dir.db_path().is_file() {
+        crate::db::open_read_only(&data_dir.db_path())
+            .ok()
+            .and_then(|c| super::row_counts(&c).ok())
+    } else {
+        None
+    };
+    let pending_migrations = super::supported_schema_version() - manifest.schema_version;
+    let mut report = RestoreReport {
+        archive: archive.to_path_buf(),
+        manifest,
+        dry_run,
+        moved_aside: None,
+        current_row_counts,
+        pending_migrations,
+    };
+    if dry_run {
+        return Ok(report);
+    }
+
+    // The restored directory is locked before it is swapped in, so a server started
+    // right after the swap waits for this process to finish.
+    let restored = DataDir::new(&staging);
+    let staged_lock = restored.lock()?;
+    let backups_inside = existed && backups_dir.starts_with(root) && backups_dir.is_dir();
+    if existed {
+        let aside = parent.join(format!("{base}.pre-restore-{stamp}"));
+        if backups_inside {
+            let rel = backups_dir
+                .strip_prefix(root)
+                .map_err(|e| BackupError::Other(e.to_string()))?;
+            let target = staging.join(rel);
+            if let Some(p) = target.parent() {
+                crate::data_dir::create_private_dir(p)
+                    .map_err(BackupError::io(p.display().to_string()))?;
+            }
+            std::fs::rename(backups_dir, &target).map_err(BackupError::io(format!(
+                "moving {} over",
+                backups_dir.display()
+            )))?;
+        }
+        std::fs::rename(root, &aside)
+            .map_err(BackupError::io(format!("moving {} aside", root.display())))?;
+        report.moved_aside = Some(aside);
+    }
+    std::fs::rename(&staging, root).map_err(BackupError::io(format!(
+        "moving the restored data into {} (the previous data is in {})",
+        root.display(),
+        report
+            .moved_aside
+            .as_deref()
+            .map_or_else(|| "nowhere".to_string(), |p| p.display().to_string())
+    )))?;
+    crate::fsutil::fsync_dir(&parent).map_err(BackupError::io(parent.display().to_string()))?;
+    std::mem::forget(cleanup);
+    drop(staged_lock);
+    drop(lock);
+    tracing::info!(archive = %archive.display(), aside = ?report.moved_aside, "restored");
+    Ok(report)
+}
+
+fn parent_of(root: &Path) -> Result<PathBuf, BackupError> {
+    let abs = if root.is_absolute() {
+        root.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(BackupError::io("current directory"))?
+            .join(root)
+    };
+    Ok(abs
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/")))
+}
+
+fn stamp(t: OffsetDateTime) -> String {
+    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    t.format(&fmt).unwrap_or_default()
+}
+
+/// Removes a staging directory on every early return.
+struct RemoveDirOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveDirOnDrop {
+    fn drop(&mut self) {
+        if let Some(d) = self.0.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}

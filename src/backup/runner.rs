@@ -1,0 +1,316 @@
+//! Backups inside `serve`: one run (create, record, verify, record, prune, checkpoint)
+//! shared by the scheduler and `POST /api/admin/backups`, the scheduler task (a cron
+//! expression in UTC), and what `/readyz` says about backups. The blocking library
+//! functions run on tokio's blocking threads; bookkeeping goes through the writer.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::retention::{self, Policy};
+use super::snapshot::{self, CreateOptions, Created};
+use super::{BackupError, BackupLock, Trigger};
+use crate::app::AppState;
+use crate::db::backups::{self as store, Run, Verification};
+use crate::db::{Checkpoint, DbError};
+
+/// The backup being written right now, if any (for `GET /api/admin/backups`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Running {
+    pub trigger: Trigger,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+}
+
+/// In-process state of backups (the durable part is in the database).
+#[derive(Debug, Default)]
+pub struct BackupState {
+    running: Mutex<Option<Running>>,
+}
+
+impl BackupState {
+    pub fn running(&self) -> Option<Running> {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+    fn set_running(&self, r: Option<Running>) {
+        *self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = r;
+    }
+}
+
+/// Take the backup lock now (so a second request is refused at once), for [`run`].
+pub async fn acquire(state: &AppState) -> Result<BackupLock, BackupError> {
+    let dir = state.config().backups_dir();
+    tokio::task::spawn_blocking(move || BackupLock::acquire(&dir))
+        .await
+        .map_err(|e| BackupError::Other(e.to_string()))?
+}
+
+/// Outcome of one run: the archive, and whether it verified.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub created: Created,
+    pub verified: Result<(), String>,
+    pub pruned: Vec<String>,
+}
+
+/// Create a backup, record the run, verify the archive, record that, apply retention,
+/// and checkpoint the WAL that grew while the snapshot was held.
+pub async fn run(
+    state: &AppState,
+    lock: BackupLock,
+    trigger: Trigger,
+) -> Result<Outcome, BackupError> {
+    let started_at = OffsetDateTime::now_utc();
+    state.backups().set_running(Some(Running {
+        trigger,
+        started_at,
+    }));
+    let res = run_inner(state, lock, trigger, started_at).await;
+    state.backups().set_running(None);
+    res
+}
+
+async fn run_inner(
+    state: &AppState,
+    lock: BackupLock,
+    trigger: Trigger,
+    started_at: OffsetDateTime,
+) -> Result<Outcome, BackupError> {
+    let cfg = state.config().backup.clone();
+    let previous_ratio = state
+        .db()
+        .read(|c| store::last_success(c))
+        .await?
+        .and_then(|r| ratio(&r));
+    let data_dir = state.data_dir().clone();
+    let created = tokio::task::spawn_blocking(move || {
+        let opts = CreateOptions {
+            trigger,
+            compression_level: cfg.compression_level,
+            min_free_margin_bytes: cfg.min_free_margin_bytes,
+            previous_ratio,
+            progress: None,
+        };
+        let res = snapshot::create(&lock, &data_dir, &opts);
+        (lock, res)
+    })
+    .await
+    .map_err(|e| BackupError::Other(e.to_string()))?;
+    let (lock, created) = created;
+    let started = crate::db::articles::format_time(started_at);
+    let run = match &created {
+        Ok(c) => run_record(c, trigger),
+        Err(e) => Run {
+            name: super::archive_name(started_at, trigger),
+            trigger: trigger.as_str().into(),
+            started_at: started.clone(),
+            duration_ms: (OffsetDateTime::now_utc() - started_at).whole_milliseconds() as i64,
+            size_bytes: None,
+            source_bytes: None,
+            ok: false,
+            error: Some(e.to_string()),
+        },
+    };
+    state
+        .db()
+        .write(move |c| store::record_run(c, &run))
+        .await?;
+    let created = match created {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, trigger = trigger.as_str(), "backup failed");
+            return Err(e);
+        }
+    };
+    tracing::info!(
+        archive = %created.name,
+        bytes = created.size_bytes,
+        ms = created.duration.as_millis() as u64,
+        trigger = trigger.as_str(),
+        "backup written"
+    );
+    let verified = verify_and_record(state, &created.name).await?;
+    let pruned = prune(state, &lock).await?;
+    // The snapshot kept checkpoints from passing it; catch up now, off the request path.
+    if let Err(e) = state.db().checkpoint(Checkpoint::Passive).await {
+        tracing::warn!(error = %e, "checkpoint after backup failed");
+    }
+    drop(lock);
+    Ok(Outcome {
+        created,
+        verified,
+        pruned,
+    })
+}
+
+/// What to record for a written archive (the CLI records the same).
+pub fn run_record(c: &Created, trigger: Trigger) -> Run {
+    Run {
+        name: c.name.clone(),
+        trigger: trigger.as_str().into(),
+        started_at: crate::db::articles::format_time(c.started_at),
+        duration_ms: i64::try_from(c.duration.as_millis()).unwrap_or(i64::MAX),
+        size_bytes: i64::try_from(c.size_bytes).ok(),
+        source_bytes: i64::try_from(c.manifest.total_bytes()).ok(),
+        ok: true,
+        error: None,
+    }
+}
+
+/// Archive size / source size of a recorded run.
+pub fn ratio(r: &Run) -> Option<f64> {
+    match (r.size_bytes, r.source_bytes) {
+        (Some(a), Some(s)) if s > 0 => Some(a as f64 / s as f64),
+        _ => None,
+    }
+}
+
+/// Verify an archive of the backups dir and record the result.
+pub async fn verify_and_record(
+    state: &AppState,
+    name: &str,
+) -> Result<Result<(), String>, BackupError> {
+    let dir = state.config().backups_dir();
+    let path = super::resolve(&dir, name)?;
+    let res = tokio::task::spawn_blocking(move || super::verify::verify(&path, &dir, None))
+        .await
+        .map_err(|e| BackupError::Other(e.to_string()))?;
+    let outcome = res.map(|_| ()).map_err(|e| e.to_string());
+    if let Err(e) = &outcome {
+        tracing::error!(archive = %name, error = %e, "backup verification failed");
+    }
+    let record = Verification {
+        verified_at: crate::db::articles::now(),
+        ok: outcome.is_ok(),
+        error: outcome.clone().err(),
+    };
+    let name = name.to_string();
+    state
+        .db()
+        .write(move |c| store::record_verification(c, &name, &record))
+        .await?;
+    Ok(outcome)
+}
+
+async fn prune(state: &AppState, _lock: &BackupLock) -> Result<Vec<String>, BackupError> {
+    let verified = verified_names(state).await?;
+    let dir = state.config().backups_dir();
+    let policy = Policy::from(&state.config().backup);
+    let plan =
+        tokio::task::spawn_blocking(move || retention::prune(&dir, policy, &verified, false))
+            .await
+            .map_err(|e| BackupError::Other(e.to_string()))??;
+    Ok(plan.delete)
+}
+
+/// Names of archives whose last verification succeeded.
+pub async fn verified_names(state: &AppState) -> Result<HashSet<String>, DbError> {
+    let v = state.db().read(|c| store::verifications(c)).await?;
+    Ok(v.into_iter()
+        .filter(|(_, v)| v.ok)
+        .map(|(n, _)| n)
+        .collect())
+}
+
+/// The next time the schedule fires after `after`, if there is a schedule.
+pub fn next_run(state: &AppState, after: OffsetDateTime) -> Option<OffsetDateTime> {
+    let cron = state.config().backup.cron().ok().flatten()?;
+    let after = chrono::DateTime::<chrono::Utc>::from_timestamp(
+        after.unix_timestamp(),
+        after.nanosecond(),
+    )?;
+    let next = cron.find_next_occurrence(&after, false).ok()?;
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(next.timestamp_nanos_opt()?)).ok()
+}
+
+/// The scheduler: sleeps until the next time the cron expression names, then runs a
+/// backup (skipped, with a warning, when one is already running).
+pub fn spawn_scheduler(state: AppState, mut stop: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
+    let schedule = state.config().backup.schedule.clone();
+    next_run(&state, OffsetDateTime::now_utc())?;
+    tracing::info!(schedule = %schedule, "backup scheduler on (UTC)");
+    Some(tokio::spawn(async move {
+        loop {
+            let now = OffsetDateTime::now_utc();
+            let Some(next) = next_run(&state, now) else {
+                break;
+            };
+            let wait = Duration::try_from(next - now).unwrap_or(Duration::ZERO);
+            tokio::select! {
+                _ = stop.changed() => break,
+                () = tokio::time::sleep(wait) => {}
+            }
+            if *stop.borrow() {
+                break;
+            }
+            match acquire(&state).await {
+                Ok(lock) => {
+                    if let Err(e) = run(&state, lock, Trigger::Scheduled).await {
+                        tracing::error!(error = %e, "scheduled backup failed");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "scheduled backup skipped"),
+            }
+        }
+    }))
+}
+
+/// `/readyz`: a failed last run, or no good backup for `backup.max_age_hours`, is
+/// degraded (Err). No backup at all is fine until the server has been up that long.
+pub async fn health(state: &AppState) -> Result<Result<String, String>, DbError> {
+    let max_age_hours = state.config().backup.max_age_hours;
+    let (last, last_ok) = state
+        .db()
+        .read(|c| Ok((store::last_run(c)?, store::last_success(c)?)))
+        .await?;
+    if let Some(last) = &last
+        && !last.ok
+    {
+        return Ok(Err(format!(
+            "last backup failed at {}: {}",
+            last.started_at,
+            last.error.as_deref().unwrap_or("unknown error")
+        )));
+    }
+    if max_age_hours == 0 {
+        return Ok(Ok(match last_ok {
+            Some(r) => format!("last backup {} at {}", r.name, r.started_at),
+            None => "no backup yet (age check off)".into(),
+        }));
+    }
+    let max_age = Duration::from_secs(max_age_hours * 3600);
+    match last_ok {
+        Some(r) => {
+            let at = time::OffsetDateTime::parse(
+                &r.started_at,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .map_err(|e| DbError::Other(e.to_string()))?;
+            let age = Duration::try_from(OffsetDateTime::now_utc() - at).unwrap_or(Duration::ZERO);
+            if age > max_age {
+                Ok(Err(format!(
+                    "last good backup {} is {} h old (backup.max_age_hours = {max_age_hours})",
+                    r.name,
+                    age.as_secs() / 3600
+                )))
+            } else {
+                Ok(Ok(format!("last backup {} at {}", r.name, r.started_at)))
+            }
+        }
+        None if state.uptime() > max_age => Ok(Err(format!(
+            "no backup in {max_age_hours} h of uptime; run `appliance backup` or check backup.schedule"
+        ))),
+        None => Ok(Ok("no backup yet".into())),
+    }
+}

@@ -1,0 +1,489 @@
+//! Taking a backup: a consistent, online snapshot of the database and the index,
+//! streamed into one `tar.zst` archive under a temporary name, then fsynced and renamed.
+//!
+//! The database is read page by page through `sqlite_dbpage` inside one read
+//! transaction: WAL readers never block writers, the copy can never be restarted by
+//! them (unlike the backup API in steps), and no staging copy is written to disk. The
+//! index files are opened while the index-commit lock is held exclusively, and the
+//! database read transaction starts under the same lock: the archived index is at a
+//! committed point whose outbox rows above it are all in the archived database.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::{
+    BackupError, BackupLock, DB_MEMBER, DatabaseInfo, FORMAT_VERSION, FileEntry, INDEX_PREFIX,
+    IndexInfo, MANIFEST_MEMBER, MANIFEST_SUM_MEMBER, Manifest, Progress, Trigger, archive_name,
+};
+use crate::data_dir::DataDir;
+use crate::fsutil;
+
+/// How to take one backup.
+pub struct CreateOptions<'a> {
+    pub trigger: Trigger,
+    pub compression_level: i32,
+    /// Free space required on top of the expected archive size.
+    pub min_free_margin_bytes: u64,
+    /// Archive size / source size of the previous good backup, to predict this one's
+    /// size (None: assume nothing compresses).
+    pub previous_ratio: Option<f64>,
+    pub progress: Progress<'a>,
+}
+
+/// A backup that was written.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub name: String,
+    pub path: PathBuf,
+    pub started_at: OffsetDateTime,
+    pub size_bytes: u64,
+    pub duration: Duration,
+    pub manifest: Manifest,
+}
+
+/// Take a backup of `data_dir` into the lock's backups directory. Works while `serve`
+/// runs on the directory and while nothing does (the caller then holds the data-dir
+/// lock so that no server starts half-way).
+pub fn create(
+    lock: &BackupLock,
+    data_dir: &DataDir,
+    opts: &CreateOptions<'_>,
+) -> Result<Created, BackupError> {
+    let started = Instant::now();
+    let started_at = OffsetDateTime::now_utc();
+    let name = archive_name(started_at, opts.trigger);
+    let final_path = lock.dir().join(&name);
+    let db_path = data_dir.db_path();
+    if !db_path.is_file() {
+        return Err(BackupError::NoDatabase(db_path));
+    }
+    let conn = Connection::open_with_flags(
+        &db_path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+
+    // The moment both copies are taken: no index commit can happen in between.
+    let (index, db_info) = {
+        let _commit = data_dir
+            .index_commit_guard(true)
+            .map_err(BackupError::io("index commit lock"))?;
+        let index = IndexFiles::open(&data_dir.index_dir())?;
+        conn.execute_batch("BEGIN")?;
+        // BEGIN is deferred: the snapshot is fixed by the first read, here.
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let page_count: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        (
+            index,
+            DatabaseInfo {
+                page_size: page_size.unsigned_abs(),
+                page_count: page_count.unsigned_abs(),
+            },
+        )
+    };
+    let row_counts = super::row_counts(&conn)?;
+    let schema_version = super::schema_version(&conn)?;
+    let db_bytes = db_info.page_size * db_info.page_count;
+    let source_bytes = db_bytes + index.as_ref().map_or(0, |i| i.bytes);
+
+    check_space(lock.dir(), source_bytes, opts)?;
+
+    let tmp = TempFile(fsutil::temp_path_for(&final_path));
+    let file = File::create(&tmp.0).map_err(BackupError::io(tmp.0.display().to_string()))?;
+    let mut encoder = zstd::Encoder::new(
+        BufWriter::with_capacity(1 << 20, file),
+        opts.compression_level,
+    )
+    .map_err(BackupError::io("zstd"))?;
+    encoder
+        .include_checksum(true)
+        .map_err(BackupError::io("zstd"))?;
+    // One compression worker beside this thread (which reads pages and hashes): both
+    // cores busy, and the caller's writers still get CPU between frames.
+    encoder.multithread(1).map_err(BackupError::io("zstd"))?;
+    let mut tar = tar::Builder::new(encoder);
+    let mtime = u64::try_from(started_at.unix_timestamp()).unwrap_or(0);
+
+    let mut files = Vec::new();
+    let total = source_bytes;
+    let pages = DbPages::new(&conn, db_info.page_count, db_info.page_size)?;
+    files.push(
+        append(
+            &mut tar,
+            DB_MEMBER,
+            db_bytes,
+            mtime,
+            pages,
+            0,
+            total,
+            opts.progress,
+        )
+        .map_err(|e| write_err_of(&tmp.0, e))?,
+    );
+    // The database copy is complete: let checkpoints go past our snapshot again.
+    conn.execute_batch("COMMIT")?;
+    let mut done = db_bytes;
+    let index_info = match index {
+        Some(index) => {
+            for (name, file, size) in index.files {
+                let member = format!("{INDEX_PREFIX}{name}");
+                files.push(
+                    append(
+                        &mut tar,
+                        &member,
+                        size,
+                        mtime,
+                        file,
+                        done,
+                        total,
+                        opts.progress,
+                    )
+                    .map_err(|e| write_err_of(&tmp.0, e))?,
+                );
+                done += size;
+            }
+            let meta_member = format!("{INDEX_PREFIX}meta.json");
+            let meta_len = index.meta.len() as u64;
+            files.push(
+                append(
+                    &mut tar,
+                    &meta_member,
+                    meta_len,
+                    mtime,
+                    &index.meta[..],
+                    done,
+                    total,
+                    None,
+                )
+                .map_err(|e| write_err_of(&tmp.0, e))?,
+            );
+            Some(index.info)
+        }
+        None => None,
+    };
+
+    let manifest = Manifest {
+        format: FORMAT_VERSION,
+        app_version: crate::VERSION.to_string(),
+        schema_version,
+        created_at: crate::db::articles::format_time(started_at),
+        trigger: opts.trigger,
+        database: db_info,
+        index: index_info,
+        row_counts,
+        files,
+    };
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| BackupError::Other(format!("cannot encode the manifest: {e}")))?;
+    let sum = format!(
+        "{}  {MANIFEST_MEMBER}\n",
+        hex::encode(Sha256::digest(&manifest_bytes))
+    );
+    for (member, bytes) in [
+        (MANIFEST_MEMBER, &manifest_bytes[..]),
+        (MANIFEST_SUM_MEMBER, sum.as_bytes()),
+    ] {
+        append(
+            &mut tar,
+            member,
+            bytes.len() as u64,
+            mtime,
+            bytes,
+            0,
+            0,
+            None,
+        )
+        .map_err(|e| write_err_of(&tmp.0, e))?;
+    }
+    let encoder = tar.into_inner().map_err(|e| write_err_of(&tmp.0, e))?;
+    let buf = encoder.finish().map_err(|e| write_err_of(&tmp.0, e))?;
+    let file = buf
+        .into_inner()
+        .map_err(|e| write_err_of(&tmp.0, e.into_error()))?;
+    drop(file);
+    fsutil::persist(&tmp.0, &final_path).map_err(|e| write_err_of(&tmp.0, e))?;
+    std::mem::forget(tmp);
+    let size_bytes = std::fs::metadata(&final_path)
+        .map_err(BackupError::io(final_path.display().to_string()))?
+        .len();
+    if let Some(p) = opts.progress {
+        p(total, total);
+    }
+    Ok(Created {
+        name,
+        path: final_path,
+        started_at,
+        size_bytes,
+        duration: started.elapsed(),
+        manifest,
+    })
+}
+
+fn write_err_of(tmp: &Path, e: io::Error) -> BackupError {
+    BackupError::Io {
+        context: format!("writing {}", tmp.display()),
+        source: e,
+    }
+}
+
+/// Refuse early when the backups disk cannot take the archive: the expected size is
+/// the source size times the previous archive's compression ratio (or the whole
+/// source size when there is none), plus the configured margin.
+fn check_space(dir: &Path, source_bytes: u64, opts: &CreateOptions<'_>) -> Result<(), BackupError> {
+    let ratio = opts.previous_ratio.unwrap_or(1.0).clamp(0.0, 1.0);
+    // 10% on top of the ratio: the data may compress a little worse than last time.
+    let expected = (source_bytes as f64 * (ratio * 1.1).min(1.0)) as u64;
+    let needed = expected + opts.min_free_margin_bytes;
+    let free = fs4::available_space(dir).map_err(BackupError::io(dir.display().to_string()))?;
+    if free < needed {
+        return Err(BackupError::InsufficientSpace {
+            dir: dir.to_path_buf(),
+            free,
+            needed,
+        });
+    }
+    Ok(())
+}
+
+/// Removes the temporary archive unless it was renamed into place (then forgotten).
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Append one member, hashing what goes in; returns its manifest entry.
+#[allow(clippy::too_many_arguments)]
+fn append<W: Write, R: Read>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    size: u64,
+    mtime: u64,
+    reader: R,
+    done_before: u64,
+    total: u64,
+    progress: Progress<'_>,
+) -> io::Result<FileEntry> {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(size);
+    header.set_mode(0o640);
+    header.set_mtime(mtime);
+    header.set_entry_type(tar::EntryType::Regular);
+    let mut hashing = HashingReader {
+        inner: reader.take(size),
+        hasher: Sha256::new(),
+        read: 0,
+        done_before,
+        total,
+        progress,
+        last_report: 0,
+    };
+    tar.append_data(&mut header, path, &mut hashing)?;
+    if hashing.read != size {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "{path}: read {} of {size} bytes (file changed during the backup?)",
+                hashing.read
+            ),
+        ));
+    }
+    Ok(FileEntry {
+        path: path.to_string(),
+        size,
+        sha256: hex::encode(hashing.hasher.finalize()),
+    })
+}
+
+/// A reader that hashes (sha256) and counts what passes through it.
+pub(crate) struct HashingReader<'p, R> {
+    pub(crate) inner: R,
+    pub(crate) hasher: Sha256,
+    pub(crate) read: u64,
+    pub(crate) done_before: u64,
+    pub(crate) total: u64,
+    pub(crate) progress: Progress<'p>,
+    pub(crate) last_report: u64,
+}
+
+impl<R: Read> Read for HashingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        if let Some(p) = self.progress
+            && self.read - self.last_report >= 8 << 20
+        {
+            self.last_report = self.read;
+            p(self.done_before + self.read, self.total);
+        }
+        Ok(n)
+    }
+}
+
+/// The database file's bytes as the read transaction sees them, page by page from
+/// `sqlite_dbpage` (the pending-byte page comes back as zeros, as on disk).
+struct DbPages<'c> {
+    stmt: rusqlite::Statement<'c>,
+    next: i64,
+    last: i64,
+    page: Vec<u8>,
+    pos: usize,
+}
+
+impl<'c> DbPages<'c> {
+    fn new(conn: &'c Connection, page_count: u64, page_size: u64) -> Result<Self, BackupError> {
+        Ok(DbPages {
+            stmt: conn.prepare("SELECT data FROM sqlite_dbpage WHERE pgno = ?1")?,
+            next: 1,
+            last: i64::try_from(page_count).unwrap_or(i64::MAX),
+            page: Vec::with_capacity(usize::try_from(page_size).unwrap_or(4096)),
+            pos: 0,
+        })
+    }
+}
+
+impl Read for DbPages<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.page.len() {
+            if self.next > self.last {
+                return Ok(0);
+            }
+            let DbPages { stmt, page, .. } = self;
+            page.clear();
+            stmt.query_row([self.next], |r| {
+                page.extend_from_slice(r.get_ref(0)?.as_blob()?);
+                Ok(())
+            })
+            .map_err(|e| io::Error::other(format!("reading database page {}: {e}", self.next)))?;
+            self.next += 1;
+            self.pos = 0;
+        }
+        let n = buf.len().min(self.page.len() - self.pos);
+        buf[..n].copy_from_slice(&self.page[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// The files of the index's last commit, opened (so later merges and garbage
+/// collection cannot take them away), and `meta.json` as read.
+struct IndexFiles {
+    meta: Vec<u8>,
+    files: Vec<(String, File, u64)>,
+    bytes: u64,
+    info: IndexInfo,
+}
+
+impl IndexFiles {
+    /// None when there is no index yet. Tantivy writes segment files once and replaces
+    /// `meta.json` atomically, but a background merge may delete files of the meta we
+    /// just read: then read it again.
+    fn open(dir: &Path) -> Result<Option<IndexFiles>, BackupError> {
+        let meta_path = dir.join("meta.json");
+        let mut last_err = None;
+        for _ in 0..20 {
+            let meta = match std::fs::read(&meta_path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(BackupError::io(meta_path.display().to_string())(e)),
+            };
+            let (names, info) = segment_files(dir, &meta)?;
+            let mut files = Vec::with_capacity(names.len());
+            let mut bytes = meta.len() as u64;
+            let mut vanished = false;
+            for name in names {
+                match File::open(dir.join(&name)) {
+                    Ok(f) => {
+                        let size = f.metadata().map_err(BackupError::io(name.clone()))?.len();
+                        bytes += size;
+                        files.push((name, f, size));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        last_err = Some(name);
+                        vanished = true;
+                        break;
+                    }
+                    Err(e) => {
+                        return Err(BackupError::io(dir.join(&name).display().to_string())(e));
+                    }
+                }
+            }
+            if !vanished {
+                return Ok(Some(IndexFiles {
+                    meta,
+                    files,
+                    bytes,
+                    info,
+                }));
+            }
+        }
+        Err(BackupError::Other(format!(
+            "the search index keeps changing under the backup (last missing file {}); try again",
+            last_err.unwrap_or_default()
+        )))
+    }
+}
+
+/// The file names a tantivy `meta.json` needs, and what the index holds.
+fn segment_files(dir: &Path, meta: &[u8]) -> Result<(Vec<String>, IndexInfo), BackupError> {
+    let bad = |why: &str| BackupError::Other(format!("{}/meta.json: {why}", dir.display()));
+    let v: serde_json::Value = serde_json::from_slice(meta).map_err(|e| bad(&e.to_string()))?;
+    let segments = v["segments"].as_array().ok_or_else(|| bad("no segments"))?;
+    let mut prefixes = Vec::new();
+    let mut documents = 0u64;
+    for seg in segments {
+        let id = seg["segment_id"]
+            .as_str()
+            .ok_or_else(|| bad("segment without id"))?;
+        let id = uuid::Uuid::parse_str(id).map_err(|e| bad(&e.to_string()))?;
+        let max_doc = seg["max_doc"].as_u64().unwrap_or(0);
+        let deleted = seg["deletes"]["num_deleted_docs"].as_u64().unwrap_or(0);
+        let del_opstamp = seg["deletes"]["opstamp"].as_u64();
+        documents += max_doc.saturating_sub(deleted);
+        prefixes.push((id.simple().to_string(), del_opstamp));
+    }
+    let mut names = Vec::new();
+    let listing = std::fs::read_dir(dir).map_err(BackupError::io(dir.display().to_string()))?;
+    for item in listing {
+        let item = item.map_err(BackupError::io(dir.display().to_string()))?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        for (prefix, del_opstamp) in &prefixes {
+            let Some(rest) = name
+                .strip_prefix(prefix.as_str())
+                .and_then(|r| r.strip_prefix('.'))
+            else {
+                continue;
+            };
+            let wanted = match rest.strip_suffix(".del") {
+                // Older delete files of the segment are garbage waiting for collection.
+                Some(opstamp) => del_opstamp.map(|o| o.to_string()).as_deref() == Some(opstamp),
+                None => true,
+            };
+            if wanted {
+                names.push(name.clone());
+            }
+        }
+    }
+    names.sort();
+    let outbox_seq = v["payload"]
+        .as_str()
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .and_then(|p| p["outbox_seq"].as_i64())
+        .unwrap_or(0);
+    Ok((
+        names,
+        IndexInfo {
+            outbox_seq,
+            documents,
+        },
+    ))
+}

@@ -1,0 +1,305 @@
+//! Checking an archive completely: every member is extracted (into a scratch directory,
+//! or the restore's staging directory) while its sha256 is computed, then the manifest
+//! is checked against its own checksum and against every file, the database inside
+//! passes `PRAGMA integrity_check` with the manifest's row counts and a schema this
+//! binary knows, and the index opens with the manifest's document count.
+//! Any problem is [`BackupError::Invalid`] naming the member and what is wrong.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Component, Path};
+
+use sha2::{Digest, Sha256};
+
+use super::snapshot::HashingReader;
+use super::{
+    BackupError, DB_MEMBER, FORMAT_VERSION, INDEX_PREFIX, MANIFEST_MEMBER, MANIFEST_SUM_MEMBER,
+    Manifest, Progress,
+};
+
+/// A member as found in the archive.
+struct Found {
+    size: u64,
+    sha256: String,
+}
+
+/// Verify `archive` using a scratch directory created (and removed) under
+/// `scratch_parent`, which needs room for the uncompressed contents.
+pub fn verify(
+    archive: &Path,
+    scratch_parent: &Path,
+    progress: Progress<'_>,
+) -> Result<Manifest, BackupError> {
+    let scratch = tempfile::Builder::new()
+        .prefix(".verify-")
+        .tempdir_in(scratch_parent)
+        .map_err(BackupError::io(scratch_parent.display().to_string()))?;
+    verify_into(archive, scratch.path(), false, progress)
+}
+
+/// Extract `archive` into the empty directory `dest` and verify it there. With
+/// `durable`, every file and directory is fsynced (the restore keeps them).
+pub fn verify_into(
+    archive: &Path,
+    dest: &Path,
+    durable: bool,
+    progress: Progress<'_>,
+) -> Result<Manifest, BackupError> {
+    let found = extract(archive, dest, durable, progress)?;
+    let manifest = check_manifest(archive, dest, &found)?;
+    check_database(archive, &dest.join(DB_MEMBER), &manifest)?;
+    if let Some(index) = &manifest.index {
+        let index_dir = dest.join("index");
+        let docs = tantivy::Index::open_in_dir(&index_dir)
+            .and_then(|i| i.reader())
+            .map(|r| r.searcher().num_docs())
+            .map_err(|e| BackupError::invalid(archive, format!("the index does not open: {e}")))?;
+        if docs != index.documents {
+            return Err(BackupError::invalid(
+                archive,
+                format!(
+                    "the index holds {docs} documents, the manifest says {}",
+                    index.documents
+                ),
+            ));
+        }
+    } else if dest.join("index").exists() {
+        return Err(BackupError::invalid(
+            archive,
+            "index files present but the manifest lists no index",
+        ));
+    }
+    Ok(manifest)
+}
+
+/// The member names an archive may hold; anything else (absolute paths, `..`, links,
+/// nested directories) is refused before it touches the disk.
+fn allowed(path: &str) -> bool {
+    if path == DB_MEMBER || path == MANIFEST_MEMBER || path == MANIFEST_SUM_MEMBER {
+        return true;
+    }
+    match path.strip_prefix(INDEX_PREFIX) {
+        Some(file) => {
+            let p = Path::new(file);
+            !file.is_empty()
+                && p.components().count() == 1
+                && matches!(p.components().next(), Some(Component::Normal(_)))
+        }
+        None => false,
+    }
+}
+
+fn extract(
+    archive: &Path,
+    dest: &Path,
+    durable: bool,
+    progress: Progress<'_>,
+) -> Result<BTreeMap<String, Found>, BackupError> {
+    let damaged = |e: io::Error| {
+        BackupError::invalid(archive, format!("the archive is damaged or truncated: {e}"))
+    };
+    let file = File::open(archive).map_err(BackupError::io(archive.display().to_string()))?;
+    let total = file
+        .metadata()
+        .map_err(BackupError::io(archive.display().to_string()))?
+        .len();
+    let counted = HashingReader {
+        inner: BufReader::with_capacity(1 << 20, file),
+        hasher: Sha256::new(),
+        read: 0,
+        done_before: 0,
+        total,
+        progress,
+        last_report: 0,
+    };
+    let decoder = zstd::Decoder::new(counted).map_err(damaged)?;
+    let mut tar = tar::Archive::new(decoder);
+    let mut found = BTreeMap::new();
+    let mut made_index_dir = false;
+    for entry in tar.entries().map_err(damaged)? {
+        let mut entry = entry.map_err(damaged)?;
+        let path = entry
+            .path()
+            .map_err(damaged)?
+            .to_string_lossy()
+            .into_owned();
+        if entry.header().entry_type() != tar::EntryType::Regular || !allowed(&path) {
+            return Err(BackupError::invalid(
+                archive,
+                format!("unexpected member {path:?} (not part of an appliance backup)"),
+            ));
+        }
+        if found.contains_key(&path) {
+            return Err(BackupError::invalid(
+                archive,
+                format!("member {path} appears twice"),
+            ));
+        }
+        if path.starts_with(INDEX_PREFIX) && !made_index_dir {
+            crate::data_dir::create_private_dir(&dest.join("index"))
+                .map_err(BackupError::io(dest.display().to_string()))?;
+            made_index_dir = true;
+        }
+        let target = dest.join(&path);
+        let mut out =
+            File::create(&target).map_err(BackupError::io(target.display().to_string()))?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = entry.read(&mut buf).map_err(damaged)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])
+                .map_err(BackupError::io(target.display().to_string()))?;
+            size += n as u64;
+        }
+        if durable {
+            out.sync_all()
+                .map_err(BackupError::io(target.display().to_string()))?;
+        }
+        found.insert(
+            path,
+            Found {
+                size,
+                sha256: hex::encode(hasher.finalize()),
+            },
+        );
+    }
+    // Read to the end of the zstd stream so its frame checksum is checked too.
+    let mut rest = tar.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(damaged)?;
+    if durable {
+        for d in [dest.to_path_buf(), dest.join("index")] {
+            if d.is_dir() {
+                crate::fsutil::fsync_dir(&d).map_err(BackupError::io(d.display().to_string()))?;
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn check_manifest(
+    archive: &Path,
+    dest: &Path,
+    found: &BTreeMap<String, Found>,
+) -> Result<Manifest, BackupError> {
+    let invalid = |p: String| BackupError::invalid(archive, p);
+    let (Some(m), Some(_)) = (found.get(MANIFEST_MEMBER), found.get(MANIFEST_SUM_MEMBER)) else {
+        return Err(invalid(format!(
+            "{MANIFEST_MEMBER} or {MANIFEST_SUM_MEMBER} is missing (the archive is truncated or not an appliance backup)"
+        )));
+    };
+    let sum = std::fs::read_to_string(dest.join(MANIFEST_SUM_MEMBER))
+        .map_err(|e| invalid(format!("{MANIFEST_SUM_MEMBER}: {e}")))?;
+    let expected = sum.split_whitespace().next().unwrap_or_default();
+    if expected != m.sha256 {
+        return Err(invalid(format!(
+            "{MANIFEST_MEMBER} does not match {MANIFEST_SUM_MEMBER} (sha256 {} vs {expected}): the manifest is damaged",
+            m.sha256
+        )));
+    }
+    let bytes = std::fs::read(dest.join(MANIFEST_MEMBER))
+        .map_err(|e| invalid(format!("{MANIFEST_MEMBER}: {e}")))?;
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| invalid(format!("{MANIFEST_MEMBER} is not a valid manifest: {e}")))?;
+    if manifest.format != FORMAT_VERSION {
+        return Err(invalid(format!(
+            "archive format {} is not supported (this binary reads format {FORMAT_VERSION})",
+            manifest.format
+        )));
+    }
+    let supported = super::supported_schema_version();
+    if manifest.schema_version > supported {
+        return Err(BackupError::NewerSchema {
+            archive: archive.to_path_buf(),
+            archive_version: manifest.schema_version,
+            supported,
+        });
+    }
+    let mut listed = std::collections::BTreeSet::new();
+    for f in &manifest.files {
+        listed.insert(f.path.as_str());
+        let Some(got) = found.get(&f.path) else {
+            return Err(invalid(format!(
+                "{} is listed in the manifest but missing",
+                f.path
+            )));
+        };
+        if got.size != f.size {
+            return Err(invalid(format!(
+                "{}: size {} bytes, the manifest says {}",
+                f.path, got.size, f.size
+            )));
+        }
+        if got.sha256 != f.sha256 {
+            return Err(invalid(format!(
+                "{}: checksum mismatch (sha256 {}, the manifest says {})",
+                f.path, got.sha256, f.sha256
+            )));
+        }
+    }
+    if !listed.contains(DB_MEMBER) {
+        return Err(invalid(format!("the manifest lists no {DB_MEMBER}")));
+    }
+    for path in found.keys() {
+        if path != MANIFEST_MEMBER && path != MANIFEST_SUM_MEMBER && !listed.contains(path.as_str())
+        {
+            return Err(invalid(format!(
+                "{path} is in the archive but not in the manifest"
+            )));
+        }
+    }
+    Ok(manifest)
+}
+
+fn check_database(archive: &Path, db: &Path, manifest: &Manifest) -> Result<(), BackupError> {
+    let invalid = |p: String| BackupError::invalid(archive, format!("{DB_MEMBER}: {p}"));
+    // Read-write without create: the file is in WAL mode, and a read-only connection
+    // could not make the -shm it needs in a fresh directory. query_only keeps it unchanged.
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .and_then(|c| c.execute_batch("PRAGMA query_only = 1").map(|()| c))
+    .map_err(|e| invalid(e.to_string()))?;
+    let mut stmt = conn
+        .prepare("PRAGMA integrity_check(10)")
+        .map_err(|e| invalid(e.to_string()))?;
+    let problems: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| invalid(e.to_string()))?;
+    if problems != ["ok"] {
+        return Err(invalid(format!("integrity_check: {}", problems.join("; "))));
+    }
+    let version = super::schema_version(&conn).map_err(|e| invalid(e.to_string()))?;
+    if version != manifest.schema_version {
+        return Err(invalid(format!(
+            "schema version {version}, the manifest says {}",
+            manifest.schema_version
+        )));
+    }
+    let counts = super::row_counts(&conn).map_err(|e| invalid(e.to_string()))?;
+    if counts != manifest.row_counts {
+        let diff: Vec<String> = manifest
+            .row_counts
+            .iter()
+            .filter(|(t, n)| counts.get(*t) != Some(n))
+            .map(|(t, n)| {
+                format!(
+                    "{t}: {} rows, manifest {n}",
+                    counts.get(t).copied().unwrap_or(0)
+                )
+            })
+            .collect();
+        return Err(invalid(format!(
+            "row counts differ from the manifest ({})",
+            diff.join(", ")
+        )));
+    }
+    Ok(())
+}
