@@ -102,7 +102,7 @@ async fn open_db(config: &Config) -> anyhow::Result<(DataDir, Db)> {
     Ok((data_dir, db))
 }
 
-fn progress(len: u64, unit: &str) -> ProgressBar {
+pub(super) fn progress(len: u64, unit: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

@@ -16,7 +16,9 @@ use crate::db::{self, Db, migrations};
 use crate::telemetry;
 
 mod articles;
+mod backup;
 pub use articles::{ArticlesArgs, IndexArgs};
+pub use backup::{BackupArgs, RestoreArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,6 +54,10 @@ pub enum Command {
     /// Verify or rebuild the full-text search index.
     #[command(arg_required_else_help = true)]
     Index(IndexArgs),
+    /// Take a backup (bare), or list, verify and prune archives.
+    Backup(BackupArgs),
+    /// Restore an archive into the data directory (the server must be stopped).
+    Restore(RestoreArgs),
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +155,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (config, _) = load_config(&cli, None)?;
             telemetry::init_tracing(&config.log, Some("warn"))?;
             articles::run_index(&config, args).await
+        }
+        Command::Backup(args) => {
+            let (config, _) = load_config(&cli, None)?;
+            telemetry::init_tracing(&config.log, Some("warn"))?;
+            // Blocking work on the command's own thread: nothing else runs beside it.
+            backup::run_backup(&config, args)
+        }
+        Command::Restore(args) => {
+            let (config, _) = load_config(&cli, None)?;
+            telemetry::init_tracing(&config.log, Some("warn"))?;
+            backup::run_restore(&config, args)
         }
         Command::Config(args) => {
             let (config, sources) = load_config(&cli, None)?;

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod admin;
 pub mod articles;
+pub mod backups;
 pub mod error;
 pub mod health;
 pub mod search;
@@ -58,6 +59,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/admin/index", get(admin::index_status))
         .route("/api/admin/index/verify", get(admin::index_verify))
         .route("/api/admin/index/rebuild", post(admin::index_rebuild))
+        .route(
+            "/api/admin/backups",
+            get(backups::list).post(backups::create),
+        )
+        .route("/api/admin/backups/{name}", get(backups::download))
+        .route("/api/admin/backups/{name}/verify", post(backups::verify))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(RequestBodyLimitLayer::new(body_limit))

@@ -1,5 +1,6 @@
 //! Deep health checks: a read through the reader pool, the writer available within a
-//! timeout, migrations current, free disk in the data directory. Each check runs
+//! timeout, migrations current, free disk in the data directory, the search index, and
+//! the age and result of the last backup. Each check runs
 //! concurrently under its own timeout, so a wedged database makes the report `failing`
 //! instead of hanging the probe.
 
@@ -36,12 +37,13 @@ pub struct Report {
 /// Run every deep check; the overall status is the worst of them.
 pub async fn deep_checks(state: &AppState) -> Report {
     let timeout = Duration::from_millis(state.config().health.check_timeout_ms);
-    let (database_read, database_write, migrations, disk, search_index) = tokio::join!(
+    let (database_read, database_write, migrations, disk, search_index, backup) = tokio::join!(
         timed(timeout, check_read(state)),
         timed(timeout, check_writer(state, timeout)),
         timed(timeout, check_migrations(state)),
         timed(timeout, check_disk(state)),
         timed(timeout, check_search(state)),
+        timed(timeout, check_backup(state)),
     );
     let checks = BTreeMap::from([
         ("database_read", database_read),
@@ -49,6 +51,7 @@ pub async fn deep_checks(state: &AppState) -> Report {
         ("migrations", migrations),
         ("disk", disk),
         ("search_index", search_index),
+        ("backup", backup),
     ]);
     let status = checks
         .values()
@@ -96,6 +99,16 @@ async fn check_read(state: &AppState) -> (Status, String) {
             "file intact; read a row through the reader pool".into(),
         ),
         Err(e) => (Status::Failing, e.to_string()),
+    }
+}
+
+/// A failed last backup, or none good for `backup.max_age_hours`, is degraded: the
+/// service works, but the operator's safety net does not.
+async fn check_backup(state: &AppState) -> (Status, String) {
+    match crate::backup::runner::health(state).await {
+        Ok(Ok(detail)) => (Status::Ok, detail),
+        Ok(Err(problem)) => (Status::Degraded, problem),
+        Err(e) => (Status::Degraded, format!("cannot read the backup status: {e}")),
     }
 }
 

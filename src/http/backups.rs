@@ -1,0 +1,150 @@
+//! `/api/admin/backups…`: list archives with the last run's status, start a backup
+//! (202; it runs in the background, one at a time), download an archive (streamed) and
+//! verify one. The work itself is `crate::backup`. When the users capability lands,
+//! these routes are admin-only.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use super::ApiError;
+use crate::app::AppState;
+use crate::backup::{self, BackupError, Trigger, runner};
+use crate::db::backups as store;
+
+impl From<BackupError> for ApiError {
+    fn from(e: BackupError) -> Self {
+        match e {
+            BackupError::AlreadyRunning(_) => ApiError::Conflict {
+                field: None,
+                message: "a backup is already running; try again when it has finished".into(),
+            },
+            e @ BackupError::InsufficientSpace { .. } => ApiError::InsufficientStorage(e.to_string()),
+            BackupError::NotFound(_) | BackupError::BadName { .. } => {
+                ApiError::NotFound("no such backup".into())
+            }
+            e @ (BackupError::Invalid { .. } | BackupError::NewerSchema { .. }) => {
+                ApiError::Unprocessable(e.to_string())
+            }
+            BackupError::Db(e) => e.into(),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+/// A name from the URL must be an archive name: never a path.
+fn checked_name(name: &str) -> Result<&str, ApiError> {
+    if backup::parse_name(name).is_some() && !name.contains('/') {
+        Ok(name)
+    } else {
+        Err(ApiError::NotFound("no such backup".into()))
+    }
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let dir = state.config().backups_dir();
+    let entries = tokio::task::spawn_blocking(move || backup::list(&dir))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))??;
+    let (verifications, last_run, last_success) = state
+        .db()
+        .read(|c| Ok((store::verifications(c)?, store::last_run(c)?, store::last_success(c)?)))
+        .await?;
+    let backups: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            json!({
+                "name": e.name,
+                "created_at": crate::db::articles::format_time(e.created_at),
+                "trigger": e.trigger,
+                "size_bytes": e.size_bytes,
+                "verification": verifications.get(&e.name),
+            })
+        })
+        .collect();
+    let cfg = &state.config().backup;
+    Ok(Json(json!({
+        "backups": backups,
+        "running": state.backups().running(),
+        "last_run": last_run,
+        "last_success": last_success,
+        "schedule": {
+            "cron": cfg.schedule,
+            "next_run": runner::next_run(&state, OffsetDateTime::now_utc()).map(crate::db::articles::format_time),
+        },
+        "retention": {
+            "keep_last": cfg.keep_last,
+            "keep_daily": cfg.keep_daily,
+            "keep_weekly": cfg.keep_weekly,
+        },
+    })))
+}
+
+/// Start a backup now. 202 at once (the archive may take a while); 409 when one is
+/// already running. Progress and the result show in `GET /api/admin/backups`.
+pub async fn create(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let lock = runner::acquire(&state).await?;
+    let started_at = OffsetDateTime::now_utc();
+    let bg = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = runner::run(&bg, lock, Trigger::Api).await {
+            tracing::error!(error = %e, "backup requested through the API failed");
+        }
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "status": "started",
+            "trigger": "api",
+            "started_at": crate::db::articles::format_time(started_at),
+        })),
+    )
+        .into_response())
+}
+
+/// Download an archive, streamed.
+pub async fn download(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let name = checked_name(&name)?;
+    let path = backup::resolve(&state.config().backups_dir(), name)?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| ApiError::NotFound("no such backup".into()))?;
+    let len = file
+        .metadata()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .len();
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zstd".to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Verify an archive now and record the result. 200 when it is sound, 422 naming what
+/// is wrong otherwise.
+pub async fn verify(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let name = checked_name(&name)?;
+    match runner::verify_and_record(&state, name).await? {
+        Ok(()) => Ok(Json(json!({"name": name, "ok": true}))),
+        Err(problem) => Err(ApiError::Unprocessable(problem)),
+    }
+}
