@@ -10,27 +10,6 @@ use common::{TestApp, spawn_app};
 use serde_json::{Value, json};
 
 impl TestApp {
-    /// Send a JSON body with `method`; the status and the JSON answer (Null if none).
-    async fn send_json(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-        let res = self
-            .client
-            .request(method, self.url(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
-        let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.send_json(reqwest::Method::POST, path, body).await
-    }
-
-    async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
-        self.send_json(reqwest::Method::PATCH, path, body).await
-    }
-
     async fn delete(&self, path: &str) -> u16 {
         self.client
             .delete(self.url(path))

@@ -58,6 +58,11 @@ pub fn restore(
     let cleanup = RemoveDirOnDrop(Some(staging.clone()));
 
     let manifest = super::verify::verify_into(archive, &staging, true, progress)?;
+    // The manifest describes the archive, not the data directory.
+    for member in [super::MANIFEST_MEMBER, super::MANIFEST_SUM_MEMBER] {
+        let p = staging.join(member);
+        std::fs::remove_file(&p).map_err(BackupError::io(p.display().to_string()))?;
+    }
     let current_row_counts = if data_dir.db_path().is_file() {
         crate::db::open_read_only(&data_dir.db_path())
             .ok()

@@ -90,7 +90,7 @@ async fn run_inner(
     let cfg = state.config().backup.clone();
     let previous_ratio = state
         .db()
-        .read(|c| store::last_success(c))
+        .read(store::last_success)
         .await?
         .and_then(|r| ratio(&r));
     let data_dir = state.data_dir().clone();
@@ -216,7 +216,7 @@ async fn prune(state: &AppState, _lock: &BackupLock) -> Result<Vec<String>, Back
 
 /// Names of archives whose last verification succeeded.
 pub async fn verified_names(state: &AppState) -> Result<HashSet<String>, DbError> {
-    let v = state.db().read(|c| store::verifications(c)).await?;
+    let v = state.db().read(store::verifications).await?;
     Ok(v.into_iter()
         .filter(|(_, v)| v.ok)
         .map(|(n, _)| n)

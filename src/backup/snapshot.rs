@@ -95,7 +95,8 @@ pub fn create(
     check_space(lock.dir(), source_bytes, opts)?;
 
     let tmp = TempFile(fsutil::temp_path_for(&final_path));
-    let file = File::create(&tmp.0).map_err(BackupError::io(tmp.0.display().to_string()))?;
+    let _ = std::fs::remove_file(&tmp.0);
+    let file = super::verify::private_file(&tmp.0)?;
     let mut encoder = zstd::Encoder::new(
         BufWriter::with_capacity(1 << 20, file),
         opts.compression_level,

@@ -142,8 +142,7 @@ fn extract(
             made_index_dir = true;
         }
         let target = dest.join(&path);
-        let mut out =
-            File::create(&target).map_err(BackupError::io(target.display().to_string()))?;
+        let mut out = private_file(&target)?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut buf = vec![0u8; 256 * 1024];
@@ -180,6 +179,17 @@ fn extract(
         }
     }
     Ok(found)
+}
+
+/// Create a file that only the owner and group may read: archives hold user data.
+pub(crate) fn private_file(path: &Path) -> Result<File, BackupError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(path)
+        .map_err(BackupError::io(path.display().to_string()))
 }
 
 fn check_manifest(

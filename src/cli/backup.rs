@@ -200,8 +200,8 @@ fn list(config: &Config, json: bool) -> anyhow::Result<()> {
             .iter()
             .map(|e| {
                 let mut v = serde_json::to_value(e).unwrap_or_default();
-                v["verification"] = serde_json::to_value(verifications.get(&e.name))
-                    .unwrap_or_default();
+                v["verification"] =
+                    serde_json::to_value(verifications.get(&e.name)).unwrap_or_default();
                 v
             })
             .collect();
@@ -276,9 +276,10 @@ fn verify_cmd(config: &Config, archive: &str) -> anyhow::Result<()> {
         m.schema_version,
         m.files.len(),
         m.total_bytes(),
-        m.index
-            .as_ref()
-            .map_or_else(|| "none".to_string(), |i| format!("{} documents", i.documents)),
+        m.index.as_ref().map_or_else(
+            || "none".to_string(),
+            |i| format!("{} documents", i.documents)
+        ),
         rows.join(" ")
     );
     Ok(())
@@ -295,11 +296,7 @@ fn prune(config: &Config, dry_run: bool) -> anyhow::Result<()> {
     for name in &plan.delete {
         println!("{verb} {name}");
     }
-    println!(
-        "{} kept, {} {verb}",
-        plan.keep.len(),
-        plan.delete.len()
-    );
+    println!("{} kept, {} {verb}", plan.keep.len(), plan.delete.len());
     Ok(())
 }
 

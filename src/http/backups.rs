@@ -23,7 +23,9 @@ impl From<BackupError> for ApiError {
                 field: None,
                 message: "a backup is already running; try again when it has finished".into(),
             },
-            e @ BackupError::InsufficientSpace { .. } => ApiError::InsufficientStorage(e.to_string()),
+            e @ BackupError::InsufficientSpace { .. } => {
+                ApiError::InsufficientStorage(e.to_string())
+            }
             BackupError::NotFound(_) | BackupError::BadName { .. } => {
                 ApiError::NotFound("no such backup".into())
             }
@@ -52,7 +54,13 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
         .map_err(|e| ApiError::Internal(e.into()))??;
     let (verifications, last_run, last_success) = state
         .db()
-        .read(|c| Ok((store::verifications(c)?, store::last_run(c)?, store::last_success(c)?)))
+        .read(|c| {
+            Ok((
+                store::verifications(c)?,
+                store::last_run(c)?,
+                store::last_success(c)?,
+            ))
+        })
         .await?;
     let backups: Vec<Value> = entries
         .iter()
@@ -121,7 +129,10 @@ pub async fn download(
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
         .len();
-    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024));
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+        file,
+        256 * 1024,
+    ));
     Ok((
         [
             (header::CONTENT_TYPE, "application/zstd".to_string()),

@@ -108,7 +108,10 @@ async fn check_backup(state: &AppState) -> (Status, String) {
     match crate::backup::runner::health(state).await {
         Ok(Ok(detail)) => (Status::Ok, detail),
         Ok(Err(problem)) => (Status::Degraded, problem),
-        Err(e) => (Status::Degraded, format!("cannot read the backup status: {e}")),
+        Err(e) => (
+            Status::Degraded,
+            format!("cannot read the backup status: {e}"),
+        ),
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use appliance::app::{App, AppState};
 use appliance::config::Config;
+use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -98,6 +99,32 @@ impl TestApp {
         let res = self.get(path).await;
         let status = res.status().as_u16();
         (status, res.json().await.expect("json body"))
+    }
+
+    /// Send a JSON body with `method`; the status and the JSON answer (Null if none).
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let res = self
+            .client
+            .request(method, self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send_json(reqwest::Method::POST, path, body).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send_json(reqwest::Method::PATCH, path, body).await
     }
 
     pub fn state(&self) -> &AppState {

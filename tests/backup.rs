@@ -1,0 +1,852 @@
+//! Backups end to end with real components: the server on 127.0.0.1:0, the real binary
+//! for `backup` and `restore`, real archives on disk, a real (size-limited tmpfs) full
+//! disk. Round trip, a backup beside four writers, damaged archives of every kind, a
+//! newer schema, restore while serving, disk full, the API, and the scheduler.
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{TestApp, cli, spawn_in, stderr, stdout};
+use serde_json::{Value, json};
+
+async fn publish(app: &TestApp, i: usize, body: &str) -> Value {
+    let (status, v) = app
+        .post(
+            "/api/articles",
+            json!({"title": format!("Article {i}"), "body": body, "status": "published",
+                   "tags": ["t"], "category": "cat"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    v
+}
+
+/// Every row of the article tables, every column, as text (the data to compare).
+async fn dump(app: &TestApp) -> Vec<String> {
+    app.state()
+        .db()
+        .read(|c| {
+            let mut out = Vec::new();
+            for table in ["articles", "article_tags"] {
+                let mut stmt = c.prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2"))?;
+                let n = stmt.column_count();
+                let mut rows = stmt.query([])?;
+                while let Some(r) = rows.next()? {
+                    let cols: Vec<String> = (0..n)
+                        .map(|i| format!("{:?}", r.get_ref(i).map(|v| format!("{v:?}"))))
+                        .collect();
+                    out.push(format!("{table}: {}", cols.join(" | ")));
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .expect("dump")
+}
+
+/// Ids a search returns, once the index has caught up with the outbox.
+async fn search_ids(app: &TestApp, q: &str) -> (u64, Vec<i64>) {
+    wait_indexed(app).await;
+    let (status, v) = app.get_json(&format!("/api/search?q={q}&limit=100")).await;
+    assert_eq!(status, 200, "{v}");
+    let mut ids: Vec<i64> = v["hits"]
+        .as_array()
+        .expect("hits")
+        .iter()
+        .map(|h| h["id"].as_i64().expect("id"))
+        .collect();
+    ids.sort();
+    (v["total"].as_u64().expect("total"), ids)
+}
+
+async fn wait_indexed(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = app.get_json("/api/admin/index").await;
+        if v["outbox_pending"] == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "index never caught up: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Start a backup through the API and wait for its recorded result.
+async fn api_backup(app: &TestApp) -> Value {
+    let (_, before) = app.get_json("/api/admin/backups").await;
+    let (status, v) = app.post("/api/admin/backups", json!({})).await;
+    assert_eq!(status, 202, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = app.get_json("/api/admin/backups").await;
+        if v["last_run"] != before["last_run"] && v["running"].is_null() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "backup never finished: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn sha256_file(p: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(p).expect("read")))
+}
+
+fn archives(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".tar.zst"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp") || n.starts_with(".verify-"))
+        .collect()
+}
+
+#[tokio::test]
+async fn round_trip_restores_the_data_at_backup_time_and_search_equals_a_rebuild() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let app = spawn_in(&data, |_| {}).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let body = if i % 2 == 0 {
+            "apples and pears"
+        } else {
+            "pears only"
+        };
+        ids.push(publish(&app, i, body).await["id"].as_i64().unwrap());
+    }
+    let (s, v) = app
+        .post(
+            "/api/articles",
+            json!({"title": "Draft apples", "body": "apples"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let at_backup = dump(&app).await;
+    let apples_at_backup = search_ids(&app, "apples").await;
+    assert_eq!(apples_at_backup.0, 15);
+
+    let status = api_backup(&app).await;
+    assert_eq!(status["last_run"]["ok"], true, "{status}");
+    let name = status["last_run"]["name"].as_str().unwrap().to_string();
+    assert_eq!(status["backups"][0]["verification"]["ok"], true, "{status}");
+
+    // After the backup: creates, edits, soft and hard deletes.
+    for i in 30..40 {
+        publish(&app, i, "apples after the backup").await;
+    }
+    for id in &ids[0..5] {
+        let (s, v) = app
+            .patch(&format!("/api/articles/{id}"), json!({"body": "changed"}))
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    for id in &ids[5..8] {
+        let s = app
+            .client
+            .delete(app.url(&format!("/api/articles/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(s, 204);
+    }
+    let s = app
+        .client
+        .delete(app.url(&format!("/api/articles/{}?purge=true", ids[9])))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s, 204);
+    assert_ne!(dump(&app).await, at_backup);
+    app.stop().await.unwrap();
+
+    let out = cli(tmp.path()).args(["restore", &name]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(said.contains("kept in"), "{said}");
+    let aside: Vec<PathBuf> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("data.pre-restore-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the old data directory is kept aside");
+    assert!(aside[0].join("appliance.db").is_file());
+    assert!(
+        data.join("backups").join(&name).is_file(),
+        "backups stay with the data directory"
+    );
+    assert!(!data.join("manifest.json").exists());
+
+    let app = spawn_in(&data, |_| {}).await.unwrap();
+    assert_eq!(dump(&app).await, at_backup);
+    let restored = search_ids(&app, "apples").await;
+    assert_eq!(restored, apples_at_backup);
+    let (_, v) = app.get_json("/api/admin/index/verify").await;
+    assert_eq!(v["consistent"], true, "{v}");
+    let (s, v) = app.post("/api/admin/index/rebuild", json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(search_ids(&app, "apples").await, restored);
+    assert_eq!(search_ids(&app, "pears").await.0, 30);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backup_beside_four_writers_is_a_consistent_point_in_time_and_no_write_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let app = Arc::new(spawn_in(&data, |_| {}).await.unwrap());
+    for i in 0..200 {
+        publish(&app, i, &"seed text ".repeat(50)).await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (app, stop, written) = (app.clone(), stop.clone(), written.clone());
+        writers.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let (s, v) = app
+                    .post(
+                        "/api/articles",
+                        json!({"title": format!("w{w} {i}"), "body": "during the backup",
+                               "status": "published", "tags": ["a", "b"]}),
+                    )
+                    .await;
+                if s == 201 {
+                    written.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    failures.push(format!("{s} {v}"));
+                }
+                i += 1;
+            }
+            failures
+        }));
+    }
+    // Writers are running before the backup starts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while written.load(Ordering::SeqCst) < 50 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The real binary, in another process, beside the server.
+    let dir = tmp.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || cli(&dir).args(["backup"]).output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let during = written.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        let failures = w.await.unwrap();
+        assert!(failures.is_empty(), "writer requests failed: {failures:?}");
+    }
+    assert!(
+        written.load(Ordering::SeqCst) > during,
+        "writers kept going after the backup"
+    );
+
+    let name = archives(&data.join("backups")).pop().expect("an archive");
+    let archive = data.join("backups").join(&name);
+    let dest = tmp.path().join("extracted");
+    std::fs::create_dir(&dest).unwrap();
+    let manifest =
+        appliance::backup::verify::verify_into(&archive, &dest, false, None).expect("verifies");
+    let conn = rusqlite::Connection::open(dest.join("appliance.db")).unwrap();
+    let (min, max, count): (i64, i64, i64) = conn
+        .query_row("SELECT min(id), max(id), count(*) FROM articles", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    // Inserts only, AUTOINCREMENT ids: a point in time is a gap-free prefix.
+    assert_eq!(count, max - min + 1, "ids {min}..{max} with {count} rows");
+    assert!(
+        count >= 250,
+        "the seed rows and the first writes are in: {count}"
+    );
+    assert_eq!(manifest.row_counts["articles"], count);
+    let tags: i64 = conn
+        .query_row("SELECT count(*) FROM article_tags", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        tags,
+        200 + 2 * (count - 200),
+        "every article has all its tags"
+    );
+    let app = Arc::into_inner(app).expect("writers are done");
+    app.stop().await.unwrap();
+}
+
+/// A small stopped data directory with one archive; returns (tmp, data, archive).
+async fn small_backup() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let app = spawn_in(&data, |_| {}).await.unwrap();
+    for i in 0..20 {
+        publish(&app, i, "something to find").await;
+    }
+    wait_indexed(&app).await;
+    app.stop().await.unwrap();
+    let out = cli(tmp.path()).args(["backup"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let name = archives(&data.join("backups")).pop().expect("archive");
+    let archive = data.join("backups").join(name);
+    (tmp, data, archive)
+}
+
+fn members(archive: &Path) -> Vec<(String, Vec<u8>)> {
+    let f = std::fs::File::open(archive).unwrap();
+    let mut tar = tar::Archive::new(zstd::Decoder::new(f).unwrap());
+    tar.entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            (path, data)
+        })
+        .collect()
+}
+
+fn write_archive(path: &Path, members: &[(String, Vec<u8>)]) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut tar = tar::Builder::new(zstd::Encoder::new(f, 3).unwrap());
+    for (name, data) in members {
+        // The name is set byte by byte: the tar crate refuses to write `..`, and an
+        // attacker's archive would not ask it.
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_size(data.len() as u64);
+        h.set_mode(0o640);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        tar.append(&h, &data[..]).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap();
+}
+
+fn sum_line(manifest: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    format!(
+        "{}  manifest.json\n",
+        hex::encode(sha2::Sha256::digest(manifest))
+    )
+    .into_bytes()
+}
+
+/// `backup verify` and `restore` both refuse `bad`, and the live data is untouched.
+fn assert_refused(tmp: &Path, data: &Path, bad: &Path, expect: &str) {
+    let db_before = sha256_file(&data.join("appliance.db"));
+    let out = cli(tmp)
+        .args(["backup", "verify", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "verify accepted {}",
+        bad.display()
+    );
+    let err = stderr(&out);
+    assert!(err.contains(expect), "verify: want {expect:?} in {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    let out = cli(tmp)
+        .args(["restore", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "restore accepted {}",
+        bad.display()
+    );
+    assert!(stderr(&out).contains(expect), "restore: {}", stderr(&out));
+    assert_eq!(sha256_file(&data.join("appliance.db")), db_before);
+    let stray: Vec<String> = std::fs::read_dir(tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("restore"))
+        .collect();
+    assert!(stray.is_empty(), "restore left {stray:?}");
+    assert!(leftovers(&data.join("backups")).is_empty());
+}
+
+#[tokio::test]
+async fn damaged_truncated_and_tampered_archives_are_refused_and_live_data_untouched() {
+    let (tmp, data, archive) = small_backup().await;
+    let out = cli(tmp.path())
+        .args([
+            "backup",
+            "verify",
+            archive.file_name().unwrap().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the good archive verifies: {}",
+        stderr(&out)
+    );
+    let good = members(&archive);
+    assert!(
+        good.len() >= 5,
+        "{:?}",
+        good.iter().map(|m| &m.0).collect::<Vec<_>>()
+    );
+    let bad = tmp.path().join("bad.tar.zst");
+
+    // One flipped byte in each member in turn (re-compressed, so only our checks see it).
+    for i in 0..good.len() {
+        let mut m = good.clone();
+        let (name, bytes) = &mut m[i];
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x01;
+        let expect = if name == "manifest.json" || name == "manifest.json.sha256" {
+            "manifest".to_string()
+        } else {
+            name.clone()
+        };
+        write_archive(&bad, &m);
+        assert_refused(tmp.path(), &data, &bad, &expect);
+    }
+
+    // A flipped byte in the compressed stream.
+    let mut raw = std::fs::read(&archive).unwrap();
+    let at = raw.len() / 2;
+    raw[at] ^= 0x40;
+    std::fs::write(&bad, &raw).unwrap();
+    assert_refused(tmp.path(), &data, &bad, "damaged");
+
+    // Truncated.
+    let raw = std::fs::read(&archive).unwrap();
+    std::fs::write(&bad, &raw[..raw.len() * 2 / 3]).unwrap();
+    assert_refused(tmp.path(), &data, &bad, "truncated");
+
+    // A manifest with a wrong checksum (and a matching manifest sum, so only the file
+    // check can notice).
+    let mut m = good.clone();
+    let idx = m.iter().position(|(n, _)| n == "manifest.json").unwrap();
+    let mut manifest: Value = serde_json::from_slice(&m[idx].1).unwrap();
+    manifest["files"][0]["sha256"] = json!("0".repeat(64));
+    m[idx].1 = serde_json::to_vec(&manifest).unwrap();
+    let sum = m
+        .iter()
+        .position(|(n, _)| n == "manifest.json.sha256")
+        .unwrap();
+    m[sum].1 = sum_line(&m[idx].1);
+    write_archive(&bad, &m);
+    assert_refused(tmp.path(), &data, &bad, "checksum mismatch");
+
+    // A member that is not part of a backup.
+    let mut m = good.clone();
+    m.insert(0, ("../escape".into(), b"x".to_vec()));
+    write_archive(&bad, &m);
+    assert_refused(tmp.path(), &data, &bad, "unexpected member");
+    assert!(!tmp.path().join("escape").exists());
+}
+
+#[tokio::test]
+async fn an_archive_from_a_newer_schema_is_refused() {
+    let (tmp, data, _) = small_backup().await;
+    // The database of a newer appliance: one more applied migration than this binary has.
+    let conn = rusqlite::Connection::open(data.join("appliance.db")).unwrap();
+    conn.execute(
+        "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (99, 'future', '2030-01-01', '1')",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let out = cli(tmp.path()).args(["backup"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let newest = archives(&data.join("backups")).pop().unwrap();
+    let copy = tmp.path().join("newer.tar.zst");
+    std::fs::copy(data.join("backups").join(&newest), &copy).unwrap();
+    assert_refused(
+        tmp.path(),
+        &data,
+        &copy,
+        "newer appliance (schema version 99",
+    );
+}
+
+#[tokio::test]
+async fn restore_is_refused_while_a_server_runs() {
+    let (tmp, data, archive) = small_backup().await;
+    let mut server = common::start_server(tmp.path());
+    let db_before = sha256_file(&data.join("appliance.db"));
+    let out = cli(tmp.path())
+        .args(["restore", archive.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("refusing to restore"), "{err}");
+    assert!(
+        err.contains(&server.child.id().to_string()),
+        "names the pid: {err}"
+    );
+    assert!(
+        common::http_get(&server.addr, "/health").is_some(),
+        "server unharmed"
+    );
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    assert_eq!(sha256_file(&data.join("appliance.db")), db_before);
+}
+
+/// A tmpfs of `size` mounted at `dir` for the test, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "this test needs root to mount a small tmpfs (a real full disk): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_backup_disk_leaves_no_partial_archive_and_the_server_healthy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let disk = tmp.path().join("backup-disk");
+    let _fs = Tmpfs::mount(&disk, "2m");
+    let backup_dir = disk.clone();
+    let app = spawn_in(&data, move |c| {
+        c.backup.dir = backup_dir;
+        c.backup.min_free_margin_bytes = 64 * 1024;
+    })
+    .await
+    .unwrap();
+    // Compressible data first: a good archive that teaches a small size ratio.
+    for i in 0..100 {
+        publish(&app, i, &"the same words again ".repeat(200)).await;
+    }
+    let first = api_backup(&app).await;
+    assert_eq!(first["last_run"]["ok"], true, "{first}");
+    let first_name = first["last_run"]["name"].as_str().unwrap().to_string();
+    let first_sum = sha256_file(&disk.join(&first_name));
+
+    // Then ~4 MiB that does not compress: the space check (from the last ratio) passes,
+    // and the disk fills up while the archive is written.
+    use rand_like::Noise;
+    let mut noise = Noise(0x2545F4914F6CDD1D);
+    for i in 100..160 {
+        publish(&app, i, &noise.text(64 * 1024)).await;
+    }
+    let second = api_backup(&app).await;
+    assert_eq!(second["last_run"]["ok"], false, "{second}");
+    let error = second["last_run"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("No space left") || error.contains("not enough free space"),
+        "{error}"
+    );
+    assert!(
+        error.contains("No space left"),
+        "the write itself hit the full disk: {error}"
+    );
+    assert_eq!(
+        archives(&disk),
+        vec![first_name.clone()],
+        "no partial archive"
+    );
+    assert!(leftovers(&disk).is_empty(), "{:?}", leftovers(&disk));
+    assert_eq!(sha256_file(&disk.join(&first_name)), first_sum);
+
+    // The service is unharmed; /readyz says degraded (the backup failed), not failing.
+    let (status, v) = app.get_json("/readyz").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "degraded", "{v}");
+    assert_eq!(v["checks"]["backup"]["status"], "degraded", "{v}");
+    assert!(
+        v["checks"]["backup"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("failed"),
+        "{v}"
+    );
+    publish(&app, 1000, "still writable").await;
+
+    // With nothing learnt about compression, the space check refuses up front.
+    // (On a blocking thread: the server in this runtime must keep running beside it.)
+    let (dir, disk2) = (tmp.path().to_path_buf(), disk.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        cli(&dir)
+            .env("APPLIANCE__BACKUP__DIR", &disk2)
+            .env("APPLIANCE__BACKUP__MIN_FREE_MARGIN_BYTES", "10000000")
+            .args(["backup"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not enough free space"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(archives(&disk), vec![first_name]);
+    app.stop().await.unwrap();
+}
+
+/// Deterministic incompressible text (xorshift), without a dependency.
+mod rand_like {
+    pub struct Noise(pub u64);
+    impl Noise {
+        pub fn text(&mut self, len: usize) -> String {
+            const ALPHABET: &[u8] =
+                b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/";
+            (0..len)
+                .map(|_| {
+                    self.0 ^= self.0 << 13;
+                    self.0 ^= self.0 >> 7;
+                    self.0 ^= self.0 << 17;
+                    ALPHABET[(self.0 % 64) as usize] as char
+                })
+                .collect()
+        }
+    }
+}
+
+#[tokio::test]
+async fn api_lists_downloads_verifies_and_refuses_a_second_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let app = spawn_in(&data, |_| {}).await.unwrap();
+    publish(&app, 1, "hello").await;
+    let v = api_backup(&app).await;
+    let name = v["last_run"]["name"].as_str().unwrap().to_string();
+    assert_eq!(v["backups"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["backups"][0]["name"], name.as_str());
+    assert_eq!(v["backups"][0]["trigger"], "api");
+    assert!(v["schedule"]["next_run"].is_string(), "{v}");
+
+    let res = app.get(&format!("/api/admin/backups/{name}")).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/zstd");
+    let body = res.bytes().await.unwrap();
+    assert_eq!(
+        &body[..],
+        &std::fs::read(data.join("backups").join(&name)).unwrap()[..]
+    );
+
+    for bad in [
+        "nothing.tar.zst",
+        "..%2Fappliance.db",
+        "appliance-20200101T000000.000Z-api.tar.zst",
+    ] {
+        let (s, v) = app.get_json(&format!("/api/admin/backups/{bad}")).await;
+        assert_eq!(s, 404, "{bad}: {v}");
+        assert_eq!(v["error"]["code"], "not_found");
+    }
+
+    let (s, v) = app
+        .post(&format!("/api/admin/backups/{name}/verify"), json!({}))
+        .await;
+    assert_eq!((s, v["ok"].clone()), (200, json!(true)), "{v}");
+    // Damage the archive on disk: verification now fails, naming the problem.
+    let path = data.join("backups").join(&name);
+    let mut raw = std::fs::read(&path).unwrap();
+    let at = raw.len() / 2;
+    raw[at] ^= 0x10;
+    std::fs::write(&path, raw).unwrap();
+    let (s, v) = app
+        .post(&format!("/api/admin/backups/{name}/verify"), json!({}))
+        .await;
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains(&name),
+        "{v}"
+    );
+    let (_, v) = app.get_json("/api/admin/backups").await;
+    assert_eq!(v["backups"][0]["verification"]["ok"], false, "{v}");
+
+    // One at a time: while the lock is held, a second backup is refused.
+    let lock = appliance::backup::BackupLock::acquire(&data.join("backups")).unwrap();
+    let (s, v) = app.post("/api/admin/backups", json!({})).await;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already running"),
+        "{v}"
+    );
+    let out = cli(tmp.path()).args(["backup"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("already running"), "{}", stderr(&out));
+    drop(lock);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn readyz_is_degraded_when_the_last_good_backup_is_too_old() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = spawn_in(&tmp.path().join("data"), |_| {}).await.unwrap();
+    let (_, v) = app.get_json("/readyz").await;
+    assert_eq!(
+        v["checks"]["backup"]["status"], "ok",
+        "no backup yet is fine at first: {v}"
+    );
+    // A good backup 30 hours ago (the default limit is 26 h).
+    let old = time::OffsetDateTime::now_utc() - time::Duration::hours(30);
+    let run = appliance::db::backups::Run {
+        name: appliance::backup::archive_name(old, appliance::backup::Trigger::Scheduled),
+        trigger: "scheduled".into(),
+        started_at: appliance::db::articles::format_time(old),
+        duration_ms: 10,
+        size_bytes: Some(10),
+        source_bytes: Some(100),
+        ok: true,
+        error: None,
+    };
+    app.state()
+        .db()
+        .write(move |c| appliance::db::backups::record_run(c, &run))
+        .await
+        .unwrap();
+    let (status, v) = app.get_json("/readyz").await;
+    assert_eq!(status, 200);
+    assert_eq!(v["checks"]["backup"]["status"], "degraded", "{v}");
+    assert!(
+        v["checks"]["backup"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("30 h old"),
+        "{v}"
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_scheduler_fires_verifies_and_applies_retention() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let app = spawn_in(&data, |c| {
+        c.backup.schedule = "* * * * * *".into(); // every second
+        c.backup.keep_last = 2;
+        c.backup.keep_daily = 0;
+        c.backup.keep_weekly = 0;
+    })
+    .await
+    .unwrap();
+    publish(&app, 1, "scheduled").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut names = std::collections::BTreeSet::new();
+    loop {
+        let (_, v) = app.get_json("/api/admin/backups").await;
+        if let Some(n) = v["last_success"]["name"].as_str() {
+            assert_eq!(v["last_success"]["trigger"], "scheduled", "{v}");
+            names.insert(n.to_string());
+        }
+        let listed = v["backups"].as_array().unwrap();
+        if names.len() >= 3 && v["running"].is_null() {
+            assert_eq!(listed.len(), 2, "keep_last = 2: {v}");
+            assert!(
+                listed.iter().all(|b| b["verification"]["ok"] == true),
+                "every scheduled run is verified: {v}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scheduler did not run 3 times: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await.unwrap();
+}
+
+#[test]
+fn cli_backup_list_prune_and_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    // No database yet: a clear one-line error.
+    let out = cli(tmp.path()).args(["backup"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no database"), "{}", stderr(&out));
+    let out = cli(tmp.path()).args(["migrate", "run"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for _ in 0..3 {
+        let out = cli(tmp.path())
+            .args(["backup", "create", "--verify"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains("backup written"), "{}", stdout(&out));
+    }
+    let out = cli(tmp.path()).args(["backup", "list"]).output().unwrap();
+    let listing = stdout(&out);
+    assert_eq!(listing.lines().count(), 4, "{listing}");
+    assert!(
+        listing
+            .lines()
+            .skip(1)
+            .all(|l| l.contains("manual") && l.contains("yes")),
+        "{listing}"
+    );
+    let out = cli(tmp.path())
+        .env("APPLIANCE__BACKUP__KEEP_LAST", "1")
+        .args(["backup", "prune", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("1 kept, 2 would delete"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(archives(&tmp.path().join("data/backups")).len(), 3);
+    let out = cli(tmp.path())
+        .env("APPLIANCE__BACKUP__KEEP_LAST", "1")
+        .args(["backup", "prune"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("1 kept, 2 deleted"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(archives(&tmp.path().join("data/backups")).len(), 1);
+    let out = cli(tmp.path())
+        .args(["backup", "verify", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no backup"), "{}", stderr(&out));
+}
