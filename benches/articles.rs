@@ -10,132 +10,16 @@
 
 #[path = "support/corpus.rs"]
 mod corpus;
+#[path = "support/server.rs"]
+mod server;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use corpus::{Corpus, MARKER};
+use corpus::Corpus;
 use serde_json::Value;
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Server {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-/// The release binary with production defaults (log level info, to /dev/null here).
-async fn start() -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_appliance"))
-        .current_dir(dir.path())
-        .env("APPLIANCE_CONFIG", "/dev/null")
-        .env("APPLIANCE__SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .arg("serve")
-        .stdout(Stdio::null())
-        // BENCH_SERVER_LOG=FILE keeps the server's log (RUST_LOG applies).
-        .stderr(match std::env::var("BENCH_SERVER_LOG") {
-            Ok(path) => std::fs::File::create(path)
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null()),
-            Err(_) => Stdio::null(),
-        })
-        .spawn()
-        .expect("spawn");
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .ok()
-        != Some(200)
-    {
-        assert!(Instant::now() < deadline, "server never ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Server {
-        child,
-        base,
-        _dir: dir,
-    }
-}
-
-fn rss_mib(pid: u32, key: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-/// CPU seconds (user + system) the process has used so far.
-fn cpu_secs(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / 100.0 // USER_HZ is 100 on Linux
-}
-
-struct Stats {
-    count: usize,
-    secs: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-fn stats(mut lat: Vec<Duration>, secs: f64) -> Stats {
-    lat.sort();
-    let pick = |q: f64| {
-        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
-            .map(|d| d.as_secs_f64() * 1000.0)
-            .unwrap_or(0.0)
-    };
-    Stats {
-        count: lat.len(),
-        secs,
-        p50_ms: pick(0.50),
-        p99_ms: pick(0.99),
-    }
-}
-
-impl Stats {
-    fn rate(&self) -> f64 {
-        self.count as f64 / self.secs
-    }
-}
+use server::{Server, Stats, bulk_load, cpu_secs, env_num, rss_mib, start, stats};
 
 async fn single_creates(n: usize, concurrency: usize) -> (Stats, f64) {
     let server = start().await;
@@ -178,59 +62,6 @@ async fn single_creates(n: usize, concurrency: usize) -> (Stats, f64) {
 
 /// Bulk-load `n` articles (1,000 per request, 2 requests at a time) and wait until all
 /// are searchable. Returns the server (loaded) and articles/s until searchable.
-async fn bulk_load(n: usize) -> (Server, f64, f64) {
-    let server = start().await;
-    let mut corpus = Corpus::new(2);
-    let batches: Vec<Vec<Value>> = (0..n)
-        .map(|i| corpus.article(i))
-        .collect::<Vec<_>>()
-        .chunks(1000)
-        .map(<[Value]>::to_vec)
-        .collect();
-    let batches = Arc::new(batches);
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..2)
-        .map(|_| {
-            let (batches, next, url) = (
-                batches.clone(),
-                next.clone(),
-                format!("{}/api/articles/bulk", server.base),
-            );
-            tokio::spawn(async move {
-                let client = reqwest::Client::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(b) = batches.get(i) else { break };
-                    let res = client.post(&url).json(b).send().await.expect("bulk");
-                    assert_eq!(res.status(), 200, "{:?}", res.text().await);
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("task");
-    }
-    let stored = started.elapsed().as_secs_f64();
-    let client = reqwest::Client::new();
-    loop {
-        let v: Value = client
-            .get(format!("{}/api/search?q={MARKER}&limit=1", server.base))
-            .send()
-            .await
-            .expect("search")
-            .json()
-            .await
-            .expect("json");
-        if v["total"].as_u64() == Some(n as u64) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let searchable = started.elapsed().as_secs_f64();
-    (server, n as f64 / stored, n as f64 / searchable)
-}
-
 fn queries(words: usize) -> Vec<String> {
     let mut c = Corpus::new(3 + words as u64);
     (0..10_000)

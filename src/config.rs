@@ -259,7 +259,8 @@ pub struct BackupConfig {
     pub keep_weekly: u32,
     /// `/readyz` says degraded when the last good backup is older than this (0: never).
     pub max_age_hours: u64,
-    /// zstd level of archives (1 fastest .. 19 smallest).
+    /// zstd level of archives: 1 (fast, the default) .. 19 (smallest); -1 .. -7 are
+    /// zstd's `--fast` levels (faster still, larger archives).
     pub compression_level: i32,
     /// Free space kept on the backups disk on top of the expected archive size.
     pub min_free_margin_bytes: u64,
@@ -275,7 +276,9 @@ impl Default for BackupConfig {
             keep_daily: 7,
             keep_weekly: 4,
             max_age_hours: 26,
-            compression_level: 3,
+            // Measured on 410 MiB of articles (README, Performance): level 1 writes
+            // 440 MiB/s for a 32% archive, level 3 207 MiB/s for 24%.
+            compression_level: 1,
             min_free_margin_bytes: 64 * 1024 * 1024,
         }
     }
@@ -607,11 +610,11 @@ impl Config {
                 ),
             ));
         }
-        if !(1..=19).contains(&b.compression_level) {
+        if !(-7..=19).contains(&b.compression_level) || b.compression_level == 0 {
             return Err(ConfigError::invalid(
                 "backup.compression_level",
                 b.compression_level,
-                "must be between 1 and 19",
+                "must be 1 (fast) .. 19 (small), or -1 .. -7 (zstd --fast levels)",
             ));
         }
         if b.keep_last == 0 {

@@ -68,6 +68,9 @@ pub fn create(
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    // Pages through a memory map instead of one pread per page (measured: 107k preads
+    // for 410 MiB, half the backup's time). Read-only: a map never writes.
+    conn.pragma_update(None, "mmap_size", i64::MAX)?;
 
     // The moment both copies are taken: no index commit can happen in between.
     let (index, db_info) = {
@@ -105,9 +108,14 @@ pub fn create(
     encoder
         .include_checksum(true)
         .map_err(BackupError::io("zstd"))?;
-    // One compression worker beside this thread (which reads pages and hashes): both
-    // cores busy, and the caller's writers still get CPU between frames.
-    encoder.multithread(1).map_err(BackupError::io("zstd"))?;
+    // Compression workers beside this thread (which reads pages and hashes, about a third
+    // of the work): one per core. Measured on 2 cores, 410 MiB, level 1: one worker
+    // 1.0 s (the worker was the bottleneck), two workers 0.6 s; writers beside it keep
+    // their p99 within the target (README, Performance).
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    encoder
+        .multithread(u32::try_from(workers).unwrap_or(1))
+        .map_err(BackupError::io("zstd"))?;
     let mut tar = tar::Builder::new(encoder);
     let mtime = u64::try_from(started_at.unix_timestamp()).unwrap_or(0);
 
