@@ -214,11 +214,15 @@ impl App {
         if let Err(e) = indexer.await {
             tracing::warn!(error = %e, "indexer task ended abnormally");
         }
-        if let Some(s) = scheduler {
-            // A backup in progress is abandoned: its temporary file is removed, and
-            // earlier archives are untouched.
-            s.abort();
-            let _ = s.await;
+        if let Some(mut s) = scheduler {
+            // A scheduled backup in progress may finish within the grace period; past it,
+            // it is abandoned with the process: its temporary file never becomes an
+            // archive, and the next backup removes it.
+            if tokio::time::timeout(grace, &mut s).await.is_err() {
+                tracing::warn!("a scheduled backup was still running at shutdown; abandoned");
+                s.abort();
+                let _ = s.await;
+            }
         }
         if let Err(e) = checkpointer.await {
             tracing::warn!(error = %e, "checkpoint task ended abnormally");

@@ -803,6 +803,11 @@ fn cli_backup_list_prune_and_errors() {
     assert!(stderr(&out).contains("no database"), "{}", stderr(&out));
     let out = cli(tmp.path()).args(["migrate", "run"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    // The temporary file of a backup that was killed half-way.
+    let stale = tmp
+        .path()
+        .join("data/backups/.appliance-20260101T000000.000Z-manual.tar.zst.999.tmp");
+    std::fs::write(&stale, b"half an archive").unwrap();
     for _ in 0..3 {
         let out = cli(tmp.path())
             .args(["backup", "create", "--verify"])
@@ -811,6 +816,10 @@ fn cli_backup_list_prune_and_errors() {
         assert!(out.status.success(), "{}", stderr(&out));
         assert!(stdout(&out).contains("backup written"), "{}", stdout(&out));
     }
+    assert!(
+        !stale.exists(),
+        "the next backup removes stale temporary files"
+    );
     let out = cli(tmp.path()).args(["backup", "list"]).output().unwrap();
     let listing = stdout(&out);
     assert_eq!(listing.lines().count(), 4, "{listing}");
@@ -843,6 +852,29 @@ fn cli_backup_list_prune_and_errors() {
         stdout(&out)
     );
     assert_eq!(archives(&tmp.path().join("data/backups")).len(), 1);
+    let name = archives(&tmp.path().join("data/backups")).pop().unwrap();
+    let db = tmp.path().join("data/appliance.db");
+    let before = sha256_file(&db);
+    let out = cli(tmp.path())
+        .args(["restore", &name, "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("dry run: nothing changed"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("articles"), "{}", stdout(&out));
+    assert_eq!(sha256_file(&db), before);
+    let entries: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !entries.iter().any(|n| n.contains("restore")),
+        "{entries:?}"
+    );
     let out = cli(tmp.path())
         .args(["backup", "verify", "nope"])
         .output()

@@ -79,11 +79,7 @@ pub async fn start() -> Server {
         assert!(Instant::now() < deadline, "server never ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Server {
-        child,
-        base,
-        dir,
-    }
+    Server { child, base, dir }
 }
 
 pub fn rss_mib(pid: u32, key: &str) -> f64 {
@@ -191,4 +187,3 @@ pub async fn bulk_load(n: usize) -> (Server, f64, f64) {
     let searchable = started.elapsed().as_secs_f64();
     (server, n as f64 / stored, n as f64 / searchable)
 }
-

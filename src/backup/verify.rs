@@ -106,7 +106,7 @@ fn extract(
         .len();
     let counted = HashingReader {
         inner: BufReader::with_capacity(1 << 20, file),
-        hasher: Sha256::new(),
+        hasher: None,
         read: 0,
         done_before: 0,
         total,
