@@ -882,3 +882,46 @@ fn cli_backup_list_prune_and_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no backup"), "{}", stderr(&out));
 }
+
+#[tokio::test]
+async fn an_older_snapshot_is_migrated_and_reindexed_at_the_next_start() {
+    let (tmp, data, _) = small_backup().await;
+    // Make it the database of an earlier release: migration V3 not applied yet.
+    let conn = rusqlite::Connection::open(data.join("appliance.db")).unwrap();
+    conn.execute_batch(
+        "DROP TABLE backup_runs; DROP TABLE backup_verifications;
+         DELETE FROM refinery_schema_history WHERE version = 3;",
+    )
+    .unwrap();
+    drop(conn);
+    let out = cli(tmp.path()).args(["backup"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("not recorded"), "{}", stdout(&out));
+    let name = archives(&data.join("backups")).pop().unwrap();
+    let out = cli(tmp.path()).args(["restore", &name]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("applies 1 pending migration"),
+        "{}",
+        stdout(&out)
+    );
+    let app = spawn_in(&data, |_| {}).await.unwrap();
+    let (_, v) = app.get_json("/readyz").await;
+    assert_eq!(v["checks"]["migrations"]["status"], "ok", "{v}");
+    assert_eq!(search_ids(&app, "something").await.0, 20);
+    let pre_migrate = std::fs::read_dir(data.join("backups"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("pre-migrate-v2-to-v3")
+        })
+        .count();
+    assert_eq!(
+        pre_migrate, 1,
+        "the restored database was copied before migrating"
+    );
+    app.stop().await.unwrap();
+}

@@ -108,20 +108,7 @@ async fn run_inner(
     .await
     .map_err(|e| BackupError::Other(e.to_string()))?;
     let (lock, created) = created;
-    let started = crate::db::articles::format_time(started_at);
-    let run = match &created {
-        Ok(c) => run_record(c, trigger),
-        Err(e) => Run {
-            name: super::archive_name(started_at, trigger),
-            trigger: trigger.as_str().into(),
-            started_at: started.clone(),
-            duration_ms: (OffsetDateTime::now_utc() - started_at).whole_milliseconds() as i64,
-            size_bytes: None,
-            source_bytes: None,
-            ok: false,
-            error: Some(e.to_string()),
-        },
-    };
+    let run = run_record(&created, trigger, started_at);
     state
         .db()
         .write(move |c| store::record_run(c, &run))
@@ -154,17 +141,36 @@ async fn run_inner(
     })
 }
 
-/// What to record for a written archive (the CLI records the same).
-pub fn run_record(c: &Created, trigger: Trigger) -> Run {
-    Run {
-        name: c.name.clone(),
-        trigger: trigger.as_str().into(),
-        started_at: crate::db::articles::format_time(c.started_at),
-        duration_ms: i64::try_from(c.duration.as_millis()).unwrap_or(i64::MAX),
-        size_bytes: i64::try_from(c.size_bytes).ok(),
-        source_bytes: i64::try_from(c.manifest.total_bytes()).ok(),
-        ok: true,
-        error: None,
+/// What to record of an attempt that started at `started_at` (the CLI records the same).
+pub fn run_record(
+    result: &Result<Created, BackupError>,
+    trigger: Trigger,
+    started_at: OffsetDateTime,
+) -> Run {
+    match result {
+        Ok(c) => Run {
+            name: c.name.clone(),
+            trigger: trigger.as_str().into(),
+            started_at: crate::db::articles::format_time(c.started_at),
+            duration_ms: i64::try_from(c.duration.as_millis()).unwrap_or(i64::MAX),
+            size_bytes: i64::try_from(c.size_bytes).ok(),
+            source_bytes: i64::try_from(c.manifest.total_bytes()).ok(),
+            ok: true,
+            error: None,
+        },
+        Err(e) => Run {
+            name: super::archive_name(started_at, trigger),
+            trigger: trigger.as_str().into(),
+            started_at: crate::db::articles::format_time(started_at),
+            duration_ms: i64::try_from(
+                (OffsetDateTime::now_utc() - started_at).whole_milliseconds(),
+            )
+            .unwrap_or(0),
+            size_bytes: None,
+            source_bytes: None,
+            ok: false,
+            error: Some(e.to_string()),
+        },
     }
 }
 

@@ -109,6 +109,14 @@ fn bytes_progress() -> indicatif::ProgressBar {
     pb
 }
 
+/// The progress callback of the library functions, drawing on `pb`.
+fn reporter(pb: &indicatif::ProgressBar) -> impl Fn(u64, u64) + Sync + '_ {
+    move |done, total| {
+        pb.set_length(total);
+        pb.set_position(done);
+    }
+}
+
 fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
     let data_dir = DataDir::new(&config.data_dir);
     if !data_dir.db_path().is_file() {
@@ -127,10 +135,7 @@ fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
         .flatten()
         .and_then(|r| runner::ratio(&r));
     let pb = bytes_progress();
-    let report = |done: u64, total: u64| {
-        pb.set_length(total);
-        pb.set_position(done);
-    };
+    let report = reporter(&pb);
     let opts = CreateOptions {
         trigger: Trigger::Manual,
         compression_level: config.backup.compression_level,
@@ -141,19 +146,7 @@ fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
     let started_at = time::OffsetDateTime::now_utc();
     let created = snapshot::create(&lock, &data_dir, &opts);
     pb.finish_and_clear();
-    let run = match &created {
-        Ok(c) => runner::run_record(c, Trigger::Manual),
-        Err(e) => store::Run {
-            name: backup::archive_name(started_at, Trigger::Manual),
-            trigger: Trigger::Manual.as_str().into(),
-            started_at: crate::db::articles::format_time(started_at),
-            duration_ms: (time::OffsetDateTime::now_utc() - started_at).whole_milliseconds() as i64,
-            size_bytes: None,
-            source_bytes: None,
-            ok: false,
-            error: Some(e.to_string()),
-        },
-    };
+    let run = runner::run_record(&created, Trigger::Manual, started_at);
     let recorded = bookkeeping(config, |c| store::record_run(c, &run))?.is_some();
     let created = created?;
     let secs = created.duration.as_secs_f64();
@@ -245,10 +238,7 @@ fn verify_cmd(config: &Config, archive: &str) -> anyhow::Result<()> {
     crate::data_dir::create_private_dir(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let pb = bytes_progress();
-    let report = |done: u64, total: u64| {
-        pb.set_length(total);
-        pb.set_position(done);
-    };
+    let report = reporter(&pb);
     let res = verify::verify(&path, &dir, Some(&report));
     pb.finish_and_clear();
     // Record the result for archives of the backups directory.
@@ -305,10 +295,7 @@ pub fn run_restore(config: &Config, args: &RestoreArgs) -> anyhow::Result<()> {
     let backups_dir = config.backups_dir();
     let path: PathBuf = backup::resolve(&backups_dir, &args.archive)?;
     let pb = bytes_progress();
-    let report = |done: u64, total: u64| {
-        pb.set_length(total);
-        pb.set_position(done);
-    };
+    let report = reporter(&pb);
     let r = restore::restore(&data_dir, &backups_dir, &path, args.dry_run, Some(&report));
     pb.finish_and_clear();
     let r = r.map_err(|e| match e {
