@@ -193,11 +193,15 @@ impl App {
         });
         let mut server = tokio::spawn(async move { server.await });
         tracing::info!(address = %local_addr, version = crate::VERSION, "listening on http://{local_addr}");
+        // Migrations ran, the index is open, the listener is bound: tell systemd.
+        crate::ops::watchdog::ready(&format!("ready on http://{local_addr}"));
+        let watchdog = crate::ops::watchdog::spawn(state.clone(), stop_rx.clone());
 
         let grace = Duration::from_secs(state.config().server.shutdown_grace_secs);
         let served = tokio::select! {
             res = &mut server => res,
             () = shutdown => {
+                crate::ops::watchdog::stopping();
                 tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections, draining in-flight requests");
                 let _ = stop_tx.send(true);
                 match tokio::time::timeout(grace, &mut server).await {
@@ -211,6 +215,11 @@ impl App {
             }
         };
         let _ = stop_tx.send(true);
+        if let Some(w) = watchdog
+            && let Err(e) = w.await
+        {
+            tracing::warn!(error = %e, "watchdog task ended abnormally");
+        }
         if let Err(e) = indexer.await {
             tracing::warn!(error = %e, "indexer task ended abnormally");
         }

@@ -1,5 +1,6 @@
 //! Operational duties that are not request handlers: the deep health checks behind
-//! `/readyz` (and, as the Operations issue lands, the systemd watchdog, `doctor` and
-//! `cleanup`).
+//! `/readyz`, the systemd notify protocol and watchdog (and, as the Operations issue
+//! lands, `doctor` and `cleanup`).
 
 pub mod health;
+pub mod watchdog;

@@ -218,7 +218,13 @@ pub struct Server {
 }
 
 pub fn start_server(dir: &Path) -> Server {
+    start_server_env(dir, &[])
+}
+
+/// `start_server` with extra environment variables.
+pub fn start_server_env(dir: &Path, env: &[(&str, &str)]) -> Server {
     let mut child = cli(dir)
+        .envs(env.iter().copied())
         .env("APPLIANCE__SERVER__LISTEN", "127.0.0.1:0")
         .env("APPLIANCE__LOG__FORMAT", "json")
         .arg("serve")
