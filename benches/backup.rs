@@ -28,7 +28,9 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 fn appliance(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_appliance"));
-    c.current_dir(dir).env("APPLIANCE_CONFIG", "/dev/null");
+    c.current_dir(dir)
+        .env("APPLIANCE_CONFIG", "/dev/null")
+        .env("APPLIANCE__METRICS__LISTEN", "127.0.0.1:0");
     c
 }
 

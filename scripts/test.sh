@@ -5,6 +5,28 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# promtool (tests/metrics.rs checks the scrape with it): from PATH, else extracted from
+# Debian's prometheus package into target/test-tools (nothing installed, no service
+# started). No promtool means a loud failure here, never a skipped check.
+if [ -z "${PROMTOOL:-}" ]; then
+  if command -v promtool >/dev/null 2>&1; then
+    PROMTOOL=$(command -v promtool)
+  else
+    tools="$PWD/target/test-tools"
+    if [ ! -x "$tools/usr/bin/promtool" ]; then
+      echo "==> fetching promtool (Debian package prometheus, extracted into $tools)"
+      mkdir -p "$tools/deb"
+      ( cd "$tools/deb" && { apt-get download prometheus >/dev/null 2>&1 ||
+          { apt-get update >/dev/null && apt-get download prometheus; }; } ) ||
+        { echo "error: cannot download Debian's prometheus package for promtool" >&2; exit 1; }
+      dpkg-deb -x "$tools"/deb/prometheus_*.deb "$tools"
+    fi
+    PROMTOOL="$tools/usr/bin/promtool"
+  fi
+fi
+"$PROMTOOL" --version >/dev/null || { echo "error: promtool at $PROMTOOL does not run" >&2; exit 1; }
+export PROMTOOL
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy (all targets, -D warnings)"

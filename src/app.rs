@@ -83,6 +83,8 @@ impl AppState {
 pub struct App {
     state: AppState,
     listener: TcpListener,
+    /// The Prometheus listener (`metrics.listen`), when metrics are enabled.
+    metrics_listener: Option<TcpListener>,
     local_addr: SocketAddr,
     migrate_report: MigrateReport,
     lock: DataDirLock,
@@ -131,6 +133,16 @@ impl App {
             format!("cannot listen on {addr}; set server.listen (or --listen) to a free address")
         })?;
         let local_addr = listener.local_addr()?;
+        // Install the recorder before anything records.
+        crate::telemetry::metrics_handle();
+        let metrics_listener = if config.metrics.enabled {
+            let addr = config.metrics.listen;
+            Some(TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen for metrics on {addr}; set metrics.listen to a free address or metrics.enabled = false")
+            })?)
+        } else {
+            None
+        };
         Ok(App {
             state: AppState(Arc::new(Inner {
                 config,
@@ -143,6 +155,7 @@ impl App {
                 last_readiness: std::sync::Mutex::new(None),
             })),
             listener,
+            metrics_listener,
             local_addr,
             migrate_report,
             lock,
@@ -151,6 +164,12 @@ impl App {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+    /// Where `GET /metrics` is served, when metrics are enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
     pub fn port(&self) -> u16 {
         self.local_addr.port()
@@ -173,6 +192,7 @@ impl App {
         let App {
             state,
             listener,
+            metrics_listener,
             local_addr,
             lock,
             ..
@@ -192,6 +212,22 @@ impl App {
             let _ = drain_rx.changed().await;
         });
         let mut server = tokio::spawn(async move { server.await });
+        let metrics_server = metrics_listener.map(|l| {
+            let addr = l.local_addr().ok();
+            tracing::info!(metrics_address = ?addr, "metrics on http://{}/metrics", addr.map(|a| a.to_string()).unwrap_or_default());
+            let mut stop = stop_rx.clone();
+            let app = crate::ops::metrics::router(state.clone());
+            tokio::spawn(async move {
+                let served = axum::serve(l, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            })
+        });
         tracing::info!(address = %local_addr, version = crate::VERSION, "listening on http://{local_addr}");
         // Migrations ran, the index is open, the listener is bound: tell systemd.
         crate::ops::watchdog::ready(&format!("ready on http://{local_addr}"));
@@ -215,6 +251,9 @@ impl App {
             }
         };
         let _ = stop_tx.send(true);
+        if let Some(m) = metrics_server {
+            let _ = m.await;
+        }
         if let Some(w) = watchdog
             && let Err(e) = w.await
         {

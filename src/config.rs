@@ -30,6 +30,7 @@ pub struct Config {
     pub articles: ArticlesConfig,
     pub search: SearchConfig,
     pub backup: BackupConfig,
+    pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub sentry: SentryConfig,
 }
@@ -174,6 +175,7 @@ impl Default for Config {
             articles: ArticlesConfig::default(),
             search: SearchConfig::default(),
             backup: BackupConfig::default(),
+            metrics: MetricsConfig::default(),
             log: LogConfig::default(),
             sentry: SentryConfig::default(),
         }
@@ -238,6 +240,25 @@ impl Default for SearchConfig {
             strict_syntax: false,
             max_limit: 100,
             max_lag_secs: 60,
+        }
+    }
+}
+
+/// The Prometheus endpoint (its own listener, so the API port never exposes it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` at all.
+    pub enabled: bool,
+    /// Where: loopback by default (Prometheus on the same host, or a tunnel).
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9187)),
         }
     }
 }

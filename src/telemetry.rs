@@ -1,8 +1,12 @@
-//! Logging and error reporting: the tracing subscriber (text or JSON lines on stderr,
-//! filter from `RUST_LOG` or `log.level`) and the Sentry client (only when a DSN is
-//! configured, never with personal data). Metrics join here with the Operations work.
+//! Logging, metrics and error reporting: the tracing subscriber (text or JSON lines on
+//! stderr, filter from `RUST_LOG` or `log.level`), the process-wide Prometheus recorder
+//! behind the `metrics` macros (rendered by `ops::metrics`), and the Sentry client (only
+//! when a DSN is configured, never with personal data).
+
+use std::sync::OnceLock;
 
 use anyhow::Context;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat, SentryConfig};
@@ -49,4 +53,145 @@ pub fn init_sentry(config: &SentryConfig) -> Option<sentry::ClientInitGuard> {
     let guard = sentry::init((dsn.expose(), options));
     tracing::info!(environment = %config.environment, "error reporting to Sentry enabled");
     Some(guard)
+}
+
+/// Histogram buckets in seconds: 0.5 ms (a cached read) to 10 s (a stuck request).
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process-wide metrics recorder, installed on first use (None only if another
+/// recorder was installed first). Tests build several apps in one process: they share it.
+pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
+    RECORDER
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets(&BUCKETS)
+                .and_then(PrometheusBuilder::install_recorder);
+            match handle {
+                Ok(h) => {
+                    describe_metrics();
+                    Some(h)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// Count an unexpected error (5xx, failed background job, failed backup) by category
+/// (database, validation, authentication, network, business_logic, system, search,
+/// backup) and severity (low, medium, high, critical).
+pub fn count_error(category: &'static str, severity: &'static str) {
+    metrics::counter!("appliance_errors_total", "category" => category, "severity" => severity)
+        .increment(1);
+}
+
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "appliance_http_requests_total",
+        "HTTP requests by method, matched route and status class"
+    );
+    describe_histogram!(
+        "appliance_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request duration by method, matched route and status class"
+    );
+    describe_counter!(
+        "appliance_http_rate_limited_total",
+        "Requests answered 429 (rate limited)"
+    );
+    describe_gauge!(
+        "appliance_http_requests_in_flight",
+        "HTTP requests being handled"
+    );
+    describe_histogram!(
+        "appliance_db_write_wait_seconds",
+        Unit::Seconds,
+        "Time a write waited for the writer thread"
+    );
+    describe_histogram!(
+        "appliance_db_write_transaction_seconds",
+        Unit::Seconds,
+        "Duration of one write transaction (a group of writes, BEGIN to COMMIT)"
+    );
+    describe_gauge!("appliance_db_readers", "Reader connections in the pool");
+    describe_gauge!("appliance_db_readers_in_use", "Reader connections in use");
+    describe_gauge!(
+        "appliance_db_size_bytes",
+        Unit::Bytes,
+        "Size of the SQLite database file"
+    );
+    describe_gauge!(
+        "appliance_db_wal_size_bytes",
+        Unit::Bytes,
+        "Size of the SQLite write-ahead log"
+    );
+    describe_gauge!(
+        "appliance_search_documents",
+        "Documents in the search index"
+    );
+    describe_gauge!(
+        "appliance_search_outbox_pending",
+        "Article changes waiting to be indexed"
+    );
+    describe_gauge!(
+        "appliance_search_outbox_lag_seconds",
+        Unit::Seconds,
+        "Age of the oldest change waiting to be indexed"
+    );
+    describe_histogram!(
+        "appliance_search_commit_seconds",
+        Unit::Seconds,
+        "Duration of an index commit"
+    );
+    describe_gauge!(
+        "appliance_backup_last_success_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time of the last successful backup"
+    );
+    describe_gauge!(
+        "appliance_backup_last_duration_seconds",
+        Unit::Seconds,
+        "Duration of the last successful backup"
+    );
+    describe_gauge!(
+        "appliance_backup_last_size_bytes",
+        Unit::Bytes,
+        "Archive size of the last successful backup"
+    );
+    describe_gauge!(
+        "appliance_backup_last_run_ok",
+        "1 when the last backup attempt succeeded, 0 when it failed"
+    );
+    describe_counter!(
+        "appliance_errors_total",
+        "Unexpected errors by category and severity"
+    );
+    describe_gauge!(
+        "appliance_process_resident_memory_bytes",
+        Unit::Bytes,
+        "Resident memory of the process"
+    );
+    describe_gauge!(
+        "appliance_process_open_fds",
+        "Open file descriptors of the process"
+    );
+    describe_gauge!(
+        "appliance_disk_free_bytes",
+        Unit::Bytes,
+        "Free space in the data directory"
+    );
+    describe_gauge!(
+        "appliance_uptime_seconds",
+        Unit::Seconds,
+        "Seconds since the server started"
+    );
+    describe_gauge!("appliance_build_info", "Always 1; the version is a label");
 }

@@ -54,6 +54,7 @@ pub async fn start() -> Server {
         .current_dir(dir.path())
         .env("APPLIANCE_CONFIG", "/dev/null")
         .env("APPLIANCE__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("APPLIANCE__METRICS__LISTEN", "127.0.0.1:0")
         .arg("serve")
         .stdout(Stdio::null())
         // BENCH_SERVER_LOG=FILE keeps the server's log (RUST_LOG applies).

@@ -116,6 +116,7 @@ async fn run_inner(
     let created = match created {
         Ok(c) => c,
         Err(e) => {
+            crate::telemetry::count_error("backup", "high");
             tracing::error!(error = %e, trigger = trigger.as_str(), "backup failed");
             return Err(e);
         }

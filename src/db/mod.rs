@@ -127,6 +127,12 @@ impl Db {
         })
     }
 
+    /// Reader connections: (open, in use).
+    pub fn reader_pool_state(&self) -> (u32, u32) {
+        let st = self.inner.readers.state();
+        (st.connections, st.connections - st.idle_connections)
+    }
+
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
@@ -144,9 +150,14 @@ impl Db {
     {
         let claim = writer::Claim::default();
         let (reply, rx) = oneshot::channel();
+        let queued = std::time::Instant::now();
         let job = writer::TxJobOf {
             claim: claim.clone(),
-            work: Some(f),
+            work: Some(move |c: &Connection| {
+                metrics::histogram!("appliance_db_write_wait_seconds")
+                    .record(queued.elapsed().as_secs_f64());
+                f(c)
+            }),
             out: None,
             reply: Some(reply),
         };

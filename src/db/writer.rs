@@ -151,6 +151,7 @@ fn run_group(conn: &Connection, mut group: Vec<Box<dyn TxJob>>) {
     if group.is_empty() {
         return;
     }
+    let began = std::time::Instant::now();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let e = DbError::from(e);
         for j in group {
@@ -187,7 +188,10 @@ fn run_group(conn: &Connection, mut group: Vec<Box<dyn TxJob>>) {
         }
         done.push(job);
     }
-    match conn.execute_batch("COMMIT") {
+    let committed = conn.execute_batch("COMMIT");
+    metrics::histogram!("appliance_db_write_transaction_seconds")
+        .record(began.elapsed().as_secs_f64());
+    match committed {
         Ok(()) => {
             for j in done {
                 j.finish(Ok(()));

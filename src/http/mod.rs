@@ -31,6 +31,41 @@ pub use error::{ApiError, FieldError};
 /// Routes whose requests are logged at debug level (probes hit them every few seconds).
 const QUIET_ROUTES: [&str; 2] = ["/health", "/readyz"];
 
+/// Count and time every request by method, matched route and status class; count 5xx
+/// answers as errors and 429s as rate limited.
+async fn record_metrics(req: Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let res = next.run(req).await;
+    let status = res.status();
+    let class = match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", class.to_owned()),
+    ];
+    metrics::counter!("appliance_http_requests_total", &labels).increment(1);
+    metrics::histogram!("appliance_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    if status.is_server_error() {
+        crate::telemetry::count_error("http", "high");
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        metrics::counter!("appliance_http_rate_limited_total").increment(1);
+    }
+    res
+}
+
 pub fn router(state: AppState) -> Router {
     let server = &state.config().server;
     let body_limit = usize::try_from(server.body_limit_bytes).unwrap_or(usize::MAX);
@@ -78,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(CatchPanicLayer::custom(on_panic))
         .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(axum::middleware::from_fn(record_metrics))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(InFlightRequestsLayer::new(state.in_flight_counter()))
         .layer(

@@ -3,4 +3,5 @@
 //! lands, `doctor` and `cleanup`).
 
 pub mod health;
+pub mod metrics;
 pub mod watchdog;

@@ -419,6 +419,9 @@ impl Search {
     pub async fn apply_pending(&self) -> Result<usize, SearchError> {
         let _guard = self.indexing.lock().await;
         let res = self.apply_pending_locked().await;
+        if res.is_err() {
+            crate::telemetry::count_error("search", "high");
+        }
         self.set_last_error(res.as_ref().err().map(ToString::to_string));
         res
     }
@@ -519,6 +522,8 @@ impl Search {
         .await
         .map_err(|e| SearchError::Other(e.to_string()))??;
         let committed = Instant::now();
+        metrics::histogram!("appliance_search_commit_seconds")
+            .record((committed - fed).as_secs_f64());
         // Only now, with the index durable, may the outbox rows go.
         self.db
             .write(move |tx| store::outbox_delete_through(tx, fed_through))

@@ -18,6 +18,8 @@ use tokio::task::JoinHandle;
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where `GET /metrics` is served.
+    pub metrics_addr: Option<SocketAddr>,
     pub base: String,
     pub data_dir: PathBuf,
     pub client: reqwest::Client,
@@ -34,6 +36,7 @@ pub fn test_config(data_dir: &Path) -> Config {
         ..Config::default()
     };
     c.server.listen = "127.0.0.1:0".parse().expect("addr");
+    c.metrics.listen = "127.0.0.1:0".parse().expect("addr");
     c.health.min_free_disk_bytes = 1024 * 1024;
     c.health.warn_free_disk_bytes = 2 * 1024 * 1024;
     c
@@ -65,6 +68,7 @@ pub async fn spawn_in(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> anyho
     tweak(&mut config);
     let app = App::build(config).await?;
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until_stopped(async move {
@@ -72,6 +76,7 @@ pub async fn spawn_in(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> anyho
     }));
     Ok(TestApp {
         addr,
+        metrics_addr,
         base: format!("http://{addr}"),
         data_dir: data_dir.to_path_buf(),
         client: reqwest::Client::new(),
@@ -177,8 +182,10 @@ pub fn cli(dir: &Path) -> Command {
     if !empty.exists() {
         std::fs::write(&empty, "").expect("write empty config");
     }
+    // Servers started by tests run side by side: no fixed metrics port.
     cmd.current_dir(dir)
         .env("APPLIANCE_CONFIG", &empty)
+        .env("APPLIANCE__METRICS__LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info");
     cmd
 }
