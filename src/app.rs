@@ -213,8 +213,9 @@ impl App {
         });
         let mut server = tokio::spawn(async move { server.await });
         let metrics_server = metrics_listener.map(|l| {
-            let addr = l.local_addr().ok();
-            tracing::info!(metrics_address = ?addr, "metrics on http://{}/metrics", addr.map(|a| a.to_string()).unwrap_or_default());
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!(metrics_address = %addr, "metrics on http://{addr}/metrics");
+            }
             let mut stop = stop_rx.clone();
             let app = crate::ops::metrics::router(state.clone());
             tokio::spawn(async move {
