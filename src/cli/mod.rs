@@ -58,7 +58,19 @@ pub enum Command {
     Backup(BackupArgs),
     /// Restore an archive into the data directory (the server must be stopped).
     Restore(RestoreArgs),
+    /// Check everything read-only (database, schema, migrations, index, backups, disk,
+    /// permissions, config); exit 0 ok, 1 warnings, 2 failures.
+    Doctor {
+        /// Print JSON instead of one line per check.
+        #[arg(long)]
+        json: bool,
+    },
 }
+
+/// An exit status chosen by the command (doctor), with its output already printed.
+#[derive(Debug, thiserror::Error)]
+#[error("exit status {0}")]
+pub struct Exit(pub u8);
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -121,6 +133,9 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<Exit>().is_some() => {
+            ExitCode::from(e.downcast_ref::<Exit>().map_or(1, |x| x.0))
+        }
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
@@ -166,6 +181,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (config, _) = load_config(&cli, None)?;
             telemetry::init_tracing(&config.log, Some("warn"))?;
             backup::run_restore(&config, args)
+        }
+        Command::Doctor { json } => {
+            let (config, _) = load_config(&cli, None)?;
+            telemetry::init_tracing(&config.log, Some("warn"))?;
+            let d =
+                tokio::task::spawn_blocking(move || crate::ops::doctor::diagnose(&config)).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                for f in &d.findings {
+                    let tag = match f.level {
+                        crate::ops::doctor::Level::Ok => "ok  ",
+                        crate::ops::doctor::Level::Warn => "WARN",
+                        crate::ops::doctor::Level::Fail => "FAIL",
+                    };
+                    println!("{tag} {:<13} {}", f.check, f.detail);
+                }
+            }
+            match d.exit_code() {
+                0 => Ok(()),
+                code => Err(Exit(code).into()),
+            }
         }
         Command::Config(args) => {
             let (config, sources) = load_config(&cli, None)?;

@@ -304,6 +304,19 @@ pub fn migrate(conn: &mut Connection, backups_dir: &Path) -> Result<MigrateRepor
     })
 }
 
+/// Apply the embedded migrations up to `version` to a fresh database (`doctor` builds
+/// its reference schema this way, in memory). No copy, no checks: for scratch databases.
+pub fn migrate_to(conn: &mut Connection, version: i64) -> Result<(), MigrationError> {
+    if version <= 0 {
+        return Ok(());
+    }
+    let target = i32::try_from(version).map_err(|e| DbError::Other(e.to_string()))?;
+    embedded::migrations::runner()
+        .set_target(refinery::Target::Version(target))
+        .run(conn)?;
+    Ok(())
+}
+
 /// A consistent online copy of the database (`VACUUM INTO`), made durable: written to a
 /// temporary name, fsynced, renamed, directory fsynced.
 pub fn copy_database(conn: &Connection, dest: &Path) -> Result<(), DbError> {

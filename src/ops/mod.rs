@@ -1,7 +1,8 @@
 //! Operational duties that are not request handlers: the deep health checks behind
-//! `/readyz`, the systemd notify protocol and watchdog (and, as the Operations issue
-//! lands, `doctor` and `cleanup`).
+//! `/readyz`, the systemd notify protocol and watchdog, the metrics scrape, `doctor`
+//! (and, as the Operations issue lands, `cleanup`).
 
+pub mod doctor;
 pub mod health;
 pub mod metrics;
 pub mod watchdog;

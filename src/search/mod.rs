@@ -13,7 +13,7 @@ mod snippet;
 
 pub use execute::escape_html;
 use rebuild::{build_fresh, verify_handle};
-pub use rebuild::{ids_offline, rebuild_offline, verify_ids};
+pub use rebuild::{compare_ids, ids_offline, rebuild_offline, verify_ids};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -36,30 +36,32 @@ pub(super) async fn verify_handle(h: &IndexHandle, db: &Db) -> Result<Verificati
 
 /// Compare a set of indexed ids with the database.
 pub async fn verify_ids(index_ids: BTreeSet<i64>, db: &Db) -> Result<Verification, SearchError> {
-    let index_documents = index_ids.len() as u64;
-    let (live, pending) = db
-        .read(|c| {
-            let tx = c.unchecked_transaction()?;
-            let mut live = BTreeSet::new();
-            store::for_each_live(&tx, |a| {
-                if searchable(&a) {
-                    live.insert(a.id);
-                }
-                Ok(())
-            })?;
-            let pending: BTreeSet<i64> = store::outbox_after(&tx, 0, u32::MAX)?
-                .into_iter()
-                .map(|r| r.article_id)
-                .collect();
-            Ok((live, pending))
-        })
-        .await?;
+    Ok(db.read(move |c| compare_ids(&index_ids, c)).await?)
+}
+
+/// Compare a set of indexed ids with the database through `conn` (one snapshot).
+pub fn compare_ids(
+    index_ids: &BTreeSet<i64>,
+    conn: &rusqlite::Connection,
+) -> Result<Verification, DbError> {
+    let tx = conn.unchecked_transaction()?;
+    let mut live = BTreeSet::new();
+    store::for_each_live(&tx, |a| {
+        if searchable(&a) {
+            live.insert(a.id);
+        }
+        Ok(())
+    })?;
+    let pending: BTreeSet<i64> = store::outbox_after(&tx, 0, u32::MAX)?
+        .into_iter()
+        .map(|r| r.article_id)
+        .collect();
     Ok(Verification {
         database_articles: live.len() as u64,
-        index_documents,
+        index_documents: index_ids.len() as u64,
         outbox_pending: pending.len() as u64,
         missing_from_index: live
-            .difference(&index_ids)
+            .difference(index_ids)
             .filter(|id| !pending.contains(id))
             .copied()
             .collect(),
