@@ -255,7 +255,15 @@ async fn backup_beside_four_writers_is_a_consistent_point_in_time_and_no_write_f
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let during = written.load(Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Writers keep going after the backup (poll, with a deadline).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while written.load(Ordering::SeqCst) <= during {
+        assert!(
+            Instant::now() < deadline,
+            "writers stalled after the backup"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     stop.store(true, Ordering::SeqCst);
     for w in writers {
         let failures = w.await.unwrap();

@@ -276,14 +276,8 @@ fn check_database(archive: &Path, db: &Path, manifest: &Manifest) -> Result<(), 
     )
     .and_then(|c| c.execute_batch("PRAGMA query_only = 1").map(|()| c))
     .map_err(|e| invalid(e.to_string()))?;
-    let mut stmt = conn
-        .prepare("PRAGMA integrity_check(10)")
-        .map_err(|e| invalid(e.to_string()))?;
-    let problems: Vec<String> = stmt
-        .query_map([], |r| r.get(0))
-        .and_then(|rows| rows.collect())
-        .map_err(|e| invalid(e.to_string()))?;
-    if problems != ["ok"] {
+    let problems = crate::db::damage(&conn, true, 10).map_err(|e| invalid(e.to_string()))?;
+    if !problems.is_empty() {
         return Err(invalid(format!("integrity_check: {}", problems.join("; "))));
     }
     let version = super::schema_version(&conn).map_err(|e| invalid(e.to_string()))?;

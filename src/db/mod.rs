@@ -377,17 +377,29 @@ fn clamp_i64(v: u64) -> i64 {
 
 /// `PRAGMA quick_check`: O(size) but without index cross-checks; a few seconds per GiB.
 pub fn quick_check(conn: &Connection) -> Result<(), DbError> {
-    let mut stmt = conn.prepare("PRAGMA quick_check(5)")?;
-    let rows: Vec<String> = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    if rows.len() == 1 && rows[0] == "ok" {
+    let problems = damage(conn, false, 5)?;
+    if problems.is_empty() {
         Ok(())
     } else {
         Err(DbError::Corrupt {
-            message: format!("quick_check: {}", rows.join("; ")),
+            message: format!("quick_check: {}", problems.join("; ")),
         })
     }
+}
+
+/// What `PRAGMA integrity_check` (`full`) or `quick_check` finds, at most `max` lines;
+/// empty when the database is sound.
+pub fn damage(conn: &Connection, full: bool, max: u32) -> Result<Vec<String>, DbError> {
+    let pragma = if full {
+        "integrity_check"
+    } else {
+        "quick_check"
+    };
+    let mut stmt = conn.prepare(&format!("PRAGMA {pragma}({max})"))?;
+    let rows: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(if rows == ["ok"] { Vec::new() } else { rows })
 }
 
 /// Open an existing database read-only for inspection (`migrate status`, `validate`),

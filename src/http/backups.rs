@@ -23,9 +23,9 @@ impl From<BackupError> for ApiError {
                 field: None,
                 message: "a backup is already running; try again when it has finished".into(),
             },
-            e @ BackupError::InsufficientSpace { .. } => {
-                ApiError::InsufficientStorage(e.to_string())
-            }
+            // A backup that does not fit runs in the background (POST answers 202 before
+            // it starts); its failure is reported in `last_run`.
+            e @ BackupError::InsufficientSpace { .. } => ApiError::Unavailable(e.to_string()),
             BackupError::NotFound(_) | BackupError::BadName { .. } => {
                 ApiError::NotFound("no such backup".into())
             }
