@@ -35,6 +35,10 @@ struct Inner {
     in_flight: InFlightRequestsCounter,
     /// Last overall readiness status reported, to log transitions only.
     last_readiness: std::sync::Mutex<Option<crate::ops::health::Status>>,
+    limiters: crate::http::limits::Limiters,
+    setup_token: crate::auth::SetupToken,
+    /// Password hashes in flight (19 MiB and a core each).
+    argon2: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -72,6 +76,17 @@ impl AppState {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let before = last.replace(now);
         (before != Some(now)).then_some(before)
+    }
+    pub fn limiters(&self) -> &crate::http::limits::Limiters {
+        &self.0.limiters
+    }
+    /// The one-time first-admin token (active only while no user exists).
+    pub fn setup_token(&self) -> &crate::auth::SetupToken {
+        &self.0.setup_token
+    }
+    /// Wait for a slot to hash or verify a password (at most two at once).
+    pub async fn argon2_permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.0.argon2.acquire().await.ok()
     }
     /// The counter the router's in-flight layer updates.
     pub fn in_flight_counter(&self) -> InFlightRequestsCounter {
@@ -143,6 +158,7 @@ impl App {
         } else {
             None
         };
+        let rate_limit = config.rate_limit.clone();
         Ok(App {
             state: AppState(Arc::new(Inner {
                 config,
@@ -153,6 +169,9 @@ impl App {
                 started_at,
                 in_flight: InFlightRequestsCounter::default(),
                 last_readiness: std::sync::Mutex::new(None),
+                limiters: crate::http::limits::Limiters::new(&rate_limit),
+                setup_token: Default::default(),
+                argon2: tokio::sync::Semaphore::new(2),
             })),
             listener,
             metrics_listener,
@@ -230,6 +249,7 @@ impl App {
             })
         });
         tracing::info!(address = %local_addr, version = crate::VERSION, "listening on http://{local_addr}");
+        offer_setup(&state, local_addr).await;
         // Migrations ran, the index is open, the listener is bound: tell systemd.
         crate::ops::watchdog::ready(&format!("ready on http://{local_addr}"));
         let watchdog = crate::ops::watchdog::spawn(state.clone(), stop_rx.clone());
@@ -314,5 +334,26 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+/// While no user exists, log a one-time token that lets the first admin be created
+/// through the API or the UI (valid until used or the process ends).
+async fn offer_setup(state: &AppState, addr: SocketAddr) {
+    match state.db().read(crate::db::users::count).await {
+        Ok(0) => {
+            let token = state.setup_token().issue();
+            let base = if state.config().security.public_url.is_empty() {
+                format!("http://{addr}")
+            } else {
+                state.config().security.public_url.clone()
+            };
+            tracing::warn!(
+                setup_token = %token,
+                "no users yet: open {base}/admin/ and use setup token {token}, or run `appliance user create --email YOU --role admin`; the token works once, until restart"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "cannot count users"),
     }
 }

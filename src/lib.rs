@@ -6,6 +6,8 @@
 pub mod app;
 /// Articles: types, validation with field-level errors, slugs.
 pub mod articles;
+/// Identity: roles, passwords, secrets, and the user operations shared by CLI and API.
+pub mod auth;
 /// Backups: snapshot archives, verification, retention, restore, the scheduler.
 pub mod backup;
 /// The command line (clap derive) and the code behind each subcommand.

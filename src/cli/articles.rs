@@ -79,7 +79,7 @@ pub enum IndexCommand {
 
 /// Open the database for a command that reads or writes articles: it must exist and be
 /// migrated (the server, or `appliance migrate run`, does that).
-async fn open_db(config: &Config) -> anyhow::Result<(DataDir, Db)> {
+pub(super) async fn open_db(config: &Config) -> anyhow::Result<(DataDir, Db)> {
     let data_dir = DataDir::new(&config.data_dir);
     let path = data_dir.db_path();
     if !path.exists() {

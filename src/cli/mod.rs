@@ -17,6 +17,7 @@ use crate::telemetry;
 
 mod articles;
 mod backup;
+mod users;
 pub use articles::{ArticlesArgs, IndexArgs};
 pub use backup::{BackupArgs, RestoreArgs};
 
@@ -58,6 +59,15 @@ pub enum Command {
     Backup(BackupArgs),
     /// Restore an archive into the data directory (the server must be stopped).
     Restore(RestoreArgs),
+    /// Manage users: create (the first admin too), list, roles, disable, reset links.
+    #[command(arg_required_else_help = true)]
+    User(users::UserArgs),
+    /// Manage API tokens for automation: create (shown once), list, revoke.
+    #[command(arg_required_else_help = true)]
+    Token(users::TokenArgs),
+    /// Read the audit log of security-relevant events.
+    #[command(arg_required_else_help = true)]
+    Audit(users::AuditArgs),
     /// Check everything read-only (database, schema, migrations, index, backups, disk,
     /// permissions, config); exit 0 ok, 1 warnings, 2 failures.
     Doctor {
@@ -181,6 +191,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (config, _) = load_config(&cli, None)?;
             telemetry::init_tracing(&config.log, Some("warn"))?;
             backup::run_restore(&config, args)
+        }
+        Command::User(args) => {
+            let (config, _) = load_config(&cli, None)?;
+            telemetry::init_tracing(&config.log, Some("warn"))?;
+            users::run_user(&config, args).await
+        }
+        Command::Token(args) => {
+            let (config, _) = load_config(&cli, None)?;
+            telemetry::init_tracing(&config.log, Some("warn"))?;
+            users::run_token(&config, args).await
+        }
+        Command::Audit(args) => {
+            let (config, _) = load_config(&cli, None)?;
+            telemetry::init_tracing(&config.log, Some("warn"))?;
+            users::run_audit(&config, args).await
         }
         Command::Doctor { json } => {
             let (config, _) = load_config(&cli, None)?;
@@ -351,19 +376,7 @@ fn migrate_dry_run(data_dir: &DataDir) -> anyhow::Result<()> {
 }
 
 async fn migrate_run(config: &Config) -> anyhow::Result<()> {
-    let data_dir = DataDir::new(&config.data_dir);
-    data_dir.create()?;
-    let _lock = data_dir.lock()?;
-    let path = data_dir.db_path();
-    let db = Db::open(&path, &config.database)
-        .await
-        .with_context(|| format!("cannot open database {}", path.display()))?;
-    let backups: PathBuf = data_dir.backups_dir();
-    let report = db
-        .with_writer(move |conn| migrations::migrate(conn, Path::new(&backups)))
-        .await
-        .with_context(|| format!("cannot migrate database {}", path.display()))?;
-    db.close().await?;
+    let report = migrate_now(config).await?;
     if let Some(copy) = &report.copy {
         println!(
             "kept a copy of the database before migrating: {}",
@@ -380,6 +393,25 @@ async fn migrate_run(config: &Config) -> anyhow::Result<()> {
         println!("applied V{}__{}", m.version, m.name);
     }
     Ok(())
+}
+
+/// Create the data directory if needed and apply pending migrations (refused while a
+/// server holds the data-directory lock).
+pub(crate) async fn migrate_now(config: &Config) -> anyhow::Result<migrations::MigrateReport> {
+    let data_dir = DataDir::new(&config.data_dir);
+    data_dir.create()?;
+    let _lock = data_dir.lock()?;
+    let path = data_dir.db_path();
+    let db = Db::open(&path, &config.database)
+        .await
+        .with_context(|| format!("cannot open database {}", path.display()))?;
+    let backups: PathBuf = data_dir.backups_dir();
+    let report = db
+        .with_writer(move |conn| migrations::migrate(conn, Path::new(&backups)))
+        .await
+        .with_context(|| format!("cannot migrate database {}", path.display()))?;
+    db.close().await?;
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -9,9 +9,11 @@
 //! add their queries in files beside this one; migrations live in [`migrations`].
 
 pub mod articles;
+pub mod audit;
 pub mod backups;
 pub mod error;
 pub mod migrations;
+pub mod users;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::access::Caller;
+use super::auth::Caller;
 use super::{ApiError, FieldError};
 use crate::app::AppState;
 use crate::articles::{self, Article, Limits, NewArticle, Status};
@@ -51,7 +51,7 @@ fn not_found(key: &str) -> ApiError {
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    Json(body): Json<Value>,
+    super::json::Json(body): super::json::Json<Value>,
 ) -> Result<Response, ApiError> {
     caller.require_writer()?;
     let new = articles::parse_new(&body, limits(&state), "").map_err(ApiError::Validation)?;
@@ -88,7 +88,7 @@ pub async fn patch(
     State(state): State<AppState>,
     caller: Caller,
     Path(key): Path<String>,
-    Json(body): Json<Value>,
+    super::json::Json(body): super::json::Json<Value>,
 ) -> Result<Json<Article>, ApiError> {
     caller.require_writer()?;
     let patch = articles::parse_patch(&body, limits(&state)).map_err(ApiError::Validation)?;
@@ -299,6 +299,13 @@ pub async fn bulk(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_writer()?;
+    // One level more than a single article: the array around them.
+    let depth = state.config().security.json_max_depth.saturating_add(1);
+    if super::json::depth_exceeds(&body, depth) {
+        return Err(ApiError::BadRequest(format!(
+            "the JSON body is nested deeper than {depth} levels"
+        )));
+    }
     let items = bulk_items(&headers, &body)?;
     let max = state.config().articles.bulk_max_items as usize;
     if items.is_empty() {

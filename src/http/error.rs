@@ -22,6 +22,15 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Forbidden(String),
+    /// No or bad credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Over a rate limit; the client may retry after the given time.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     #[error("{}", describe_fields(.0))]
     Validation(Vec<FieldError>),
     /// Validation errors with a message of the caller's choosing.
@@ -75,6 +84,8 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) | ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Validation(_) | ApiError::Invalid { .. } | ApiError::Unprocessable(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -113,6 +124,26 @@ impl From<DbError> for ApiError {
     }
 }
 
+impl From<crate::auth::ops::OpError> for ApiError {
+    fn from(err: crate::auth::ops::OpError) -> Self {
+        use crate::auth::ops::OpError;
+        match err {
+            OpError::NotFound(m) => ApiError::NotFound(m),
+            OpError::Invalid(fields) => ApiError::Validation(fields),
+            OpError::Conflict { field, message } => ApiError::Conflict {
+                field: Some(field),
+                message,
+            },
+            OpError::LastAdmin(m) => ApiError::Conflict {
+                field: None,
+                message: m,
+            },
+            OpError::Forbidden(m) => ApiError::Forbidden(m),
+            OpError::Db(e) => e.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status_code();
@@ -131,10 +162,24 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            _ => None,
+        };
         let mut res = (status, axum::Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(secs) = retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"appliance\""),
+            );
         }
         res
     }

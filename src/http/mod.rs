@@ -2,13 +2,16 @@
 //! named by the matched route, panic catcher, timeout, body limit, JSON errors) and the
 //! handlers, one file per resource. Business rules live in the domain modules, not here.
 
-pub mod access;
 pub mod admin;
 pub mod articles;
+pub mod auth;
 pub mod backups;
 pub mod error;
 pub mod health;
+pub mod json;
+pub mod limits;
 pub mod search;
+pub mod users;
 
 use std::time::Duration;
 
@@ -66,6 +69,138 @@ async fn record_metrics(req: Request, next: axum::middleware::Next) -> Response 
     res
 }
 
+use auth::{Access, RouteSpec};
+use axum::routing::MethodRouter;
+use limits::Tier;
+
+/// One entry of the route table: its spec and its handler.
+type Entry = (RouteSpec, MethodRouter<AppState>);
+
+fn r(method: Method, path: &'static str, access: Access, tier: Tier, mr: MethodRouter<AppState>) -> Entry {
+    (RouteSpec { method, path, access, tier }, mr)
+}
+
+/// Every route of the API with who may call it and its rate-limit tier. The router is
+/// built from this list only, and `tests/security.rs` checks every entry against its
+/// own table of expected answers per role, so a new route cannot slip in unreviewed.
+fn routes() -> Vec<Entry> {
+    use Access::*;
+    use Tier::*;
+    use axum::routing::{delete, patch};
+    vec![
+        r(Method::GET, "/health", Public, General, get(health::health)),
+        r(Method::GET, "/readyz", Public, General, get(health::readyz)),
+        // Sign-in and account.
+        r(Method::POST, "/api/auth/login", Public, Auth, post(auth::login)),
+        r(Method::POST, "/api/auth/logout", Viewer, General, post(auth::logout)),
+        r(Method::GET, "/api/auth/me", Viewer, General, get(auth::me)),
+        r(Method::GET, "/api/auth/setup", Public, General, get(auth::setup_status)),
+        r(Method::POST, "/api/auth/setup", Public, Auth, post(auth::setup)),
+        r(Method::POST, "/api/auth/password", Viewer, Auth, post(auth::change_password)),
+        r(Method::POST, "/api/auth/reset-password", Public, Auth, post(auth::reset_password)),
+        r(Method::GET, "/api/auth/tokens", Viewer, General, get(auth::list_tokens)),
+        r(Method::POST, "/api/auth/tokens", Viewer, General, post(auth::create_token)),
+        r(Method::DELETE, "/api/auth/tokens/{id}", Viewer, General, delete(auth::revoke_token)),
+        // Articles and search.
+        r(Method::GET, "/api/articles", PublicRead, General, get(articles::list)),
+        r(Method::POST, "/api/articles", Editor, General, post(articles::create)),
+        r(Method::POST, "/api/articles/bulk", Editor, Expensive, post(articles::bulk)),
+        r(Method::GET, "/api/articles/{key}", PublicRead, General, get(articles::get)),
+        r(Method::PATCH, "/api/articles/{key}", Editor, General, patch(articles::patch)),
+        r(Method::DELETE, "/api/articles/{key}", Editor, General, delete(articles::delete)),
+        r(Method::POST, "/api/articles/{key}/restore", Editor, General, post(articles::restore)),
+        r(Method::GET, "/api/search", PublicRead, Expensive, get(search::search)),
+        // Administration.
+        r(Method::GET, "/api/admin/index", Admin, General, get(admin::index_status)),
+        r(Method::GET, "/api/admin/index/verify", Admin, Expensive, get(admin::index_verify)),
+        r(Method::POST, "/api/admin/index/rebuild", Admin, Expensive, post(admin::index_rebuild)),
+        r(Method::GET, "/api/admin/backups", Admin, General, get(backups::list)),
+        r(Method::POST, "/api/admin/backups", Admin, Expensive, post(backups::create)),
+        r(Method::GET, "/api/admin/backups/{name}", Admin, Expensive, get(backups::download)),
+        r(Method::POST, "/api/admin/backups/{name}/verify", Admin, Expensive, post(backups::verify)),
+        r(Method::GET, "/api/admin/users", Admin, General, get(users::list)),
+        r(Method::POST, "/api/admin/users", Admin, General, post(users::create)),
+        r(Method::GET, "/api/admin/users/{id}", Admin, General, get(users::get)),
+        r(Method::PATCH, "/api/admin/users/{id}", Admin, General, patch(users::patch)),
+        r(Method::POST, "/api/admin/users/{id}/reset-link", Admin, General, post(users::reset_link)),
+        r(Method::GET, "/api/admin/audit", Admin, General, get(users::audit_log)),
+    ]
+}
+
+/// The route table (method, path, access, tier) the router is built from.
+pub fn route_table() -> Vec<RouteSpec> {
+    routes().into_iter().map(|(spec, _)| spec).collect()
+}
+
+/// Count every request against the general per-IP limit (fallbacks included).
+async fn general_limit(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let ip = limits::client_ip(&parts, &state.config().security);
+    if let Err(wait) = state.limiters().check(Tier::General, ip) {
+        return ApiError::RateLimited {
+            message: format!("too many requests; retry in {} s", wait.as_secs().max(1)),
+            retry_after: wait,
+        }
+        .into_response();
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// Headers every response carries (API, UI, errors alike).
+async fn security_headers(
+    axum::extract::State(tls): axum::extract::State<bool>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::{HeaderValue, header};
+    let api = req.uri().path().starts_with("/api/");
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if tls {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    if api && !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderName, HeaderValue, header};
+    if origins.is_empty() {
+        return None;
+    }
+    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(list)
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-request-id"),
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
 pub fn router(state: AppState) -> Router {
     let server = &state.config().server;
     let body_limit = usize::try_from(server.body_limit_bytes).unwrap_or(usize::MAX);
@@ -74,57 +209,50 @@ pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(server.request_timeout_secs);
 
     // Router::layer wraps what is already there: innermost first, outermost last.
-    // Bulk ingest has its own (larger) body limit; everything else the general one.
-    let bulk = Router::new()
-        .route("/api/articles/bulk", post(articles::bulk))
-        .layer(RequestBodyLimitLayer::new(bulk_limit))
-        .layer(DefaultBodyLimit::max(bulk_limit));
-    let general = Router::new()
-        .route("/health", get(health::health))
-        .route("/readyz", get(health::readyz))
-        .route("/api/articles", get(articles::list).post(articles::create))
-        .route(
-            "/api/articles/{key}",
-            get(articles::get)
-                .patch(articles::patch)
-                .delete(articles::delete),
-        )
-        .route("/api/articles/{key}/restore", post(articles::restore))
-        .route("/api/search", get(search::search))
-        .route("/api/admin/index", get(admin::index_status))
-        .route("/api/admin/index/verify", get(admin::index_verify))
-        .route("/api/admin/index/rebuild", post(admin::index_rebuild))
-        .route(
-            "/api/admin/backups",
-            get(backups::list).post(backups::create),
-        )
-        .route("/api/admin/backups/{name}", get(backups::download))
-        .route("/api/admin/backups/{name}/verify", post(backups::verify))
+    // Each route gets the authorize layer with its own spec; bulk ingest has its own
+    // (larger) body limit, everything else the general one.
+    let mut app = Router::new();
+    for (spec, mr) in routes() {
+        let limit = if spec.path == "/api/articles/bulk" { bulk_limit } else { body_limit };
+        let path = spec.path;
+        let mr = mr
+            .route_layer(axum::middleware::from_fn_with_state(
+                (state.clone(), spec),
+                auth::authorize,
+            ))
+            .layer::<_, std::convert::Infallible>(RequestBodyLimitLayer::new(limit))
+            .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(limit));
+        app = app.route(path, mr);
+    }
+    let mut app = app
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(RequestBodyLimitLayer::new(body_limit))
-        .layer(DefaultBodyLimit::max(body_limit));
-    Router::new()
-        .merge(bulk)
-        .merge(general)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
         .layer(CatchPanicLayer::custom(on_panic))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), general_limit))
         .layer(axum::middleware::from_fn(error::json_errors))
-        .layer(axum::middleware::from_fn(record_metrics))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(InFlightRequestsLayer::new(state.in_flight_counter()))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(make_span)
-                .on_request(())
-                .on_response(on_response)
-                .on_failure(()),
-        )
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(state)
+        .layer(axum::middleware::from_fn(record_metrics));
+    if let Some(cors) = cors(&state.config().security.cors_origins) {
+        app = app.layer(cors);
+    }
+    app.layer(axum::middleware::from_fn_with_state(
+        state.config().security.behind_tls_proxy,
+        security_headers,
+    ))
+    .layer(PropagateRequestIdLayer::x_request_id())
+    .layer(InFlightRequestsLayer::new(state.in_flight_counter()))
+    .layer(
+        TraceLayer::new_for_http()
+            .make_span_with(make_span)
+            .on_request(())
+            .on_response(on_response)
+            .on_failure(()),
+    )
+    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+    .with_state(state)
 }
 
 fn make_span(req: &Request) -> Span {

@@ -1,0 +1,192 @@
+//! The audit log (migration V4): one row per security-relevant event (logins and their
+//! failures, lockouts, user and role changes, API tokens, backups, restores, index
+//! rebuilds). Rows are only ever appended here; trimming past a retention belongs to
+//! `appliance cleanup`. Callers must never put a password, hash or token in an event.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::DbError;
+use super::articles::now;
+
+/// How an audited action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    Failure,
+    /// Refused by policy (rate limit, lockout, role).
+    Denied,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Denied => "denied",
+        }
+    }
+}
+
+/// An event to record.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub actor_id: Option<i64>,
+    /// Email of the acting user, `cli:<login>`, `system` or `anonymous`.
+    pub actor: String,
+    /// Dotted name, e.g. `auth.login`, `user.role_change`, `backup.create`.
+    pub action: &'static str,
+    pub target: Option<String>,
+    pub outcome: Outcome,
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+    pub details: Value,
+}
+
+impl Event {
+    pub fn new(actor: impl Into<String>, action: &'static str, outcome: Outcome) -> Event {
+        Event {
+            actor_id: None,
+            actor: actor.into(),
+            action,
+            target: None,
+            outcome,
+            ip: None,
+            request_id: None,
+            details: Value::Null,
+        }
+    }
+    pub fn target(mut self, target: impl Into<String>) -> Event {
+        self.target = Some(target.into());
+        self
+    }
+    pub fn details(mut self, details: Value) -> Event {
+        self.details = details;
+        self
+    }
+}
+
+/// The actor name of a CLI invocation: `cli:<login name>` (from `$SUDO_USER`/`$USER`).
+pub fn cli_actor() -> String {
+    let who = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{who}")
+}
+
+pub fn record(conn: &Connection, e: &Event) -> Result<i64, DbError> {
+    let details = (!e.details.is_null()).then(|| e.details.to_string());
+    conn.execute(
+        "INSERT INTO audit_log (at, actor_id, actor, action, target, outcome, ip, request_id, details)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            now(),
+            e.actor_id,
+            e.actor,
+            e.action,
+            e.target,
+            e.outcome.as_str(),
+            e.ip,
+            e.request_id,
+            details
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Whether this database has the audit table (an archive restored from before V4).
+pub fn has_table(conn: &Connection) -> Result<bool, DbError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'audit_log'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// A recorded event.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Entry {
+    pub id: i64,
+    pub at: String,
+    pub actor_id: Option<i64>,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub outcome: String,
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+    pub details: Option<Value>,
+}
+
+/// Filters of a listing; every field narrows it. Newest first, keyset-paged by id.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    /// Exact action, or a prefix ending in `.` (`auth.` for all auth events).
+    pub action: Option<String>,
+    /// Actor email/name (exact, case-insensitive).
+    pub actor: Option<String>,
+    pub outcome: Option<String>,
+    /// RFC 3339 bounds on `at` (inclusive since, exclusive until).
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// Only ids below this (the previous page's last id).
+    pub before_id: Option<i64>,
+    /// Only ids above this (for following new events).
+    pub after_id: Option<i64>,
+    pub limit: u32,
+}
+
+pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Entry>, DbError> {
+    let (action_exact, action_prefix) = match &f.action {
+        Some(a) if a.ends_with('.') => (None, Some(format!("{a}%"))),
+        Some(a) => (Some(a.clone()), None),
+        None => (None, None),
+    };
+    let mut stmt = conn.prepare(
+        "SELECT id, at, actor_id, actor, action, target, outcome, ip, request_id, details
+         FROM audit_log
+         WHERE (?1 IS NULL OR action = ?1)
+           AND (?2 IS NULL OR action LIKE ?2)
+           AND (?3 IS NULL OR actor = ?3 COLLATE NOCASE)
+           AND (?4 IS NULL OR outcome = ?4)
+           AND (?5 IS NULL OR at >= ?5)
+           AND (?6 IS NULL OR at < ?6)
+           AND (?7 IS NULL OR id < ?7)
+           AND (?8 IS NULL OR id > ?8)
+         ORDER BY id DESC LIMIT ?9",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            action_exact,
+            action_prefix,
+            f.actor,
+            f.outcome,
+            f.since,
+            f.until,
+            f.before_id,
+            f.after_id,
+            f.limit
+        ],
+        |r| {
+            let details: Option<String> = r.get(9)?;
+            Ok(Entry {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                actor_id: r.get(2)?,
+                actor: r.get(3)?,
+                action: r.get(4)?,
+                target: r.get(5)?,
+                outcome: r.get(6)?,
+                ip: r.get(7)?,
+                request_id: r.get(8)?,
+                details: details.and_then(|d| serde_json::from_str(&d).ok()),
+            })
+        },
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,185 @@
+//! Rate limits per client IP (GCRA from the `governor` crate, in memory): a general
+//! tier on every request, and stricter tiers for sign-in (per IP and per account, with
+//! a logged lockout) and for expensive routes. The client IP is the peer address, or
+//! the `X-Forwarded-For` entry added by a configured trusted proxy.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::config::{RateLimitConfig, SecurityConfig};
+
+/// Which limit a route counts against (besides the general one every request pays).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    General,
+    /// Sign-in, setup, password reset.
+    Auth,
+    /// Search, bulk ingest, backup trigger, index rebuild/verify.
+    Expensive,
+}
+
+/// The limiters of one server.
+pub struct Limiters {
+    enabled: bool,
+    general: DefaultKeyedRateLimiter<IpAddr>,
+    auth: DefaultKeyedRateLimiter<IpAddr>,
+    expensive: DefaultKeyedRateLimiter<IpAddr>,
+    /// Sign-in attempts per account (lowercased email).
+    accounts: DefaultKeyedRateLimiter<String>,
+    /// Accounts currently locked out, to log and audit a lockout once, not per attempt.
+    locked: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    checks: AtomicU64,
+}
+
+fn quota(per: Duration, burst: u32) -> Quota {
+    let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+    Quota::with_period(per.max(Duration::from_nanos(1)))
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(burst)
+}
+
+impl Limiters {
+    pub fn new(c: &RateLimitConfig) -> Limiters {
+        let window = Duration::from_secs(15 * 60);
+        let login = quota(window / c.login_per_15_min.max(1), c.login_per_15_min);
+        Limiters {
+            enabled: c.enabled,
+            general: RateLimiter::keyed(quota(
+                Duration::from_secs(1) / c.general_per_second.max(1),
+                c.general_burst,
+            )),
+            auth: RateLimiter::keyed(login),
+            expensive: RateLimiter::keyed(quota(
+                Duration::from_secs(60) / c.expensive_per_minute.max(1),
+                c.expensive_burst,
+            )),
+            accounts: RateLimiter::keyed(login),
+            locked: Default::default(),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Count a request of `tier` from `ip`; `Err(retry after)` when over the limit.
+    pub fn check(&self, tier: Tier, ip: IpAddr) -> Result<(), Duration> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.housekeeping();
+        let limiter = match tier {
+            Tier::General => &self.general,
+            Tier::Auth => &self.auth,
+            Tier::Expensive => &self.expensive,
+        };
+        limiter
+            .check_key(&ip)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// Count a sign-in attempt for `email`. `Err((retry after, newly locked))`: the
+    /// account is locked out; `newly locked` is true for the first refusal of a lockout.
+    pub fn check_account(&self, email: &str) -> Result<(), (Duration, bool)> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let key = email.trim().to_lowercase();
+        match self.accounts.check_key(&key) {
+            Ok(()) => Ok(()),
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let now = std::time::Instant::now();
+                let mut locked = self
+                    .locked
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let fresh = locked.get(&key).is_none_or(|until| *until <= now);
+                locked.insert(key, now + wait);
+                Err((wait, fresh))
+            }
+        }
+    }
+
+    /// Keyed limiters keep a cell per key; forget idle keys now and then so a scan
+    /// from many addresses cannot grow memory without bound.
+    fn housekeeping(&self) {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            for l in [&self.general, &self.auth, &self.expensive] {
+                l.retain_recent();
+                l.shrink_to_fit();
+            }
+            self.accounts.retain_recent();
+            self.accounts.shrink_to_fit();
+            let now = std::time::Instant::now();
+            self.locked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|_, until| *until > now);
+        }
+    }
+}
+
+/// The client address of a request: the peer, or when the peer is a trusted proxy the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub fn client_ip(parts: &Parts, security: &SecurityConfig) -> IpAddr {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    forwarded_ip(peer, &parts.headers, &security.trusted_proxies)
+}
+
+fn forwarded_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    hops.into_iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.1".parse().expect("ip");
+        let client: IpAddr = "203.0.113.7".parse().expect("ip");
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "198.51.100.1, 203.0.113.7".parse().expect("hv"));
+        assert_eq!(forwarded_ip(proxy, &h, &[proxy]), client, "right-most untrusted hop");
+        assert_eq!(forwarded_ip(client, &h, &[proxy]), client, "spoofed header ignored");
+        assert_eq!(forwarded_ip(proxy, &HeaderMap::new(), &[proxy]), proxy);
+    }
+
+    #[test]
+    fn login_quota_allows_the_configured_attempts_then_locks_once() {
+        let l = Limiters::new(&RateLimitConfig {
+            login_per_15_min: 3,
+            ..RateLimitConfig::default()
+        });
+        for _ in 0..3 {
+            assert!(l.check_account("A@x.org").is_ok());
+        }
+        let (wait, fresh) = l.check_account("a@X.org").expect_err("locked");
+        assert!(fresh && wait > Duration::from_secs(200), "{wait:?}");
+        assert!(!l.check_account("a@x.org").expect_err("still locked").1);
+        assert!(l.check_account("b@x.org").is_ok(), "per account");
+    }
+}
