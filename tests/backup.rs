@@ -894,11 +894,13 @@ fn cli_backup_list_prune_and_errors() {
 #[tokio::test]
 async fn an_older_snapshot_is_migrated_and_reindexed_at_the_next_start() {
     let (tmp, data, _) = small_backup().await;
-    // Make it the database of an earlier release: migration V3 not applied yet.
+    // Make it the database of an earlier release: migrations V3 and V4 not applied yet.
     let conn = rusqlite::Connection::open(data.join("appliance.db")).unwrap();
     conn.execute_batch(
         "DROP TABLE backup_runs; DROP TABLE backup_verifications;
-         DELETE FROM refinery_schema_history WHERE version = 3;",
+         DROP TABLE audit_log; DROP TABLE password_resets; DROP TABLE api_tokens;
+         DROP TABLE sessions; DROP TABLE users;
+         DELETE FROM refinery_schema_history WHERE version >= 3;",
     )
     .unwrap();
     drop(conn);
@@ -909,7 +911,7 @@ async fn an_older_snapshot_is_migrated_and_reindexed_at_the_next_start() {
     let out = cli(tmp.path()).args(["restore", &name]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("applies 1 pending migration"),
+        stdout(&out).contains("applies 2 pending migration"),
         "{}",
         stdout(&out)
     );
@@ -924,7 +926,7 @@ async fn an_older_snapshot_is_migrated_and_reindexed_at_the_next_start() {
                 .unwrap()
                 .file_name()
                 .to_string_lossy()
-                .starts_with("pre-migrate-v2-to-v3")
+                .starts_with("pre-migrate-v2-to-v4")
         })
         .count();
     assert_eq!(

@@ -9,13 +9,13 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{cli, start_server};
+use common::{cli, cli_admin_token, client_with_token, start_server_env};
 use serde_json::{Value, json};
 
 const WORD: &str = "crashword";
 
-async fn load(base: String, worker: usize, acked: Arc<Mutex<BTreeSet<i64>>>) {
-    let client = reqwest::Client::new();
+async fn load(base: String, token: String, worker: usize, acked: Arc<Mutex<BTreeSet<i64>>>) {
+    let client = client_with_token(&token);
     for round in 0.. {
         let result = if round % 2 == 0 {
             let items: Vec<Value> = (0..50)
@@ -57,11 +57,13 @@ async fn load(base: String, worker: usize, acked: Arc<Mutex<BTreeSet<i64>>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_article_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start_server(dir.path());
+    let token = cli_admin_token(dir.path());
+    // A load test: the per-IP rate limits would answer 429 long before the crash.
+    let mut server = start_server_env(dir.path(), &[("APPLIANCE__RATE_LIMIT__ENABLED", "false")]);
     let base = format!("http://{}", server.addr);
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let workers: Vec<_> = (0..4)
-        .map(|w| tokio::spawn(load(base.clone(), w, acked.clone())))
+        .map(|w| tokio::spawn(load(base.clone(), token.clone(), w, acked.clone())))
         .collect();
 
     // Let a good amount through, then kill without warning.
@@ -81,9 +83,9 @@ async fn every_acknowledged_article_survives_kill_9() {
     let acked: BTreeSet<i64> = acked.lock().unwrap().clone();
 
     // Restart on the same directory: the lock was released by the kernel.
-    let mut server = start_server(dir.path());
+    let mut server = start_server_env(dir.path(), &[("APPLIANCE__RATE_LIMIT__ENABLED", "false")]);
     let base = format!("http://{}", server.addr);
-    let client = reqwest::Client::new();
+    let client = client_with_token(&token);
 
     // Every acknowledged article is in the database.
     let conn = rusqlite::Connection::open(dir.path().join("data/appliance.db")).unwrap();

@@ -58,6 +58,7 @@ fn ready_status_watchdog_withheld_when_stuck_and_stopping() {
     let sock = UnixDatagram::bind(&path).unwrap();
     let out = cli(tmp.path()).args(["migrate", "run"]).output().unwrap();
     assert!(out.status.success());
+    let token = common::cli_admin_token(tmp.path());
     // 400 ms watchdog: a ping every 200 ms.
     let mut server = start_server_env(
         tmp.path(),
@@ -92,7 +93,7 @@ fn ready_status_watchdog_withheld_when_stuck_and_stopping() {
         .unwrap();
     assert!(out.status.success(), "{}", common::stderr(&out));
     let indexed = common::poll(Duration::from_secs(20), || {
-        let (_, body) = common::http_get(&server.addr, "/api/admin/index")?;
+        let (_, body) = common::http_get_auth(&server.addr, "/api/admin/index", Some(&token))?;
         let v: serde_json::Value = serde_json::from_str(&body).ok()?;
         (v["documents"] == 5 && v["outbox_pending"] == 0).then_some(())
     });

@@ -299,7 +299,13 @@ async fn check(state: &AppState, spec: &RouteSpec, req: Request) -> Result<Reque
             retry_after: wait,
         });
     }
-    let principal = resolve(state, &parts.headers).await?;
+    // Public routes ignore credentials: probes and sign-in work even when the
+    // database cannot be read, and a stale token never blocks them.
+    let principal = if spec.access == Access::Public {
+        None
+    } else {
+        resolve(state, &parts.headers).await?
+    };
     let unsafe_req = unsafe_method(&parts.method);
     let by_cookie = matches!(
         principal,

@@ -211,22 +211,30 @@ pub fn router(state: AppState) -> Router {
     // Router::layer wraps what is already there: innermost first, outermost last.
     // Each route gets the authorize layer with its own spec; bulk ingest has its own
     // (larger) body limit, everything else the general one.
-    let mut app = Router::new();
+    let (mut bulk, mut general) = (Router::new(), Router::new());
     for (spec, mr) in routes() {
-        let limit = if spec.path == "/api/articles/bulk" { bulk_limit } else { body_limit };
         let path = spec.path;
-        let mr = mr
-            .route_layer(axum::middleware::from_fn_with_state(
-                (state.clone(), spec),
-                auth::authorize,
-            ))
-            .layer::<_, std::convert::Infallible>(RequestBodyLimitLayer::new(limit))
-            .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(limit));
-        app = app.route(path, mr);
+        let mr = mr.route_layer(axum::middleware::from_fn_with_state(
+            (state.clone(), spec),
+            auth::authorize,
+        ));
+        if path == "/api/articles/bulk" {
+            bulk = bulk.route(path, mr);
+        } else {
+            general = general.route(path, mr);
+        }
     }
-    let mut app = app
+    let bulk = bulk
+        .layer(RequestBodyLimitLayer::new(bulk_limit))
+        .layer(DefaultBodyLimit::max(bulk_limit));
+    let general = general
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(DefaultBodyLimit::max(body_limit));
+    let mut app = Router::new()
+        .merge(bulk)
+        .merge(general)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,

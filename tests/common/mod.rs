@@ -22,7 +22,12 @@ pub struct TestApp {
     pub metrics_addr: Option<SocketAddr>,
     pub base: String,
     pub data_dir: PathBuf,
+    /// Sends the admin API token with every request.
     pub client: reqwest::Client,
+    /// Sends no credentials.
+    pub anon: reqwest::Client,
+    /// An admin API token (user `admin@test.example`).
+    pub token: String,
     state: Option<AppState>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
@@ -67,6 +72,7 @@ pub async fn spawn_in(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> anyho
     let mut config = test_config(data_dir);
     tweak(&mut config);
     let app = App::build(config).await?;
+    let token = admin_token(app.state()).await;
     let addr = app.local_addr();
     let metrics_addr = app.metrics_addr();
     let state = app.state().clone();
@@ -79,12 +85,63 @@ pub async fn spawn_in(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> anyho
         metrics_addr,
         base: format!("http://{addr}"),
         data_dir: data_dir.to_path_buf(),
-        client: reqwest::Client::new(),
+        client: client_with_token(&token),
+        anon: reqwest::Client::new(),
+        token,
         state: Some(state),
         shutdown: Some(tx),
         handle: Some(handle),
         _tmp: None,
     })
+}
+
+/// Email of the admin every TestApp has.
+pub const ADMIN_EMAIL: &str = "admin@test.example";
+
+/// Create (once) the test admin and a fresh API token for it, through the same
+/// operations the CLI uses.
+pub async fn admin_token(state: &AppState) -> String {
+    use appliance::auth::ops::{self, Actor, NewUser, TokenRequest};
+    state
+        .db()
+        .write(|c| {
+            let actor = Actor::cli();
+            let owner = match appliance::db::users::by_email(c, ADMIN_EMAIL)? {
+                Some(u) => u,
+                None => ops::create_user(
+                    c,
+                    &NewUser {
+                        email: ADMIN_EMAIL.into(),
+                        display_name: "Test Admin".into(),
+                        role: appliance::auth::Role::Admin,
+                        password_hash: None,
+                    },
+                    &actor,
+                )?,
+            };
+            let req = TokenRequest {
+                owner,
+                name: "tests".into(),
+                role: appliance::auth::Role::Admin,
+                expires_at: None,
+            };
+            ops::issue_token(c, &req, &actor).map(|(t, _)| t)
+        })
+        .await
+        .expect("test admin token")
+}
+
+/// A client that sends `Authorization: Bearer <token>` with every request.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
 }
 
 impl TestApp {
@@ -190,6 +247,29 @@ pub fn cli(dir: &Path) -> Command {
     cmd
 }
 
+/// Create the test admin with the real binary (`user create`, `token create`) in the
+/// data directory under `dir` and return a new admin API token.
+pub fn cli_admin_token(dir: &Path) -> String {
+    let exists = cli(dir)
+        .args(["user", "list", "--json"])
+        .output()
+        .map(|o| stdout(&o).contains(ADMIN_EMAIL))
+        .unwrap_or(false);
+    if !exists {
+        let o = cli(dir)
+            .args(["user", "create", "--email", ADMIN_EMAIL, "--role", "admin"])
+            .output()
+            .expect("user create");
+        assert!(o.status.success(), "user create: {}", stderr(&o));
+    }
+    let o = cli(dir)
+        .args(["token", "create", "--email", ADMIN_EMAIL, "--name", "tests"])
+        .output()
+        .expect("token create");
+    assert!(o.status.success(), "token create: {}", stderr(&o));
+    stdout(&o).trim().to_string()
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -258,11 +338,17 @@ pub fn start_server_env(dir: &Path, env: &[(&str, &str)]) -> Server {
 
 /// A minimal HTTP/1.1 GET without a client library: (status, body).
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    http_get_auth(addr, path, None)
+}
+
+/// `http_get` with an optional `Authorization: Bearer` token.
+pub fn http_get_auth(addr: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).ok()?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
     )
     .ok()?;
     let mut buf = String::new();
