@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 use time::OffsetDateTime;
+
+use crate::auth::ops::Actor;
+use crate::db::audit;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -70,6 +73,7 @@ pub async fn run(
     state: &AppState,
     lock: BackupLock,
     trigger: Trigger,
+    actor: Actor,
 ) -> Result<Outcome, BackupError> {
     let started_at = OffsetDateTime::now_utc();
     state.backups().set_running(Some(Running {
@@ -78,7 +82,33 @@ pub async fn run(
     }));
     let res = run_inner(state, lock, trigger, started_at).await;
     state.backups().set_running(None);
+    let event = match &res {
+        Ok(o) => actor
+            .event("backup.create", audit::Outcome::Success)
+            .target(&o.created.name)
+            .details(serde_json::json!({
+                "trigger": trigger.as_str(),
+                "bytes": o.created.size_bytes,
+                "verified": o.verified.is_ok(),
+                "pruned": o.pruned,
+            })),
+        Err(e) => actor
+            .event("backup.create", audit::Outcome::Failure)
+            .details(serde_json::json!({"trigger": trigger.as_str(), "error": e.to_string()})),
+    };
+    crate::http::auth::audit(state, event).await;
     res
+}
+
+/// The audit actor of scheduled work.
+pub fn system_actor() -> Actor {
+    Actor {
+        id: None,
+        name: "system".into(),
+        role: None,
+        ip: None,
+        request_id: None,
+    }
 }
 
 async fn run_inner(
@@ -263,7 +293,7 @@ pub fn spawn_scheduler(state: AppState, mut stop: watch::Receiver<bool>) -> Opti
             }
             match acquire(&state).await {
                 Ok(lock) => {
-                    if let Err(e) = run(&state, lock, Trigger::Scheduled).await {
+                    if let Err(e) = run(&state, lock, Trigger::Scheduled, system_actor()).await {
                         tracing::error!(error = %e, "scheduled backup failed");
                     }
                 }

@@ -354,6 +354,12 @@ pub async fn run_index(config: &Config, args: &IndexArgs) -> anyhow::Result<()> 
                 search::rebuild_offline(dir.root(), &config.search, &db, Some(report)).await?;
             pb.finish_and_clear();
             db.close().await?;
+            super::backup::audit_cli(
+                config,
+                &crate::auth::ops::Actor::cli()
+                    .event("index.rebuild", crate::db::audit::Outcome::Success)
+                    .details(serde_json::json!({"documents": docs})),
+            );
             println!("index rebuilt: {docs} documents");
             Ok(())
         }

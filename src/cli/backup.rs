@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use crate::auth::ops::Actor;
+use crate::db::audit::{self, Outcome};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::backup::retention::{self, Policy};
@@ -98,6 +100,27 @@ fn bookkeeping<T>(
     Ok(Some(f(&conn)?))
 }
 
+/// Append an audit entry from the CLI when the database has the audit table (a
+/// database restored from before V4 gets it at the next start); failures are warned.
+pub(super) fn audit_cli(config: &Config, event: &audit::Event) {
+    let path = DataDir::new(&config.data_dir).db_path();
+    if !path.is_file() {
+        return;
+    }
+    let res = Connection::open(&path)
+        .map_err(crate::db::DbError::from)
+        .and_then(|c| {
+            c.busy_timeout(Duration::from_millis(config.database.busy_timeout_ms))?;
+            if audit::has_table(&c)? {
+                audit::record(&c, event)?;
+            }
+            Ok(())
+        });
+    if let Err(e) = res {
+        eprintln!("warning: cannot write the audit log: {e}");
+    }
+}
+
 fn bytes_progress() -> indicatif::ProgressBar {
     let pb = super::articles::progress(0, "");
     pb.set_style(
@@ -148,6 +171,16 @@ fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
     pb.finish_and_clear();
     let run = runner::run_record(&created, Trigger::Manual, started_at);
     let recorded = bookkeeping(config, |c| store::record_run(c, &run))?.is_some();
+    let event = match &created {
+        Ok(c) => Actor::cli()
+            .event("backup.create", Outcome::Success)
+            .target(&c.name)
+            .details(serde_json::json!({"trigger": "manual", "bytes": c.size_bytes})),
+        Err(e) => Actor::cli()
+            .event("backup.create", Outcome::Failure)
+            .details(serde_json::json!({"trigger": "manual", "error": e.to_string()})),
+    };
+    audit_cli(config, &event);
     let created = created?;
     let secs = created.duration.as_secs_f64();
     let source = created.manifest.total_bytes();
@@ -279,6 +312,14 @@ fn prune(config: &Config, dry_run: bool) -> anyhow::Result<()> {
     let dir = config.backups_dir();
     let verified = verified_names(config)?;
     let plan = retention::prune(&dir, Policy::from(&config.backup), &verified, dry_run)?;
+    if !dry_run {
+        audit_cli(
+            config,
+            &Actor::cli()
+                .event("backup.prune", Outcome::Success)
+                .details(serde_json::json!({"deleted": plan.delete, "kept": plan.keep.len()})),
+        );
+    }
     let verb = if dry_run { "would delete" } else { "deleted" };
     for name in &plan.keep {
         println!("keep   {name}");
@@ -324,6 +365,17 @@ pub fn run_restore(config: &Config, args: &RestoreArgs) -> anyhow::Result<()> {
         println!("dry run: nothing changed");
         return Ok(());
     }
+    // Recorded in the restored database, whose audit log now continues from the archive.
+    audit_cli(
+        config,
+        &Actor::cli()
+            .event("backup.restore", Outcome::Success)
+            .target(r.archive.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()))
+            .details(serde_json::json!({
+                "archive_created_at": m.created_at,
+                "previous_data_dir": r.moved_aside.as_ref().map(|p| p.display().to_string()),
+            })),
+    );
     if let Some(aside) = &r.moved_aside {
         println!("the previous data directory is kept in {}", aside.display());
     }

@@ -33,13 +33,24 @@ pub async fn index_verify(State(state): State<AppState>) -> Result<Json<Value>, 
     Ok(Json(json!({"consistent": v.is_consistent(), "report": v})))
 }
 
-pub async fn index_rebuild(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn index_rebuild(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<super::auth::Caller>,
+) -> Result<Json<Value>, ApiError> {
+    use crate::db::audit::Outcome;
     let started = std::time::Instant::now();
-    let docs = state
-        .search()
-        .rebuild(None)
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("index rebuild failed: {e}")))?;
+    let rebuilt = state.search().rebuild(None).await;
+    let event = match &rebuilt {
+        Ok(docs) => caller
+            .event("index.rebuild", Outcome::Success)
+            .details(json!({"documents": docs})),
+        Err(e) => caller
+            .event("index.rebuild", Outcome::Failure)
+            .details(json!({"error": e.to_string()})),
+    };
+    super::auth::audit(&state, event).await;
+    let docs =
+        rebuilt.map_err(|e| ApiError::Internal(anyhow::anyhow!("index rebuild failed: {e}")))?;
     Ok(Json(json!({
         "documents": docs,
         "took_ms": started.elapsed().as_millis() as u64,

@@ -94,12 +94,16 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
 
 /// Start a backup now. 202 at once (the archive may take a while); 409 when one is
 /// already running. Progress and the result show in `GET /api/admin/backups`.
-pub async fn create(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<super::auth::Caller>,
+) -> Result<Response, ApiError> {
     let lock = runner::acquire(&state).await?;
     let started_at = OffsetDateTime::now_utc();
     let bg = state.clone();
+    let actor = caller.actor();
     tokio::spawn(async move {
-        if let Err(e) = runner::run(&bg, lock, Trigger::Api).await {
+        if let Err(e) = runner::run(&bg, lock, Trigger::Api, actor).await {
             tracing::error!(error = %e, "backup requested through the API failed");
         }
     });
