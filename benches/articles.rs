@@ -35,8 +35,8 @@ async fn single_creates(n: usize, concurrency: usize) -> (Stats, f64) {
                 next.clone(),
                 format!("{}/api/articles", server.base),
             );
+            let client = server.client();
             tokio::spawn(async move {
-                let client = reqwest::Client::new();
                 let mut lat = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -82,8 +82,8 @@ async fn http_search(server: &Server, words: usize, secs: u64, concurrency: usiz
     let tasks: Vec<_> = (0..concurrency)
         .map(|t| {
             let (qs, base) = (qs.clone(), server.base.clone());
+            let client = server.client();
             tokio::spawn(async move {
-                let client = reqwest::Client::new();
                 let mut lat = Vec::new();
                 let mut i = t * 1000;
                 while Instant::now() < until {

@@ -43,8 +43,8 @@ async fn writers(server: &Server, stop: Arc<AtomicBool>) -> Vec<Duration> {
     let tasks: Vec<_> = (0..4)
         .map(|w| {
             let (url, stop) = (format!("{}/api/articles", server.base), stop.clone());
+            let client = server.client();
             tokio::spawn(async move {
-                let client = reqwest::Client::new();
                 let mut lat = Vec::new();
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {

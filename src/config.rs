@@ -786,12 +786,22 @@ impl Config {
             ));
         }
         for (key, value) in [
-            ("security.session_idle_timeout_mins", sec.session_idle_timeout_mins),
-            ("security.session_absolute_timeout_hours", sec.session_absolute_timeout_hours),
+            (
+                "security.session_idle_timeout_mins",
+                sec.session_idle_timeout_mins,
+            ),
+            (
+                "security.session_absolute_timeout_hours",
+                sec.session_absolute_timeout_hours,
+            ),
             ("security.reset_link_ttl_hours", sec.reset_link_ttl_hours),
         ] {
             if !(1..=100_000).contains(&value) {
-                return Err(ConfigError::invalid(key, value, "must be between 1 and 100000"));
+                return Err(ConfigError::invalid(
+                    key,
+                    value,
+                    "must be between 1 and 100000",
+                ));
             }
         }
         if !(2..=512).contains(&sec.json_max_depth) {

@@ -58,29 +58,64 @@ async fn first_admin_by_setup_token_then_users_and_tokens_and_no_secret_in_the_l
         .spawn()
         .unwrap();
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let lines = || -> Vec<Value> { log().lines().filter_map(|l| serde_json::from_str(l).ok()).collect() };
+    let lines = || -> Vec<Value> {
+        log()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
     let (addr, setup_token) = poll(Duration::from_secs(30), || {
         let ls = lines();
-        let addr = ls.iter().find_map(|v| v["address"].as_str().map(str::to_owned))?;
-        let token = ls.iter().find_map(|v| v["setup_token"].as_str().map(str::to_owned))?;
+        let addr = ls
+            .iter()
+            .find_map(|v| v["address"].as_str().map(str::to_owned))?;
+        let token = ls
+            .iter()
+            .find_map(|v| v["setup_token"].as_str().map(str::to_owned))?;
         Some((addr, token))
     })
     .expect("the server logs its address and a setup token");
     let base = format!("http://{addr}");
     let http = reqwest::Client::new();
-    let mut secrets: Vec<String> = vec![ADMIN_PW.into(), ADMIN_PW2.into(), EDITOR_PW.into(), RESET_PW.into()];
+    let mut secrets: Vec<String> = vec![
+        ADMIN_PW.into(),
+        ADMIN_PW2.into(),
+        EDITOR_PW.into(),
+        RESET_PW.into(),
+    ];
 
     // Nothing private without credentials; setup is offered.
-    let res = http.get(format!("{base}/api/admin/users")).send().await.unwrap();
+    let res = http
+        .get(format!("{base}/api/admin/users"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
-    let v: Value = http.get(format!("{base}/api/auth/setup")).send().await.unwrap().json().await.unwrap();
+    let v: Value = http
+        .get(format!("{base}/api/auth/setup"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v, json!({"required": true, "token_active": true}));
 
     // A wrong token is refused; the right one creates the admin and signs it in.
     let body = |token: &str| json!({"token": token, "email": "Boss@Example.org", "password": ADMIN_PW, "display_name": "Boss"});
-    let res = http.post(format!("{base}/api/auth/setup")).json(&body("nope")).send().await.unwrap();
+    let res = http
+        .post(format!("{base}/api/auth/setup"))
+        .json(&body("nope"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
-    let res = http.post(format!("{base}/api/auth/setup")).json(&body(&setup_token)).send().await.unwrap();
+    let res = http
+        .post(format!("{base}/api/auth/setup"))
+        .json(&body(&setup_token))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 201);
     let cookie = cookie_of(&res);
     let v: Value = res.json().await.unwrap();
@@ -88,7 +123,12 @@ async fn first_admin_by_setup_token_then_users_and_tokens_and_no_secret_in_the_l
     let csrf = v["csrf_token"].as_str().unwrap().to_string();
     secrets.push(cookie.trim_start_matches("appliance_session=").into());
     secrets.push(csrf.clone());
-    let res = http.post(format!("{base}/api/auth/setup")).json(&body(&setup_token)).send().await.unwrap();
+    let res = http
+        .post(format!("{base}/api/auth/setup"))
+        .json(&body(&setup_token))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 409, "the setup token works once");
 
     // Sign in (email case does not matter), make an API token with the session.
@@ -107,7 +147,10 @@ async fn first_admin_by_setup_token_then_users_and_tokens_and_no_secret_in_the_l
         .unwrap();
     assert_eq!(res.status(), 200);
     let cookie = cookie_of(&res);
-    let csrf = res.json::<Value>().await.unwrap()["csrf_token"].as_str().unwrap().to_string();
+    let csrf = res.json::<Value>().await.unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     secrets.push(cookie.trim_start_matches("appliance_session=").into());
     secrets.push(csrf.clone());
     let res = http
@@ -119,7 +162,10 @@ async fn first_admin_by_setup_token_then_users_and_tokens_and_no_secret_in_the_l
         .await
         .unwrap();
     assert_eq!(res.status(), 201);
-    let api_token = res.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+    let api_token = res.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     secrets.push(api_token.clone());
     let res = http
         .post(format!("{base}/api/auth/password"))
@@ -135,20 +181,51 @@ async fn first_admin_by_setup_token_then_users_and_tokens_and_no_secret_in_the_l
 
     // The CLI, beside the running server: a user with a password from stdin.
     let mut cmd = cli(tmp.path());
-    cmd.args(["user", "create", "--email", "ed@example.org", "--role", "editor", "--password-stdin"]);
+    cmd.args([
+        "user",
+        "create",
+        "--email",
+        "ed@example.org",
+        "--role",
+        "editor",
+        "--password-stdin",
+    ]);
     let out = run_with_stdin(cmd, &format!("{EDITOR_PW}\n"));
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("created editor user ed@example.org"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("created editor user ed@example.org"),
+        "{}",
+        stdout(&out)
+    );
     let mut weak = cli(tmp.path());
-    weak.args(["user", "create", "--email", "weak@example.org", "--role", "viewer", "--password-stdin"]);
+    weak.args([
+        "user",
+        "create",
+        "--email",
+        "weak@example.org",
+        "--role",
+        "viewer",
+        "--password-stdin",
+    ]);
     let out = run_with_stdin(weak, "password1234\n");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("common passwords"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("common passwords"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     // A reset link works once through the API.
-    let out = cli(tmp.path()).args(["user", "reset-password", "--email", "ed@example.org"]).output().unwrap();
+    let out = cli(tmp.path())
+        .args(["user", "reset-password", "--email", "ed@example.org"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let link = stdout(&out).lines().find(|l| l.contains("/admin/reset-password#token=")).unwrap().to_string();
+    let link = stdout(&out)
+        .lines()
+        .find(|l| l.contains("/admin/reset-password#token="))
+        .unwrap()
+        .to_string();
     let reset = link.rsplit("token=").next().unwrap().to_string();
     secrets.push(reset.clone());
     for expect in [200, 401] {
@@ -168,41 +245,118 @@ async fn first_admin_by_setup_token_then_users_and_tokens_and_no_secret_in_the_l
         .unwrap();
     assert_eq!(res.status(), 200);
     // Tokens from the CLI: only the token on stdout.
-    let out = cli(tmp.path()).args(["token", "create", "--email", "ed@example.org", "--name", "ci", "--role", "viewer"]).output().unwrap();
+    let out = cli(tmp.path())
+        .args([
+            "token",
+            "create",
+            "--email",
+            "ed@example.org",
+            "--name",
+            "ci",
+            "--role",
+            "viewer",
+        ])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let cli_token = stdout(&out).trim().to_string();
     assert!(cli_token.starts_with("apl_") && !cli_token.contains(' '));
     secrets.push(cli_token.clone());
-    let res = http.get(format!("{base}/api/auth/me")).bearer_auth(&cli_token).send().await.unwrap();
+    let res = http
+        .get(format!("{base}/api/auth/me"))
+        .bearer_auth(&cli_token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.json::<Value>().await.unwrap()["role"], "viewer");
-    let out = cli(tmp.path()).args(["token", "list", "--json"]).output().unwrap();
+    let out = cli(tmp.path())
+        .args(["token", "list", "--json"])
+        .output()
+        .unwrap();
     let list: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let id = list.as_array().unwrap().iter().find(|t| t["name"] == "ci").unwrap()["id"].as_i64().unwrap();
+    let id = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "ci")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
     assert!(!stdout(&out).contains(&cli_token));
-    let out = cli(tmp.path()).args(["token", "revoke", &id.to_string()]).output().unwrap();
+    let out = cli(tmp.path())
+        .args(["token", "revoke", &id.to_string()])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let res = http.get(format!("{base}/api/auth/me")).bearer_auth(&cli_token).send().await.unwrap();
-    assert_eq!(res.status(), 401, "revoked from the CLI, refused by the running server");
+    let res = http
+        .get(format!("{base}/api/auth/me"))
+        .bearer_auth(&cli_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        401,
+        "revoked from the CLI, refused by the running server"
+    );
     // Roles and disabling from the CLI; the last admin is protected.
-    let out = cli(tmp.path()).args(["user", "set-role", "--email", "ed@example.org", "--role", "viewer"]).output().unwrap();
+    let out = cli(tmp.path())
+        .args([
+            "user",
+            "set-role",
+            "--email",
+            "ed@example.org",
+            "--role",
+            "viewer",
+        ])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = cli(tmp.path()).args(["user", "disable", "--email", "BOSS@example.org"]).output().unwrap();
+    let out = cli(tmp.path())
+        .args(["user", "disable", "--email", "BOSS@example.org"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("only enabled admin"), "{}", stderr(&out));
-    let out = cli(tmp.path()).args(["user", "disable", "--email", "ed@example.org"]).output().unwrap();
+    assert!(
+        stderr(&out).contains("only enabled admin"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cli(tmp.path())
+        .args(["user", "disable", "--email", "ed@example.org"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let out = cli(tmp.path()).args(["user", "list"]).output().unwrap();
     let listing = stdout(&out);
-    assert!(listing.contains("Boss@Example.org") && listing.contains("disabled"), "{listing}");
-    let res = http.get(format!("{base}/api/admin/users")).bearer_auth(&api_token).send().await.unwrap();
+    assert!(
+        listing.contains("Boss@Example.org") && listing.contains("disabled"),
+        "{listing}"
+    );
+    let res = http
+        .get(format!("{base}/api/admin/users"))
+        .bearer_auth(&api_token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert!(!res.text().await.unwrap().contains("argon2"));
 
     // The audit log, from the CLI.
-    let out = cli(tmp.path()).args(["audit", "tail", "-n", "100", "--json"]).output().unwrap();
+    let out = cli(tmp.path())
+        .args(["audit", "tail", "-n", "100", "--json"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let entries: Vec<Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let has = |action: &str, outcome: &str| entries.iter().any(|e| e["action"] == action && e["outcome"] == outcome);
+    let entries: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let has = |action: &str, outcome: &str| {
+        entries
+            .iter()
+            .any(|e| e["action"] == action && e["outcome"] == outcome)
+    };
     for (action, outcome) in [
         ("auth.setup", "failure"),
         ("auth.setup", "success"),
@@ -218,19 +372,36 @@ async fn first_admin_by_setup_token_then_users_and_tokens_and_no_secret_in_the_l
         ("user.role_change", "success"),
         ("user.disable", "success"),
     ] {
-        assert!(has(action, outcome), "no {action}/{outcome} in the audit log");
+        assert!(
+            has(action, outcome),
+            "no {action}/{outcome} in the audit log"
+        );
     }
-    assert!(entries.iter().any(|e| e["actor"].as_str().is_some_and(|a| a.starts_with("cli:"))));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["actor"].as_str().is_some_and(|a| a.starts_with("cli:")))
+    );
     let text = stdout(&out);
 
     // Stop, then search every byte the server logged and the audit output.
-    let _ = Command::new("kill").args(["-TERM", &server.child_id()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.child_id()])
+        .status();
     let _ = server.wait();
     let logged = log();
     assert!(logged.contains("signed in"), "debug log was captured");
     for s in &secrets {
-        assert!(!logged.contains(s.as_str()), "a secret is in the server log: {}…", &s[..6.min(s.len())]);
-        assert!(!text.contains(s.as_str()), "a secret is in the audit log: {}…", &s[..6.min(s.len())]);
+        assert!(
+            !logged.contains(s.as_str()),
+            "a secret is in the server log: {}…",
+            &s[..6.min(s.len())]
+        );
+        assert!(
+            !text.contains(s.as_str()),
+            "a secret is in the audit log: {}…",
+            &s[..6.min(s.len())]
+        );
     }
 }
 

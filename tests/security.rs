@@ -77,7 +77,10 @@ async fn reset_secret(app: &TestApp, user_id: i64) -> String {
 /// Create an article as admin; `deleted` soft-deletes it. Returns its id.
 async fn article(app: &TestApp, deleted: bool) -> i64 {
     let (s, v) = app
-        .post("/api/articles", json!({"title": "Matrix", "body": "b", "status": "published"}))
+        .post(
+            "/api/articles",
+            json!({"title": "Matrix", "body": "b", "status": "published"}),
+        )
         .await;
     assert_eq!(s, 201, "{v}");
     let id = v["id"].as_i64().unwrap();
@@ -131,7 +134,10 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
     app.state()
         .db()
         .write(move |c| {
-            let change = users::Change { password_hash: Some(hash), ..Default::default() };
+            let change = users::Change {
+                password_hash: Some(hash),
+                ..Default::default()
+            };
             ops::change_user(c, admin, &change, &Actor::cli())
         })
         .await
@@ -169,45 +175,99 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
     let per = |f: &dyn Fn(usize) -> (String, Option<Value>)| (0..4).map(f).collect::<Vec<_>>();
 
     let cases = vec![
-        Case { method: Method::GET, pattern: "/health", requests: same("/health", None), expect: OPEN },
-        Case { method: Method::GET, pattern: "/readyz", requests: same("/readyz", None), expect: OPEN },
+        Case {
+            method: Method::GET,
+            pattern: "/health",
+            requests: same("/health", None),
+            expect: OPEN,
+        },
+        Case {
+            method: Method::GET,
+            pattern: "/readyz",
+            requests: same("/readyz", None),
+            expect: OPEN,
+        },
         Case {
             method: Method::POST,
             pattern: "/api/auth/login",
-            requests: same("/api/auth/login", Some(json!({"email": "viewer@test.example", "password": PASSWORD}))),
+            requests: same(
+                "/api/auth/login",
+                Some(json!({"email": "viewer@test.example", "password": PASSWORD})),
+            ),
             expect: OPEN,
         },
-        Case { method: Method::POST, pattern: "/api/auth/logout", requests: same("/api/auth/logout", None), expect: SIGNED_IN },
-        Case { method: Method::GET, pattern: "/api/auth/me", requests: same("/api/auth/me", None), expect: SIGNED_IN },
-        Case { method: Method::GET, pattern: "/api/auth/setup", requests: same("/api/auth/setup", None), expect: OPEN },
+        Case {
+            method: Method::POST,
+            pattern: "/api/auth/logout",
+            requests: same("/api/auth/logout", None),
+            expect: SIGNED_IN,
+        },
+        Case {
+            method: Method::GET,
+            pattern: "/api/auth/me",
+            requests: same("/api/auth/me", None),
+            expect: SIGNED_IN,
+        },
+        Case {
+            method: Method::GET,
+            pattern: "/api/auth/setup",
+            requests: same("/api/auth/setup", None),
+            expect: OPEN,
+        },
         Case {
             method: Method::POST,
             pattern: "/api/auth/setup",
-            requests: same("/api/auth/setup", Some(json!({"token": "x", "email": "a@b.org", "password": PASSWORD}))),
+            requests: same(
+                "/api/auth/setup",
+                Some(json!({"token": "x", "email": "a@b.org", "password": PASSWORD})),
+            ),
             // Users exist: setup is over for everyone.
             expect: [409; 4],
         },
         Case {
             method: Method::POST,
             pattern: "/api/auth/password",
-            requests: same("/api/auth/password", Some(json!({"current_password": PASSWORD, "new_password": PASSWORD}))),
+            requests: same(
+                "/api/auth/password",
+                Some(json!({"current_password": PASSWORD, "new_password": PASSWORD})),
+            ),
             expect: SIGNED_IN,
         },
         Case {
             method: Method::POST,
             pattern: "/api/auth/reset-password",
-            requests: per(&|i| ("/api/auth/reset-password".into(), Some(json!({"token": per_role_resets[i], "password": PASSWORD})))),
+            requests: per(&|i| {
+                (
+                    "/api/auth/reset-password".into(),
+                    Some(json!({"token": per_role_resets[i], "password": PASSWORD})),
+                )
+            }),
             expect: OPEN,
         },
-        Case { method: Method::GET, pattern: "/api/auth/tokens", requests: same("/api/auth/tokens", None), expect: SIGNED_IN },
-        Case { method: Method::POST, pattern: "/api/auth/tokens", requests: same("/api/auth/tokens", Some(json!({"name": "n"}))), expect: SIGNED_IN },
+        Case {
+            method: Method::GET,
+            pattern: "/api/auth/tokens",
+            requests: same("/api/auth/tokens", None),
+            expect: SIGNED_IN,
+        },
+        Case {
+            method: Method::POST,
+            pattern: "/api/auth/tokens",
+            requests: same("/api/auth/tokens", Some(json!({"name": "n"}))),
+            expect: SIGNED_IN,
+        },
         Case {
             method: Method::DELETE,
             pattern: "/api/auth/tokens/{id}",
             requests: per(&|i| (format!("/api/auth/tokens/{}", per_role_tokens[i]), None)),
             expect: SIGNED_IN,
         },
-        Case { method: Method::GET, pattern: "/api/articles", requests: same("/api/articles", None), expect: OPEN },
+        Case {
+            method: Method::GET,
+            pattern: "/api/articles",
+            requests: same("/api/articles", None),
+            expect: OPEN,
+        },
         Case {
             method: Method::POST,
             pattern: "/api/articles",
@@ -217,7 +277,10 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
         Case {
             method: Method::POST,
             pattern: "/api/articles/bulk",
-            requests: same("/api/articles/bulk", Some(json!([{"title": "bulk", "body": "b"}]))),
+            requests: same(
+                "/api/articles/bulk",
+                Some(json!([{"title": "bulk", "body": "b"}])),
+            ),
             expect: EDITOR,
         },
         Case {
@@ -229,7 +292,10 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
         Case {
             method: Method::PATCH,
             pattern: "/api/articles/{key}",
-            requests: same(&format!("/api/articles/{published}"), Some(json!({"category": "c"}))),
+            requests: same(
+                &format!("/api/articles/{published}"),
+                Some(json!({"category": "c"})),
+            ),
             expect: EDITOR,
         },
         Case {
@@ -241,15 +307,50 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
         Case {
             method: Method::POST,
             pattern: "/api/articles/{key}/restore",
-            requests: per(&|i| (format!("/api/articles/{}/restore", per_role_deleted[i]), None)),
+            requests: per(&|i| {
+                (
+                    format!("/api/articles/{}/restore", per_role_deleted[i]),
+                    None,
+                )
+            }),
             expect: EDITOR,
         },
-        Case { method: Method::GET, pattern: "/api/search", requests: same("/api/search?q=matrix", None), expect: OPEN },
-        Case { method: Method::GET, pattern: "/api/admin/index", requests: same("/api/admin/index", None), expect: ADMIN },
-        Case { method: Method::GET, pattern: "/api/admin/index/verify", requests: same("/api/admin/index/verify", None), expect: ADMIN },
-        Case { method: Method::POST, pattern: "/api/admin/index/rebuild", requests: same("/api/admin/index/rebuild", None), expect: ADMIN },
-        Case { method: Method::GET, pattern: "/api/admin/backups", requests: same("/api/admin/backups", None), expect: ADMIN },
-        Case { method: Method::POST, pattern: "/api/admin/backups", requests: same("/api/admin/backups", None), expect: ADMIN },
+        Case {
+            method: Method::GET,
+            pattern: "/api/search",
+            requests: same("/api/search?q=matrix", None),
+            expect: OPEN,
+        },
+        Case {
+            method: Method::GET,
+            pattern: "/api/admin/index",
+            requests: same("/api/admin/index", None),
+            expect: ADMIN,
+        },
+        Case {
+            method: Method::GET,
+            pattern: "/api/admin/index/verify",
+            requests: same("/api/admin/index/verify", None),
+            expect: ADMIN,
+        },
+        Case {
+            method: Method::POST,
+            pattern: "/api/admin/index/rebuild",
+            requests: same("/api/admin/index/rebuild", None),
+            expect: ADMIN,
+        },
+        Case {
+            method: Method::GET,
+            pattern: "/api/admin/backups",
+            requests: same("/api/admin/backups", None),
+            expect: ADMIN,
+        },
+        Case {
+            method: Method::POST,
+            pattern: "/api/admin/backups",
+            requests: same("/api/admin/backups", None),
+            expect: ADMIN,
+        },
         Case {
             method: Method::GET,
             pattern: "/api/admin/backups/{name}",
@@ -262,11 +363,21 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
             requests: same(&format!("/api/admin/backups/{backup}/verify"), None),
             expect: ADMIN,
         },
-        Case { method: Method::GET, pattern: "/api/admin/users", requests: same("/api/admin/users", None), expect: ADMIN },
+        Case {
+            method: Method::GET,
+            pattern: "/api/admin/users",
+            requests: same("/api/admin/users", None),
+            expect: ADMIN,
+        },
         Case {
             method: Method::POST,
             pattern: "/api/admin/users",
-            requests: per(&|i| ("/api/admin/users".into(), Some(json!({"email": format!("made{i}@test.example"), "role": "viewer"})))),
+            requests: per(&|i| {
+                (
+                    "/api/admin/users".into(),
+                    Some(json!({"email": format!("made{i}@test.example"), "role": "viewer"})),
+                )
+            }),
             expect: ADMIN,
         },
         Case {
@@ -278,7 +389,10 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
         Case {
             method: Method::PATCH,
             pattern: "/api/admin/users/{id}",
-            requests: same(&format!("/api/admin/users/{viewer}"), Some(json!({"display_name": "V"}))),
+            requests: same(
+                &format!("/api/admin/users/{viewer}"),
+                Some(json!({"display_name": "V"})),
+            ),
             expect: ADMIN,
         },
         Case {
@@ -287,7 +401,12 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
             requests: same(&format!("/api/admin/users/{viewer}/reset-link"), None),
             expect: ADMIN,
         },
-        Case { method: Method::GET, pattern: "/api/admin/audit", requests: same("/api/admin/audit", None), expect: ADMIN },
+        Case {
+            method: Method::GET,
+            pattern: "/api/admin/audit",
+            requests: same("/api/admin/audit", None),
+            expect: ADMIN,
+        },
     ];
 
     // The table here and the router's table must list the same routes.
@@ -300,10 +419,16 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
         .map(|c| (c.method.to_string(), c.pattern.to_string()))
         .collect();
     for route in &table {
-        assert!(mine.contains(route), "route {route:?} has no entry in this test's access table");
+        assert!(
+            mine.contains(route),
+            "route {route:?} has no entry in this test's access table"
+        );
     }
     for case in &mine {
-        assert!(table.contains(case), "{case:?} is not a route of the router");
+        assert!(
+            table.contains(case),
+            "{case:?} is not a route of the router"
+        );
     }
 
     let mut failures = Vec::new();
@@ -317,7 +442,11 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
             let res = req.send().await.unwrap();
             let status = res.status().as_u16();
             let want = case.expect[i];
-            let ok = if want == 0 { (200..300).contains(&status) } else { status == want };
+            let ok = if want == 0 {
+                (200..300).contains(&status)
+            } else {
+                status == want
+            };
             if !ok {
                 let text = res.text().await.unwrap_or_default();
                 failures.push(format!(
@@ -325,7 +454,11 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
                     case.method,
                     path,
                     ROLES[i],
-                    if want == 0 { "2xx".into() } else { want.to_string() },
+                    if want == 0 {
+                        "2xx".into()
+                    } else {
+                        want.to_string()
+                    },
                     text.chars().take(200).collect::<String>()
                 ));
             }
@@ -353,7 +486,12 @@ fn cookie_value(set_cookie: &str) -> String {
     set_cookie.split(';').next().unwrap().to_string()
 }
 
-async fn login(app: &TestApp, email: &str, password: &str, cookie: Option<&str>) -> reqwest::Response {
+async fn login(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+    cookie: Option<&str>,
+) -> reqwest::Response {
     let mut req = app
         .anon
         .post(app.url("/api/auth/login"))
@@ -364,8 +502,18 @@ async fn login(app: &TestApp, email: &str, password: &str, cookie: Option<&str>)
     req.send().await.unwrap()
 }
 
-async fn with_cookie(app: &TestApp, method: Method, path: &str, cookie: &str, csrf: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let mut req = app.anon.request(method, app.url(path)).header("cookie", cookie);
+async fn with_cookie(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    cookie: &str,
+    csrf: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = app
+        .anon
+        .request(method, app.url(path))
+        .header("cookie", cookie);
     if let Some(t) = csrf {
         req = req.header("x-csrf-token", t);
     }
@@ -397,7 +545,10 @@ async fn sessions_have_safe_cookies_new_ids_and_need_csrf() {
     // Fixation: signing in again while presenting a cookie gives a new id; the old ends.
     let res = login(&app, "ed@test.example", PASSWORD, Some(&first)).await;
     let second = cookie_value(&set_cookie(&res).unwrap());
-    let csrf2 = res.json::<Value>().await.unwrap()["csrf_token"].as_str().unwrap().to_string();
+    let csrf2 = res.json::<Value>().await.unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_ne!(first, second);
     let (s, _) = with_cookie(&app, Method::GET, "/api/auth/me", &first, None, None).await;
     assert_eq!(s, 401, "the old session id ended");
@@ -409,12 +560,42 @@ async fn sessions_have_safe_cookies_new_ids_and_need_csrf() {
 
     // CSRF: missing or wrong → 403; right → the write happens. Reads need none.
     let body = json!({"title": "csrf", "body": "b"});
-    let (s, e) = with_cookie(&app, Method::POST, "/api/articles", &second, None, Some(body.clone())).await;
+    let (s, e) = with_cookie(
+        &app,
+        Method::POST,
+        "/api/articles",
+        &second,
+        None,
+        Some(body.clone()),
+    )
+    .await;
     assert_eq!(s, 403, "{e}");
-    assert!(e["error"]["message"].as_str().unwrap().contains("x-csrf-token"), "{e}");
-    let (s, _) = with_cookie(&app, Method::POST, "/api/articles", &second, Some(&csrf), Some(body.clone())).await;
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("x-csrf-token"),
+        "{e}"
+    );
+    let (s, _) = with_cookie(
+        &app,
+        Method::POST,
+        "/api/articles",
+        &second,
+        Some(&csrf),
+        Some(body.clone()),
+    )
+    .await;
     assert_eq!(s, 403, "the first session's token does not fit the second");
-    let (s, _) = with_cookie(&app, Method::POST, "/api/articles", &second, Some(&csrf2), Some(body.clone())).await;
+    let (s, _) = with_cookie(
+        &app,
+        Method::POST,
+        "/api/articles",
+        &second,
+        Some(&csrf2),
+        Some(body.clone()),
+    )
+    .await;
     assert_eq!(s, 201);
     // Same-origin: a cross-site Origin is refused even with the right token.
     let res = app
@@ -429,7 +610,9 @@ async fn sessions_have_safe_cookies_new_ids_and_need_csrf() {
         .unwrap();
     assert_eq!(res.status(), 403);
     // Bearer requests need no CSRF token.
-    let (s, _) = app.post("/api/articles", json!({"title": "bearer", "body": "b"})).await;
+    let (s, _) = app
+        .post("/api/articles", json!({"title": "bearer", "body": "b"}))
+        .await;
     assert_eq!(s, 201);
 
     // Logout ends the session and clears the cookie.
@@ -453,21 +636,43 @@ async fn expired_and_revoked_sessions_and_tokens_are_refused() {
     let app = spawn_app_with(|_| {}).await;
     let (uid, token) = user_with_token(&app, "ed@test.example", Role::Editor).await;
     let db = app.db_path();
-    let sql = |q: &str| rusqlite::Connection::open(&db).unwrap().execute_batch(q).unwrap();
+    let sql = |q: &str| {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch(q)
+            .unwrap()
+    };
     let me = |c: reqwest::Client| {
         let url = app.url("/api/auth/me");
         async move { c.get(url).send().await.unwrap().status().as_u16() }
     };
 
     // Idle timeout.
-    let c = cookie_value(&set_cookie(&login(&app, "ed@test.example", PASSWORD, None).await).unwrap());
-    assert_eq!(with_cookie(&app, Method::GET, "/api/auth/me", &c, None, None).await.0, 200);
+    let c =
+        cookie_value(&set_cookie(&login(&app, "ed@test.example", PASSWORD, None).await).unwrap());
+    assert_eq!(
+        with_cookie(&app, Method::GET, "/api/auth/me", &c, None, None)
+            .await
+            .0,
+        200
+    );
     sql("UPDATE sessions SET last_seen_at = '2000-01-01T00:00:00.000Z'");
-    assert_eq!(with_cookie(&app, Method::GET, "/api/auth/me", &c, None, None).await.0, 401);
+    assert_eq!(
+        with_cookie(&app, Method::GET, "/api/auth/me", &c, None, None)
+            .await
+            .0,
+        401
+    );
     // Absolute timeout.
-    let c = cookie_value(&set_cookie(&login(&app, "ed@test.example", PASSWORD, None).await).unwrap());
+    let c =
+        cookie_value(&set_cookie(&login(&app, "ed@test.example", PASSWORD, None).await).unwrap());
     sql("UPDATE sessions SET expires_at = '2000-01-01T00:00:00.000Z'");
-    assert_eq!(with_cookie(&app, Method::GET, "/api/auth/me", &c, None, None).await.0, 401);
+    assert_eq!(
+        with_cookie(&app, Method::GET, "/api/auth/me", &c, None, None)
+            .await
+            .0,
+        401
+    );
 
     // Tokens: valid, then expired, then revoked; a malformed one.
     let tc = client_with_token(&token);
@@ -476,12 +681,30 @@ async fn expired_and_revoked_sessions_and_tokens_are_refused() {
     assert_eq!(me(tc.clone()).await, 401);
     sql("UPDATE api_tokens SET expires_at = NULL WHERE name = 't'");
     assert_eq!(me(tc.clone()).await, 200);
-    let id = app.state().db().read(move |c| users::list_tokens(c, Some(uid))).await.unwrap()[0].id;
-    let res = tc.delete(app.url(&format!("/api/auth/tokens/{id}"))).send().await.unwrap();
+    let id = app
+        .state()
+        .db()
+        .read(move |c| users::list_tokens(c, Some(uid)))
+        .await
+        .unwrap()[0]
+        .id;
+    let res = tc
+        .delete(app.url(&format!("/api/auth/tokens/{id}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(me(tc.clone()).await, 401);
-    let res = client_with_token("apl_nonsense").get(app.url("/api/articles")).send().await.unwrap();
-    assert_eq!(res.status(), 401, "a bad token is refused even where anonymous may read");
+    let res = client_with_token("apl_nonsense")
+        .get(app.url("/api/articles"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        401,
+        "a bad token is refused even where anonymous may read"
+    );
     assert!(res.headers().contains_key("www-authenticate"));
     // Same prefix, wrong secret: refused (compared in constant time).
     let good = {
@@ -494,20 +717,38 @@ async fn expired_and_revoked_sessions_and_tokens_are_refused() {
 
     // A role change ends sessions and caps tokens at the new role.
     let (uid2, tok2) = user_with_token(&app, "demote@test.example", Role::Editor).await;
-    let c = cookie_value(&set_cookie(&login(&app, "demote@test.example", PASSWORD, None).await).unwrap());
-    let (s, _) = app.patch(&format!("/api/admin/users/{uid2}"), json!({"role": "viewer"})).await;
+    let c = cookie_value(
+        &set_cookie(&login(&app, "demote@test.example", PASSWORD, None).await).unwrap(),
+    );
+    let (s, _) = app
+        .patch(
+            &format!("/api/admin/users/{uid2}"),
+            json!({"role": "viewer"}),
+        )
+        .await;
     assert_eq!(s, 200);
-    assert_eq!(with_cookie(&app, Method::GET, "/api/auth/me", &c, None, None).await.0, 401);
+    assert_eq!(
+        with_cookie(&app, Method::GET, "/api/auth/me", &c, None, None)
+            .await
+            .0,
+        401
+    );
     let res = client_with_token(&tok2)
         .post(app.url("/api/articles"))
         .json(&json!({"title": "x", "body": "b"}))
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 403, "the editor token of a viewer acts as a viewer");
+    assert_eq!(
+        res.status(),
+        403,
+        "the editor token of a viewer acts as a viewer"
+    );
 
     // A password change ends the other sessions.
-    let c = cookie_value(&set_cookie(&login(&app, "other@test.example", PASSWORD, None).await).unwrap());
+    let c = cookie_value(
+        &set_cookie(&login(&app, "other@test.example", PASSWORD, None).await).unwrap(),
+    );
     let res = client_with_token(&good)
         .post(app.url("/api/auth/password"))
         .json(&json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"}))
@@ -515,9 +756,24 @@ async fn expired_and_revoked_sessions_and_tokens_are_refused() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(with_cookie(&app, Method::GET, "/api/auth/me", &c, None, None).await.0, 401);
-    assert_eq!(login(&app, "other@test.example", PASSWORD, None).await.status(), 401);
-    assert_eq!(login(&app, "other@test.example", "a brand new passphrase", None).await.status(), 200);
+    assert_eq!(
+        with_cookie(&app, Method::GET, "/api/auth/me", &c, None, None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        login(&app, "other@test.example", PASSWORD, None)
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        login(&app, "other@test.example", "a brand new passphrase", None)
+            .await
+            .status(),
+        200
+    );
     app.stop().await.unwrap();
 }
 
@@ -525,28 +781,73 @@ async fn expired_and_revoked_sessions_and_tokens_are_refused() {
 async fn a_disabled_user_is_locked_out_everywhere() {
     let app = spawn_app_with(|_| {}).await;
     let (uid, token) = user_with_token(&app, "gone@test.example", Role::Editor).await;
-    let c = cookie_value(&set_cookie(&login(&app, "gone@test.example", PASSWORD, None).await).unwrap());
-    let (s, v) = app.patch(&format!("/api/admin/users/{uid}"), json!({"disabled": true})).await;
+    let c =
+        cookie_value(&set_cookie(&login(&app, "gone@test.example", PASSWORD, None).await).unwrap());
+    let (s, v) = app
+        .patch(
+            &format!("/api/admin/users/{uid}"),
+            json!({"disabled": true}),
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["user"]["disabled"], true);
     let res = login(&app, "gone@test.example", PASSWORD, None).await;
     assert_eq!(res.status(), 403);
-    assert_eq!(with_cookie(&app, Method::GET, "/api/auth/me", &c, None, None).await.0, 401);
-    let res = client_with_token(&token).get(app.url("/api/auth/me")).send().await.unwrap();
+    assert_eq!(
+        with_cookie(&app, Method::GET, "/api/auth/me", &c, None, None)
+            .await
+            .0,
+        401
+    );
+    let res = client_with_token(&token)
+        .get(app.url("/api/auth/me"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
     // The last enabled admin cannot be disabled or demoted.
-    let admin = app.get_json("/api/auth/me").await.1["user"]["id"].as_i64().unwrap();
-    let (s, v) = app.patch(&format!("/api/admin/users/{admin}"), json!({"disabled": true})).await;
+    let admin = app.get_json("/api/auth/me").await.1["user"]["id"]
+        .as_i64()
+        .unwrap();
+    let (s, v) = app
+        .patch(
+            &format!("/api/admin/users/{admin}"),
+            json!({"disabled": true}),
+        )
+        .await;
     assert_eq!(s, 409, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("only enabled admin"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("only enabled admin"),
+        "{v}"
+    );
     // Enabled again: the token works again (it was never revoked), sign-in too.
-    let (s, _) = app.patch(&format!("/api/admin/users/{uid}"), json!({"disabled": false})).await;
+    let (s, _) = app
+        .patch(
+            &format!("/api/admin/users/{uid}"),
+            json!({"disabled": false}),
+        )
+        .await;
     assert_eq!(s, 200);
-    let res = client_with_token(&token).get(app.url("/api/auth/me")).send().await.unwrap();
+    let res = client_with_token(&token)
+        .get(app.url("/api/auth/me"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let (_, audit) = app.get_json("/api/admin/audit?action=user.").await;
-    let actions: Vec<&str> = audit["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert!(actions.contains(&"user.disable") && actions.contains(&"user.enable"), "{actions:?}");
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"user.disable") && actions.contains(&"user.enable"),
+        "{actions:?}"
+    );
     app.stop().await.unwrap();
 }
 
@@ -568,19 +869,31 @@ async fn brute_force_is_rate_limited_then_the_account_locked_out_and_audited() {
     };
     // Per IP: three attempts, then 429 with Retry-After and the JSON error shape.
     for _ in 0..3 {
-        assert_eq!(attempt("198.51.100.1", "wrong password!!").await.status(), 401);
+        assert_eq!(
+            attempt("198.51.100.1", "wrong password!!").await.status(),
+            401
+        );
     }
     let res = attempt("198.51.100.1", "wrong password!!").await;
     assert_eq!(res.status(), 429);
-    let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!(retry >= 1 && retry <= 15 * 60, "{retry}");
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=15 * 60).contains(&retry), "{retry}");
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["error"]["code"], "rate_limited");
     // Per account: from a fresh address the account is locked (3 attempts were spent),
     // even with the right password.
     let res = attempt("203.0.113.9", PASSWORD).await;
     assert_eq!(res.status(), 429);
-    assert!(res.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().contains("this account"));
+    assert!(
+        res.json::<Value>().await.unwrap()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("this account")
+    );
     // Another account from that address is not affected.
     user_with_token(&app, "bystander@test.example", Role::Viewer).await;
     let res = app
@@ -593,17 +906,31 @@ async fn brute_force_is_rate_limited_then_the_account_locked_out_and_audited() {
         .unwrap();
     assert_eq!(res.status(), 200);
 
-    let (_, v) = app.get_json("/api/admin/audit?action=auth.&limit=100").await;
+    let (_, v) = app
+        .get_json("/api/admin/audit?action=auth.&limit=100")
+        .await;
     let entries = v["entries"].as_array().unwrap();
     let count = |action: &str, outcome: &str| {
-        entries.iter().filter(|e| e["action"] == action && e["outcome"] == outcome).count()
+        entries
+            .iter()
+            .filter(|e| e["action"] == action && e["outcome"] == outcome)
+            .count()
     };
     assert_eq!(count("auth.login", "failure"), 3, "{v}");
     assert_eq!(count("auth.lockout", "denied"), 1, "one lockout entry: {v}");
     assert_eq!(count("auth.login", "success"), 1);
-    let failure = entries.iter().find(|e| e["action"] == "auth.login" && e["outcome"] == "failure").unwrap();
-    assert_eq!(failure["ip"], "198.51.100.1", "the client address from the trusted proxy");
-    assert!(!v.to_string().contains("wrong password!!"), "no password in the audit log");
+    let failure = entries
+        .iter()
+        .find(|e| e["action"] == "auth.login" && e["outcome"] == "failure")
+        .unwrap();
+    assert_eq!(
+        failure["ip"], "198.51.100.1",
+        "the client address from the trusted proxy"
+    );
+    assert!(
+        !v.to_string().contains("wrong password!!"),
+        "no password in the audit log"
+    );
     app.stop().await.unwrap();
 }
 
@@ -614,14 +941,25 @@ async fn security_headers_on_api_error_and_probe_responses() {
         let res = app.get(path).await;
         let h = res.headers();
         let csp = h["content-security-policy"].to_str().unwrap();
-        for part in ["default-src 'self'", "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'"] {
+        for part in [
+            "default-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        ] {
             assert!(csp.contains(part), "{path}: {csp}");
         }
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
         assert_eq!(h["cross-origin-opener-policy"], "same-origin", "{path}");
-        assert!(!h.contains_key("strict-transport-security"), "{path}: no TLS, no HSTS");
-        assert!(!h.contains_key("access-control-allow-origin"), "{path}: CORS off");
+        assert!(
+            !h.contains_key("strict-transport-security"),
+            "{path}: no TLS, no HSTS"
+        );
+        assert!(
+            !h.contains_key("access-control-allow-origin"),
+            "{path}: CORS off"
+        );
         if path.starts_with("/api/") {
             assert_eq!(h["cache-control"], "no-store", "{path}");
         }
@@ -650,7 +988,10 @@ async fn security_headers_on_api_error_and_probe_responses() {
     let res = login(&app, "tls@test.example", PASSWORD, None).await;
     assert!(res.headers().contains_key("strict-transport-security"));
     assert!(set_cookie(&res).unwrap().contains("Secure"));
-    for (origin, allowed) in [("https://app.example.org", true), ("https://evil.example", false)] {
+    for (origin, allowed) in [
+        ("https://app.example.org", true),
+        ("https://evil.example", false),
+    ] {
         let res = app
             .anon
             .request(Method::OPTIONS, app.url("/api/articles"))
@@ -659,7 +1000,11 @@ async fn security_headers_on_api_error_and_probe_responses() {
             .send()
             .await
             .unwrap();
-        assert_eq!(res.headers().contains_key("access-control-allow-origin"), allowed, "{origin}");
+        assert_eq!(
+            res.headers().contains_key("access-control-allow-origin"),
+            allowed,
+            "{origin}"
+        );
     }
     app.stop().await.unwrap();
 }
@@ -673,9 +1018,29 @@ async fn public_read_off_closes_everything_but_probes_and_sign_in() {
         let v: Value = res.json().await.unwrap();
         assert_eq!(v["error"]["code"], "unauthorized");
     }
-    assert_eq!(app.anon.get(app.url("/health")).send().await.unwrap().status(), 200);
-    assert_eq!(app.anon.get(app.url("/api/auth/setup")).send().await.unwrap().status(), 200);
-    assert_eq!(app.get("/api/articles").await.status(), 200, "signed in: allowed");
+    assert_eq!(
+        app.anon
+            .get(app.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.anon
+            .get(app.url("/api/auth/setup"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.get("/api/articles").await.status(),
+        200,
+        "signed in: allowed"
+    );
     app.stop().await.unwrap();
 }
 
@@ -683,35 +1048,63 @@ async fn public_read_off_closes_everything_but_probes_and_sign_in() {
 async fn no_endpoint_returns_a_password_hash_and_tokens_are_shown_once() {
     let app = spawn_app_with(|_| {}).await;
     user_with_token(&app, "h@test.example", Role::Editor).await;
-    let (s, created) = app.post("/api/auth/tokens", json!({"name": "ci", "role": "viewer", "expires_in_days": 30})).await;
+    let (s, created) = app
+        .post(
+            "/api/auth/tokens",
+            json!({"name": "ci", "role": "viewer", "expires_in_days": 30}),
+        )
+        .await;
     assert_eq!(s, 201, "{created}");
     let secret = created["token"].as_str().unwrap().to_string();
     assert!(secret.starts_with("apl_"));
-    let (s, v) = app.post("/api/auth/tokens", json!({"name": "x", "user_id": 99999})).await;
+    let (s, v) = app
+        .post("/api/auth/tokens", json!({"name": "x", "user_id": 99999}))
+        .await;
     assert_eq!(s, 404, "{v}");
     let mut bodies = Vec::new();
-    for path in ["/api/admin/users", "/api/auth/me", "/api/auth/tokens?all=true", "/api/admin/audit?limit=500"] {
+    for path in [
+        "/api/admin/users",
+        "/api/auth/me",
+        "/api/auth/tokens?all=true",
+        "/api/admin/audit?limit=500",
+    ] {
         let (s, v) = app.get_json(path).await;
         assert_eq!(s, 200, "{path}");
         bodies.push(v.to_string());
     }
-    let login = login(&app, "h@test.example", PASSWORD, None).await.text().await.unwrap();
+    let login = login(&app, "h@test.example", PASSWORD, None)
+        .await
+        .text()
+        .await
+        .unwrap();
     bodies.push(login);
     for b in &bodies {
-        assert!(!b.contains("$argon2") && !b.contains("password_hash") && !b.contains("secret_hash"), "{b}");
-        assert!(!b.contains(&secret) && !b.contains(&app.token), "a token leaked: {b}");
+        assert!(
+            !b.contains("$argon2") && !b.contains("password_hash") && !b.contains("secret_hash"),
+            "{b}"
+        );
+        assert!(
+            !b.contains(&secret) && !b.contains(&app.token),
+            "a token leaked: {b}"
+        );
     }
-    let listed: HashMap<String, Value> = serde_json::from_str::<Value>(&bodies[2]).unwrap()["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| (t["name"].as_str().unwrap().to_string(), t.clone()))
-        .collect();
+    let listed: HashMap<String, Value> =
+        serde_json::from_str::<Value>(&bodies[2]).unwrap()["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["name"].as_str().unwrap().to_string(), t.clone()))
+            .collect();
     assert_eq!(listed["ci"]["role"], "viewer");
     assert!(listed["ci"]["expires_at"].is_string());
     // Tokens are capped at the creator's role.
     let viewer = client_with_token(&secret);
-    let res = viewer.post(app.url("/api/auth/tokens")).json(&json!({"name": "up", "role": "admin"})).send().await.unwrap();
+    let res = viewer
+        .post(app.url("/api/auth/tokens"))
+        .json(&json!({"name": "up", "role": "admin"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 422);
     app.stop().await.unwrap();
 }

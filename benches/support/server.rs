@@ -23,6 +23,43 @@ pub struct Server {
     pub child: Child,
     pub base: String,
     pub dir: tempfile::TempDir,
+    /// An admin API token (made with `appliance user create` / `token create`).
+    pub token: String,
+}
+
+impl Server {
+    /// A client that sends the admin token with every request.
+    pub fn client(&self) -> reqwest::Client {
+        client(&self.token)
+    }
+}
+
+pub fn client(token: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(h)
+        .build()
+        .expect("client")
+}
+
+/// Run the binary in `dir` with the bench environment; its stdout.
+fn admin_cli(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_appliance"))
+        .current_dir(dir)
+        .env("APPLIANCE_CONFIG", "/dev/null")
+        .args(args)
+        .output()
+        .expect("run appliance");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 impl Server {
@@ -50,9 +87,34 @@ pub async fn start() -> Server {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
+    admin_cli(
+        dir.path(),
+        &[
+            "user",
+            "create",
+            "--email",
+            "bench@example.org",
+            "--role",
+            "admin",
+        ],
+    );
+    let token = admin_cli(
+        dir.path(),
+        &[
+            "token",
+            "create",
+            "--email",
+            "bench@example.org",
+            "--name",
+            "bench",
+        ],
+    );
     let child = Command::new(env!("CARGO_BIN_EXE_appliance"))
         .current_dir(dir.path())
         .env("APPLIANCE_CONFIG", "/dev/null")
+        // Load generators from one address would be throttled by the per-IP limits
+        // (PocketBase, the comparison, has its limiter off by default too).
+        .env("APPLIANCE__RATE_LIMIT__ENABLED", "false")
         .env("APPLIANCE__SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .env("APPLIANCE__METRICS__LISTEN", "127.0.0.1:0")
         .arg("serve")
@@ -80,7 +142,12 @@ pub async fn start() -> Server {
         assert!(Instant::now() < deadline, "server never ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Server { child, base, dir }
+    Server {
+        child,
+        base,
+        dir,
+        token,
+    }
 }
 
 pub fn rss_mib(pid: u32, key: &str) -> f64 {
@@ -155,8 +222,8 @@ pub async fn bulk_load(n: usize) -> (Server, f64, f64) {
                 next.clone(),
                 format!("{}/api/articles/bulk", server.base),
             );
+            let client = server.client();
             tokio::spawn(async move {
-                let client = reqwest::Client::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(b) = batches.get(i) else { break };

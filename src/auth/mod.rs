@@ -27,9 +27,7 @@ pub const MAX_PASSWORD_CHARS: usize = 256;
 pub const TOKEN_PREFIX: &str = "apl_";
 
 /// A user's role; `Admin > Editor > Viewer`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,
@@ -229,7 +227,9 @@ impl SetupToken {
         *self.lock() = None;
     }
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -247,8 +247,14 @@ mod tests {
     #[test]
     fn password_policy() {
         assert!(check_password("password", "short", None).is_err());
-        assert!(check_password("password", "password1234", None).is_err(), "common");
-        assert!(check_password("password", "Password1234", None).is_err(), "case-insensitive");
+        assert!(
+            check_password("password", "password1234", None).is_err(),
+            "common"
+        );
+        assert!(
+            check_password("password", "Password1234", None).is_err(),
+            "case-insensitive"
+        );
         assert!(check_password("password", "a@example.org", Some("A@example.org")).is_err());
         assert!(check_password("password", "correct horse battery", None).is_ok());
         let long = "x".repeat(MAX_PASSWORD_CHARS + 1);
@@ -262,7 +268,11 @@ mod tests {
         assert!(verify_password("correct horse battery", &phc));
         assert!(!verify_password("correct horse batterz", &phc));
         assert!(!verify_password("x", "not a phc string"));
-        assert_ne!(phc, hash_password("correct horse battery").expect("hash"), "salted");
+        assert_ne!(
+            phc,
+            hash_password("correct horse battery").expect("hash"),
+            "salted"
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ use serde_json::json;
 use super::{Role, new_api_token, random_secret, secret_hash};
 use crate::articles::FieldError;
 use crate::db::DbError;
-use crate::db::audit::{self, Event, Outcome};
 use crate::db::articles::format_time;
+use crate::db::audit::{self, Event, Outcome};
 use crate::db::users::{self, Change, NewTokenRow, Token, User};
 
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +100,12 @@ pub fn create_user(conn: &Connection, new: &NewUser, actor: &Actor) -> Result<Us
 }
 
 /// Apply a change to a user, refusing one that would leave no enabled admin.
-pub fn change_user(conn: &Connection, id: i64, change: &Change, actor: &Actor) -> Result<User, OpError> {
+pub fn change_user(
+    conn: &Connection,
+    id: i64,
+    change: &Change,
+    actor: &Actor,
+) -> Result<User, OpError> {
     let before = users::get(conn, id)?.ok_or_else(|| OpError::NotFound(format!("no user {id}")))?;
     let loses_admin = before.role == Role::Admin
         && !before.disabled
@@ -122,7 +127,11 @@ pub fn change_user(conn: &Connection, id: i64, change: &Change, actor: &Actor) -
         );
     }
     if after.disabled != before.disabled {
-        let action = if after.disabled { "user.disable" } else { "user.enable" };
+        let action = if after.disabled {
+            "user.disable"
+        } else {
+            "user.enable"
+        };
         events.push(actor.event(action, Outcome::Success));
     }
     if after.display_name != before.display_name {
@@ -160,7 +169,10 @@ pub fn issue_reset(
 /// The link people open to set a password: the secret is in the fragment, which
 /// browsers never send to a server or put in a Referer.
 pub fn reset_link(base: &str, secret: &str) -> String {
-    format!("{}/admin/reset-password#token={secret}", base.trim_end_matches('/'))
+    format!(
+        "{}/admin/reset-password#token={secret}",
+        base.trim_end_matches('/')
+    )
 }
 
 /// What a new API token asks for.
@@ -172,11 +184,18 @@ pub struct TokenRequest {
 }
 
 /// Create an API token; returns the token (shown once) and its listing.
-pub fn issue_token(conn: &Connection, req: &TokenRequest, actor: &Actor) -> Result<(String, Token), OpError> {
+pub fn issue_token(
+    conn: &Connection,
+    req: &TokenRequest,
+    actor: &Actor,
+) -> Result<(String, Token), OpError> {
     let mut errs = Vec::new();
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        errs.push(FieldError::new("name", "must be 1 to 100 characters, no control characters"));
+        errs.push(FieldError::new(
+            "name",
+            "must be 1 to 100 characters, no control characters",
+        ));
     }
     if req.role > req.owner.role {
         errs.push(FieldError::new(
@@ -187,7 +206,10 @@ pub fn issue_token(conn: &Connection, req: &TokenRequest, actor: &Actor) -> Resu
     if let Some(limit) = actor.role
         && req.role > limit
     {
-        errs.push(FieldError::new("role", format!("cannot exceed your role ({limit})")));
+        errs.push(FieldError::new(
+            "role",
+            format!("cannot exceed your role ({limit})"),
+        ));
     }
     if !errs.is_empty() {
         return Err(OpError::Invalid(errs));
@@ -210,7 +232,9 @@ pub fn issue_token(conn: &Connection, req: &TokenRequest, actor: &Actor) -> Resu
         &actor
             .event("token.create", Outcome::Success)
             .target(format!("{} ({})", token.prefix, req.owner.email))
-            .details(json!({"name": token.name, "role": token.role, "expires_at": token.expires_at})),
+            .details(
+                json!({"name": token.name, "role": token.role, "expires_at": token.expires_at}),
+            ),
     )?;
     Ok((new.token, token))
 }

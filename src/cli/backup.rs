@@ -7,10 +7,10 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
-use clap::{Args, Subcommand};
 use crate::auth::ops::Actor;
 use crate::db::audit::{self, Outcome};
+use anyhow::Context;
+use clap::{Args, Subcommand};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::backup::retention::{self, Policy};
@@ -370,7 +370,11 @@ pub fn run_restore(config: &Config, args: &RestoreArgs) -> anyhow::Result<()> {
         config,
         &Actor::cli()
             .event("backup.restore", Outcome::Success)
-            .target(r.archive.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()))
+            .target(
+                r.archive
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            )
             .details(serde_json::json!({
                 "archive_created_at": m.created_at,
                 "previous_data_dir": r.moved_aside.as_ref().map(|p| p.display().to_string()),

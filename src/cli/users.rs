@@ -182,7 +182,8 @@ pub async fn run_user(config: &Config, args: &UserArgs) -> anyhow::Result<()> {
             display_name,
             password_stdin,
         } => {
-            let email = auth::parse_email("email", email).map_err(|f| anyhow::anyhow!("--email {}", f.message))?;
+            let email = auth::parse_email("email", email)
+                .map_err(|f| anyhow::anyhow!("--email {}", f.message))?;
             let password_hash = if *password_stdin {
                 let p = read_password()?;
                 auth::check_password("password", &p, Some(&email))
@@ -202,7 +203,11 @@ pub async fn run_user(config: &Config, args: &UserArgs) -> anyhow::Result<()> {
             let (user, link) = db
                 .write(move |c| {
                     let u = ops::create_user(c, &new, &actor)?;
-                    let link = if needs_link { Some(ops::issue_reset(c, &u, ttl, &actor)?) } else { None };
+                    let link = if needs_link {
+                        Some(ops::issue_reset(c, &u, ttl, &actor)?)
+                    } else {
+                        None
+                    };
                     Ok::<_, OpError>((u, link))
                 })
                 .await
@@ -221,7 +226,10 @@ pub async fn run_user(config: &Config, args: &UserArgs) -> anyhow::Result<()> {
             if *json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                println!("{:>4}  {:<32} {:<7} {:<9} {:<24} last sign-in", "id", "email", "role", "state", "created");
+                println!(
+                    "{:>4}  {:<32} {:<7} {:<9} {:<24} last sign-in",
+                    "id", "email", "role", "state", "created"
+                );
                 for u in list {
                     let state = if u.disabled {
                         "disabled"
@@ -266,7 +274,10 @@ pub async fn run_user(config: &Config, args: &UserArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(op_error)?;
             if disable {
-                println!("{} is disabled: sessions ended, API tokens refused", u.email);
+                println!(
+                    "{} is disabled: sessions ended, API tokens refused",
+                    u.email
+                );
             } else {
                 println!("{} is enabled", u.email);
             }
@@ -324,7 +335,8 @@ pub async fn run_token(config: &Config, args: &TokenArgs) -> anyhow::Result<()> 
                 role: role.unwrap_or(owner.role),
                 owner,
                 name: name.clone(),
-                expires_at: expires_in_days.map(|d| ops::from_now(time::Duration::days(i64::from(d)))),
+                expires_at: expires_in_days
+                    .map(|d| ops::from_now(time::Duration::days(i64::from(d)))),
             };
             let (secret, t) = db
                 .write(move |c| ops::issue_token(c, &req, &actor))
@@ -345,12 +357,16 @@ pub async fn run_token(config: &Config, args: &TokenArgs) -> anyhow::Result<()> 
             if *json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                println!("{:>4}  {:<16} {:<28} {:<7} {:<20} {:<24} state", "id", "prefix", "owner", "role", "name", "last used");
+                println!(
+                    "{:>4}  {:<16} {:<28} {:<7} {:<20} {:<24} state",
+                    "id", "prefix", "owner", "role", "name", "last used"
+                );
                 for t in list {
                     let state = if t.revoked_at.is_some() {
                         "revoked".to_string()
                     } else {
-                        t.expires_at.map_or("active".into(), |e| format!("expires {e}"))
+                        t.expires_at
+                            .map_or("active".into(), |e| format!("expires {e}"))
                     };
                     println!(
                         "{:>4}  apl_{:<12} {:<28} {:<7} {:<20} {:<24} {state}",
@@ -370,7 +386,10 @@ pub async fn run_token(config: &Config, args: &TokenArgs) -> anyhow::Result<()> 
                 .write(move |c| ops::revoke_token(c, id, &actor))
                 .await
                 .map_err(op_error)?;
-            println!("revoked token {} (apl_{}…, {})", t.id, t.prefix, t.user_email);
+            println!(
+                "revoked token {} (apl_{}…, {})",
+                t.id, t.prefix, t.user_email
+            );
         }
     }
     db.close().await?;
@@ -388,8 +407,13 @@ fn print_entry(e: &audit::Entry, json: bool) -> anyhow::Result<()> {
             e.action,
             e.actor,
             e.target.as_deref().unwrap_or("-"),
-            e.ip.as_deref().map(|ip| format!(" ip={ip}")).unwrap_or_default(),
-            e.details.as_ref().map(|d| format!(" {d}")).unwrap_or_default(),
+            e.ip.as_deref()
+                .map(|ip| format!(" ip={ip}"))
+                .unwrap_or_default(),
+            e.details
+                .as_ref()
+                .map(|d| format!(" {d}"))
+                .unwrap_or_default(),
         );
     }
     Ok(())

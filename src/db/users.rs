@@ -97,7 +97,10 @@ pub fn by_email(conn: &Connection, email: &str) -> Result<Option<User>, DbError>
 }
 
 /// The user and its password hash, for checking a login.
-pub fn find_login(conn: &Connection, email: &str) -> Result<Option<(User, Option<String>)>, DbError> {
+pub fn find_login(
+    conn: &Connection,
+    email: &str,
+) -> Result<Option<(User, Option<String>)>, DbError> {
     Ok(conn
         .query_row(
             &format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = ?1"),

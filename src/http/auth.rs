@@ -90,8 +90,12 @@ impl Caller {
     pub fn require_writer(&self) -> Result<(), ApiError> {
         match self.role() {
             Some(r) if r >= Role::Editor => Ok(()),
-            Some(_) => Err(ApiError::Forbidden("editing articles needs the editor role".into())),
-            None => Err(ApiError::Unauthorized("sign in or send an API token".into())),
+            Some(_) => Err(ApiError::Forbidden(
+                "editing articles needs the editor role".into(),
+            )),
+            None => Err(ApiError::Unauthorized(
+                "sign in or send an API token".into(),
+            )),
         }
     }
     /// Drafts and deleted articles are visible only to those who may edit them.
@@ -129,9 +133,11 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
         // Every routed request passed `authorize`, which put the caller there.
-        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
-            ApiError::Internal(anyhow::anyhow!("route without the authorize layer"))
-        })
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("route without the authorize layer")))
     }
 }
 
@@ -167,9 +173,12 @@ fn bearer(headers: &HeaderMap) -> Option<Result<String, ()>> {
     let v = headers.get(header::AUTHORIZATION)?;
     let s = v.to_str().map_err(|_| ()).ok();
     Some(
-        s.and_then(|s| s.strip_prefix("Bearer ").or_else(|| s.strip_prefix("bearer ")))
-            .map(|t| t.trim().to_string())
-            .ok_or(()),
+        s.and_then(|s| {
+            s.strip_prefix("Bearer ")
+                .or_else(|| s.strip_prefix("bearer "))
+        })
+        .map(|t| t.trim().to_string())
+        .ok_or(()),
     )
 }
 
@@ -189,10 +198,16 @@ fn cross_site(headers: &HeaderMap, state: &AppState) -> bool {
     if origin == "null" {
         return true;
     }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
     let public = &state.config().security.public_url;
-    let public_host = public.split_once("://").map_or("", |(_, h)| h).trim_end_matches('/');
+    let public_host = public
+        .split_once("://")
+        .map_or("", |(_, h)| h)
+        .trim_end_matches('/');
     !(origin_host.eq_ignore_ascii_case(host)
         || (!public_host.is_empty() && origin_host.eq_ignore_ascii_case(public_host)))
 }
@@ -206,7 +221,8 @@ fn time_ago(d: time::Duration) -> String {
 async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Principal>, ApiError> {
     let now = crate::db::articles::now();
     if let Some(presented) = bearer(headers) {
-        let invalid = || ApiError::Unauthorized("the API token is invalid, expired or revoked".into());
+        let invalid =
+            || ApiError::Unauthorized("the API token is invalid, expired or revoked".into());
         let token = presented.map_err(|()| invalid())?;
         let prefix = auth::token_prefix(&token).ok_or_else(invalid)?.to_string();
         let found = state
@@ -219,7 +235,10 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Princip
         if !auth::secrets_equal(&stored, &auth::secret_hash(&token)) {
             return Err(invalid());
         }
-        if t.last_used_at.as_deref().is_none_or(|at| *at < *time_ago(TOUCH_EVERY)) {
+        if t.last_used_at
+            .as_deref()
+            .is_none_or(|at| *at < *time_ago(TOUCH_EVERY))
+        {
             let db = state.db().clone();
             let id = t.id;
             tokio::spawn(async move {
@@ -414,7 +433,12 @@ async fn start_session(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(200).collect::<String>());
-    let (uid, ip, csrf2, exp2) = (user.id, caller.ip.to_string(), csrf.clone(), expires.clone());
+    let (uid, ip, csrf2, exp2) = (
+        user.id,
+        caller.ip.to_string(),
+        csrf.clone(),
+        expires.clone(),
+    );
     state
         .db()
         .write(move |c| {
@@ -525,10 +549,15 @@ pub async fn login(
     // A new session id on every sign-in (no fixation); the one presented, if any, ends.
     if let Some(old) = session_cookie(&headers) {
         let h = auth::secret_hash(&old);
-        state.db().write(move |c| users::delete_session(c, &h)).await?;
+        state
+            .db()
+            .write(move |c| users::delete_session(c, &h))
+            .await?;
     }
     let (cookie, csrf, expires) = start_session(&state, &user, &caller, &headers).await?;
-    let mut e = caller.event("auth.login", Outcome::Success).target(&user.email);
+    let mut e = caller
+        .event("auth.login", Outcome::Success)
+        .target(&user.email);
     e.actor_id = Some(user.id);
     e.actor = user.email.clone();
     audit(&state, e).await;
@@ -551,7 +580,10 @@ pub async fn logout(
     }) = &caller.principal
     {
         let h = id_hash.clone();
-        state.db().write(move |c| users::delete_session(c, &h)).await?;
+        state
+            .db()
+            .write(move |c| users::delete_session(c, &h))
+            .await?;
         audit(&state, caller.event("auth.logout", Outcome::Success)).await;
     }
     Ok((
@@ -581,7 +613,9 @@ pub async fn me(Extension(caller): Extension<Caller>) -> Result<Json<Value>, Api
 /// `GET /api/auth/setup`: whether the first admin still has to be created.
 pub async fn setup_status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let users = state.db().read(users::count).await?;
-    Ok(Json(json!({"required": users == 0, "token_active": state.setup_token().is_active()})))
+    Ok(Json(
+        json!({"required": users == 0, "token_active": state.setup_token().is_active()}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -603,7 +637,13 @@ pub async fn setup(
     super::json::Json(body): super::json::Json<SetupBody>,
 ) -> Result<Response, ApiError> {
     if !state.setup_token().matches(body.token.trim()) {
-        audit(&state, caller.event("auth.setup", Outcome::Failure).details(json!({"reason": "wrong or no setup token"}))).await;
+        audit(
+            &state,
+            caller
+                .event("auth.setup", Outcome::Failure)
+                .details(json!({"reason": "wrong or no setup token"})),
+        )
+        .await;
         return Err(if state.setup_token().is_active() {
             ApiError::Unauthorized("wrong setup token (see the server log)".into())
         } else {
@@ -613,7 +653,8 @@ pub async fn setup(
             }
         });
     }
-    let email = auth::parse_email("email", &body.email).map_err(|f| ApiError::Validation(vec![f]))?;
+    let email =
+        auth::parse_email("email", &body.email).map_err(|f| ApiError::Validation(vec![f]))?;
     auth::check_password("password", &body.password, Some(&email))
         .map_err(|f| ApiError::Validation(vec![f]))?;
     let display_name = clean_name(&body.display_name)?;
@@ -638,13 +679,19 @@ pub async fn setup(
                 },
                 &actor,
             )?;
-            audit::record(c, &actor.event("auth.setup", Outcome::Success).target(&u.email))?;
+            audit::record(
+                c,
+                &actor.event("auth.setup", Outcome::Success).target(&u.email),
+            )?;
             Ok(u)
         })
         .await
         .map_err(ApiError::from)?;
     state.setup_token().consume();
-    tracing::info!(user_id = user.id, "first admin created through the setup token");
+    tracing::info!(
+        user_id = user.id,
+        "first admin created through the setup token"
+    );
     let (cookie, csrf, expires) = start_session(&state, &user, &caller, &headers).await?;
     Ok((
         StatusCode::CREATED,
@@ -657,10 +704,12 @@ pub async fn setup(
 pub(super) fn clean_name(raw: &str) -> Result<String, ApiError> {
     let name = raw.trim();
     if name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(ApiError::Validation(vec![crate::articles::FieldError::new(
-            "display_name",
-            "must be at most 100 characters, no control characters",
-        )]));
+        return Err(ApiError::Validation(vec![
+            crate::articles::FieldError::new(
+                "display_name",
+                "must be at most 100 characters, no control characters",
+            ),
+        ]));
     }
     Ok(name.to_string())
 }
@@ -682,14 +731,22 @@ pub async fn change_password(
 ) -> Result<Response, ApiError> {
     let p = caller.principal()?.clone();
     let email = p.user.email.clone();
-    let found = state.db().read(move |c| users::find_login(c, &email)).await?;
+    let found = state
+        .db()
+        .read(move |c| users::find_login(c, &email))
+        .await?;
     let phc = found.and_then(|(_, h)| h);
     if !verify(&state, body.current_password, phc).await {
-        audit(&state, caller.event("user.password_change", Outcome::Failure).target(&p.user.email)).await;
-        return Err(ApiError::Validation(vec![crate::articles::FieldError::new(
-            "current_password",
-            "is wrong",
-        )]));
+        audit(
+            &state,
+            caller
+                .event("user.password_change", Outcome::Failure)
+                .target(&p.user.email),
+        )
+        .await;
+        return Err(ApiError::Validation(vec![
+            crate::articles::FieldError::new("current_password", "is wrong"),
+        ]));
     }
     auth::check_password("new_password", &body.new_password, Some(&p.user.email))
         .map_err(|f| ApiError::Validation(vec![f]))?;
@@ -748,7 +805,13 @@ pub async fn reset_password(
         })
         .await?;
     let Some(user_id) = user_id else {
-        audit(&state, caller.event("user.password_reset", Outcome::Failure).details(json!({"reason": "invalid link"}))).await;
+        audit(
+            &state,
+            caller
+                .event("user.password_reset", Outcome::Failure)
+                .details(json!({"reason": "invalid link"})),
+        )
+        .await;
         return Err(ApiError::Unauthorized(
             "the reset link is invalid, used or expired; ask an admin for a new one".into(),
         ));
@@ -765,14 +828,21 @@ pub async fn reset_password(
         .db()
         .write(move |c| {
             if users::take_reset(c, &token_hash, &now)? != Some(user_id) {
-                return Err(ops::OpError::NotFound("the reset link was used meanwhile".into()));
+                return Err(ops::OpError::NotFound(
+                    "the reset link was used meanwhile".into(),
+                ));
             }
             let change = Change {
                 password_hash: Some(phc),
                 ..Change::default()
             };
             let u = ops::change_user(c, user_id, &change, &actor)?;
-            audit::record(c, &actor.event("user.password_reset", Outcome::Success).target(&u.email))?;
+            audit::record(
+                c,
+                &actor
+                    .event("user.password_reset", Outcome::Success)
+                    .target(&u.email),
+            )?;
             Ok(u)
         })
         .await
@@ -798,12 +868,17 @@ pub async fn list_tokens(
         (_, true) if admin => None,
         (Some(id), _) if admin => Some(id),
         (Some(id), _) if id != p.user.id => {
-            return Err(ApiError::Forbidden("listing another user's tokens needs the admin role".into()));
+            return Err(ApiError::Forbidden(
+                "listing another user's tokens needs the admin role".into(),
+            ));
         }
         (_, true) => return Err(ApiError::Forbidden("all=true needs the admin role".into())),
         _ => Some(p.user.id),
     };
-    let tokens = state.db().read(move |c| users::list_tokens(c, scope)).await?;
+    let tokens = state
+        .db()
+        .read(move |c| users::list_tokens(c, scope))
+        .await?;
     Ok(Json(json!({"tokens": tokens})))
 }
 
@@ -827,13 +902,14 @@ pub async fn create_token(
     let p = caller.principal()?.clone();
     let owner_id = body.user_id.unwrap_or(p.user.id);
     if owner_id != p.user.id && p.role != Role::Admin {
-        return Err(ApiError::Forbidden("creating tokens for another user needs the admin role".into()));
+        return Err(ApiError::Forbidden(
+            "creating tokens for another user needs the admin role".into(),
+        ));
     }
     if body.expires_in_days.is_some_and(|d| d == 0 || d > 3650) {
-        return Err(ApiError::Validation(vec![crate::articles::FieldError::new(
-            "expires_in_days",
-            "must be between 1 and 3650",
-        )]));
+        return Err(ApiError::Validation(vec![
+            crate::articles::FieldError::new("expires_in_days", "must be between 1 and 3650"),
+        ]));
     }
     let expires_at = body
         .expires_in_days
@@ -844,7 +920,9 @@ pub async fn create_token(
         .write(move |c| {
             let owner = users::get(c, owner_id)?
                 .ok_or_else(|| ops::OpError::NotFound(format!("no user {owner_id}")))?;
-            let role = body.role.unwrap_or(owner.role.min(actor.role.unwrap_or(Role::Viewer)));
+            let role = body
+                .role
+                .unwrap_or(owner.role.min(actor.role.unwrap_or(Role::Viewer)));
             ops::issue_token(
                 c,
                 &TokenRequest {

@@ -162,9 +162,20 @@ mod tests {
         let proxy: IpAddr = "10.0.0.1".parse().expect("ip");
         let client: IpAddr = "203.0.113.7".parse().expect("ip");
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", "198.51.100.1, 203.0.113.7".parse().expect("hv"));
-        assert_eq!(forwarded_ip(proxy, &h, &[proxy]), client, "right-most untrusted hop");
-        assert_eq!(forwarded_ip(client, &h, &[proxy]), client, "spoofed header ignored");
+        h.insert(
+            "x-forwarded-for",
+            "198.51.100.1, 203.0.113.7".parse().expect("hv"),
+        );
+        assert_eq!(
+            forwarded_ip(proxy, &h, &[proxy]),
+            client,
+            "right-most untrusted hop"
+        );
+        assert_eq!(
+            forwarded_ip(client, &h, &[proxy]),
+            client,
+            "spoofed header ignored"
+        );
         assert_eq!(forwarded_ip(proxy, &HeaderMap::new(), &[proxy]), proxy);
     }
 

@@ -76,8 +76,22 @@ use limits::Tier;
 /// One entry of the route table: its spec and its handler.
 type Entry = (RouteSpec, MethodRouter<AppState>);
 
-fn r(method: Method, path: &'static str, access: Access, tier: Tier, mr: MethodRouter<AppState>) -> Entry {
-    (RouteSpec { method, path, access, tier }, mr)
+fn r(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    tier: Tier,
+    mr: MethodRouter<AppState>,
+) -> Entry {
+    (
+        RouteSpec {
+            method,
+            path,
+            access,
+            tier,
+        },
+        mr,
+    )
 }
 
 /// Every route of the API with who may call it and its rate-limit tier. The router is
@@ -91,39 +105,219 @@ fn routes() -> Vec<Entry> {
         r(Method::GET, "/health", Public, General, get(health::health)),
         r(Method::GET, "/readyz", Public, General, get(health::readyz)),
         // Sign-in and account.
-        r(Method::POST, "/api/auth/login", Public, Auth, post(auth::login)),
-        r(Method::POST, "/api/auth/logout", Viewer, General, post(auth::logout)),
+        r(
+            Method::POST,
+            "/api/auth/login",
+            Public,
+            Auth,
+            post(auth::login),
+        ),
+        r(
+            Method::POST,
+            "/api/auth/logout",
+            Viewer,
+            General,
+            post(auth::logout),
+        ),
         r(Method::GET, "/api/auth/me", Viewer, General, get(auth::me)),
-        r(Method::GET, "/api/auth/setup", Public, General, get(auth::setup_status)),
-        r(Method::POST, "/api/auth/setup", Public, Auth, post(auth::setup)),
-        r(Method::POST, "/api/auth/password", Viewer, Auth, post(auth::change_password)),
-        r(Method::POST, "/api/auth/reset-password", Public, Auth, post(auth::reset_password)),
-        r(Method::GET, "/api/auth/tokens", Viewer, General, get(auth::list_tokens)),
-        r(Method::POST, "/api/auth/tokens", Viewer, General, post(auth::create_token)),
-        r(Method::DELETE, "/api/auth/tokens/{id}", Viewer, General, delete(auth::revoke_token)),
+        r(
+            Method::GET,
+            "/api/auth/setup",
+            Public,
+            General,
+            get(auth::setup_status),
+        ),
+        r(
+            Method::POST,
+            "/api/auth/setup",
+            Public,
+            Auth,
+            post(auth::setup),
+        ),
+        r(
+            Method::POST,
+            "/api/auth/password",
+            Viewer,
+            Auth,
+            post(auth::change_password),
+        ),
+        r(
+            Method::POST,
+            "/api/auth/reset-password",
+            Public,
+            Auth,
+            post(auth::reset_password),
+        ),
+        r(
+            Method::GET,
+            "/api/auth/tokens",
+            Viewer,
+            General,
+            get(auth::list_tokens),
+        ),
+        r(
+            Method::POST,
+            "/api/auth/tokens",
+            Viewer,
+            General,
+            post(auth::create_token),
+        ),
+        r(
+            Method::DELETE,
+            "/api/auth/tokens/{id}",
+            Viewer,
+            General,
+            delete(auth::revoke_token),
+        ),
         // Articles and search.
-        r(Method::GET, "/api/articles", PublicRead, General, get(articles::list)),
-        r(Method::POST, "/api/articles", Editor, General, post(articles::create)),
-        r(Method::POST, "/api/articles/bulk", Editor, Expensive, post(articles::bulk)),
-        r(Method::GET, "/api/articles/{key}", PublicRead, General, get(articles::get)),
-        r(Method::PATCH, "/api/articles/{key}", Editor, General, patch(articles::patch)),
-        r(Method::DELETE, "/api/articles/{key}", Editor, General, delete(articles::delete)),
-        r(Method::POST, "/api/articles/{key}/restore", Editor, General, post(articles::restore)),
-        r(Method::GET, "/api/search", PublicRead, Expensive, get(search::search)),
+        r(
+            Method::GET,
+            "/api/articles",
+            PublicRead,
+            General,
+            get(articles::list),
+        ),
+        r(
+            Method::POST,
+            "/api/articles",
+            Editor,
+            General,
+            post(articles::create),
+        ),
+        r(
+            Method::POST,
+            "/api/articles/bulk",
+            Editor,
+            Expensive,
+            post(articles::bulk),
+        ),
+        r(
+            Method::GET,
+            "/api/articles/{key}",
+            PublicRead,
+            General,
+            get(articles::get),
+        ),
+        r(
+            Method::PATCH,
+            "/api/articles/{key}",
+            Editor,
+            General,
+            patch(articles::patch),
+        ),
+        r(
+            Method::DELETE,
+            "/api/articles/{key}",
+            Editor,
+            General,
+            delete(articles::delete),
+        ),
+        r(
+            Method::POST,
+            "/api/articles/{key}/restore",
+            Editor,
+            General,
+            post(articles::restore),
+        ),
+        r(
+            Method::GET,
+            "/api/search",
+            PublicRead,
+            Expensive,
+            get(search::search),
+        ),
         // Administration.
-        r(Method::GET, "/api/admin/index", Admin, General, get(admin::index_status)),
-        r(Method::GET, "/api/admin/index/verify", Admin, Expensive, get(admin::index_verify)),
-        r(Method::POST, "/api/admin/index/rebuild", Admin, Expensive, post(admin::index_rebuild)),
-        r(Method::GET, "/api/admin/backups", Admin, General, get(backups::list)),
-        r(Method::POST, "/api/admin/backups", Admin, Expensive, post(backups::create)),
-        r(Method::GET, "/api/admin/backups/{name}", Admin, Expensive, get(backups::download)),
-        r(Method::POST, "/api/admin/backups/{name}/verify", Admin, Expensive, post(backups::verify)),
-        r(Method::GET, "/api/admin/users", Admin, General, get(users::list)),
-        r(Method::POST, "/api/admin/users", Admin, General, post(users::create)),
-        r(Method::GET, "/api/admin/users/{id}", Admin, General, get(users::get)),
-        r(Method::PATCH, "/api/admin/users/{id}", Admin, General, patch(users::patch)),
-        r(Method::POST, "/api/admin/users/{id}/reset-link", Admin, General, post(users::reset_link)),
-        r(Method::GET, "/api/admin/audit", Admin, General, get(users::audit_log)),
+        r(
+            Method::GET,
+            "/api/admin/index",
+            Admin,
+            General,
+            get(admin::index_status),
+        ),
+        r(
+            Method::GET,
+            "/api/admin/index/verify",
+            Admin,
+            Expensive,
+            get(admin::index_verify),
+        ),
+        r(
+            Method::POST,
+            "/api/admin/index/rebuild",
+            Admin,
+            Expensive,
+            post(admin::index_rebuild),
+        ),
+        r(
+            Method::GET,
+            "/api/admin/backups",
+            Admin,
+            General,
+            get(backups::list),
+        ),
+        r(
+            Method::POST,
+            "/api/admin/backups",
+            Admin,
+            Expensive,
+            post(backups::create),
+        ),
+        r(
+            Method::GET,
+            "/api/admin/backups/{name}",
+            Admin,
+            Expensive,
+            get(backups::download),
+        ),
+        r(
+            Method::POST,
+            "/api/admin/backups/{name}/verify",
+            Admin,
+            Expensive,
+            post(backups::verify),
+        ),
+        r(
+            Method::GET,
+            "/api/admin/users",
+            Admin,
+            General,
+            get(users::list),
+        ),
+        r(
+            Method::POST,
+            "/api/admin/users",
+            Admin,
+            General,
+            post(users::create),
+        ),
+        r(
+            Method::GET,
+            "/api/admin/users/{id}",
+            Admin,
+            General,
+            get(users::get),
+        ),
+        r(
+            Method::PATCH,
+            "/api/admin/users/{id}",
+            Admin,
+            General,
+            patch(users::patch),
+        ),
+        r(
+            Method::POST,
+            "/api/admin/users/{id}/reset-link",
+            Admin,
+            General,
+            post(users::reset_link),
+        ),
+        r(
+            Method::GET,
+            "/api/admin/audit",
+            Admin,
+            General,
+            get(users::audit_log),
+        ),
     ]
 }
 
@@ -166,9 +360,18 @@ async fn security_headers(
             "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
         ),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if tls {
         h.insert(
@@ -187,7 +390,10 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     if origins.is_empty() {
         return None;
     }
-    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
     Some(
         tower_http::cors::CorsLayer::new()
             .allow_origin(list)
@@ -240,7 +446,10 @@ pub fn router(state: AppState) -> Router {
             timeout,
         ))
         .layer(CatchPanicLayer::custom(on_panic))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), general_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            general_limit,
+        ))
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn(record_metrics));
     if let Some(cors) = cors(&state.config().security.cors_origins) {

@@ -23,7 +23,10 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
     Ok(Json(json!({"users": users})))
 }
 
-pub async fn get(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
     let user = state
         .db()
         .read(move |c| users::get(c, id))
@@ -64,11 +67,13 @@ pub async fn create(
     headers: axum::http::HeaderMap,
     super::json::Json(body): super::json::Json<NewUserBody>,
 ) -> Result<Response, ApiError> {
-    let email = auth::parse_email("email", &body.email).map_err(|f| ApiError::Validation(vec![f]))?;
+    let email =
+        auth::parse_email("email", &body.email).map_err(|f| ApiError::Validation(vec![f]))?;
     let display_name = clean_name(&body.display_name)?;
     let password_hash = match body.password {
         Some(p) => {
-            auth::check_password("password", &p, Some(&email)).map_err(|f| ApiError::Validation(vec![f]))?;
+            auth::check_password("password", &p, Some(&email))
+                .map_err(|f| ApiError::Validation(vec![f]))?;
             Some(hash(&state, p).await?)
         }
         None => None,
@@ -79,16 +84,35 @@ pub async fn create(
     let (user, link) = state
         .db()
         .write(move |c| {
-            let u = ops::create_user(c, &NewUser { email, display_name, role: body.role, password_hash }, &actor)?;
-            let link = if needs_link { Some(ops::issue_reset(c, &u, ttl, &actor)?) } else { None };
+            let u = ops::create_user(
+                c,
+                &NewUser {
+                    email,
+                    display_name,
+                    role: body.role,
+                    password_hash,
+                },
+                &actor,
+            )?;
+            let link = if needs_link {
+                Some(ops::issue_reset(c, &u, ttl, &actor)?)
+            } else {
+                None
+            };
             Ok::<_, ops::OpError>((u, link))
         })
         .await?;
-    let host = headers.get(axum::http::header::HOST).and_then(|v| v.to_str().ok());
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok());
     let link = link.map(|(secret, expires)| {
         json!({"url": ops::reset_link(&base_url(&state, host), &secret), "expires_at": expires})
     });
-    Ok((StatusCode::CREATED, Json(json!({"user": user, "set_password_link": link}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"user": user, "set_password_link": link})),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -118,7 +142,10 @@ pub async fn patch(
         password_hash: None,
     };
     let actor = caller.actor();
-    let user = state.db().write(move |c| ops::change_user(c, id, &change, &actor)).await?;
+    let user = state
+        .db()
+        .write(move |c| ops::change_user(c, id, &change, &actor))
+        .await?;
     Ok(Json(json!({"user": user})))
 }
 
@@ -134,12 +161,17 @@ pub async fn reset_link(
     let (secret, expires) = state
         .db()
         .write(move |c| {
-            let u = users::get(c, id)?.ok_or_else(|| ops::OpError::NotFound(format!("no user {id}")))?;
+            let u = users::get(c, id)?
+                .ok_or_else(|| ops::OpError::NotFound(format!("no user {id}")))?;
             ops::issue_reset(c, &u, ttl, &actor)
         })
         .await?;
-    let host = headers.get(axum::http::header::HOST).and_then(|v| v.to_str().ok());
-    Ok(Json(json!({"url": ops::reset_link(&base_url(&state, host), &secret), "expires_at": expires})))
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok());
+    Ok(Json(
+        json!({"url": ops::reset_link(&base_url(&state, host), &secret), "expires_at": expires}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -168,20 +200,34 @@ pub async fn audit_log(
     if let Some(o) = &q.outcome
         && !["success", "failure", "denied"].contains(&o.as_str())
     {
-        errs.push(FieldError::new("outcome", "must be success, failure or denied"));
+        errs.push(FieldError::new(
+            "outcome",
+            "must be success, failure or denied",
+        ));
     }
     for (name, v) in [("since", &q.since), ("until", &q.until)] {
         if let Some(v) = v
-            && time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339).is_err()
+            && time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+                .is_err()
         {
-            errs.push(FieldError::new(name, "must be an RFC 3339 time such as 2026-11-22T10:00:00Z"));
+            errs.push(FieldError::new(
+                name,
+                "must be an RFC 3339 time such as 2026-11-22T10:00:00Z",
+            ));
         }
     }
     if !errs.is_empty() {
-        return Err(ApiError::BadParameter { message: "invalid audit query".into(), fields: errs });
+        return Err(ApiError::BadParameter {
+            message: "invalid audit query".into(),
+            fields: errs,
+        });
     }
     let norm = |v: &Option<String>| {
-        v.as_deref().and_then(|s| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()).map(crate::db::articles::format_time)
+        v.as_deref()
+            .and_then(|s| {
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .map(crate::db::articles::format_time)
     };
     let filter = audit::Filter {
         action: q.action,
@@ -194,6 +240,8 @@ pub async fn audit_log(
         limit,
     };
     let entries = state.db().read(move |c| audit::list(c, &filter)).await?;
-    let next = (entries.len() == limit as usize).then(|| entries.last().map(|e| e.id)).flatten();
+    let next = (entries.len() == limit as usize)
+        .then(|| entries.last().map(|e| e.id))
+        .flatten();
     Ok(Json(json!({"entries": entries, "next_before": next})))
 }
