@@ -405,6 +405,35 @@ async fn first_admin_by_setup_token_then_users_and_tokens_and_no_secret_in_the_l
     }
 }
 
+#[test]
+fn secrets_come_from_systemd_credentials_and_are_never_printed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let creds = tmp.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    let dsn = "https://5ecre7key@sentry.example.org/42";
+    std::fs::write(creds.join("sentry.dsn"), format!("{dsn}\n")).unwrap();
+    // Picked up without any config key, as `LoadCredential=sentry.dsn:…` provides it.
+    let out = cli(tmp.path())
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .args(["config", "print"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    assert!(printed.contains("dsn = \"[redacted]\""), "{printed}");
+    assert!(!printed.contains("5ecre7key"), "{printed}");
+    // A broken secret is named without its value.
+    std::fs::write(creds.join("sentry.dsn"), "not-a-dsn-5ecre7key").unwrap();
+    let out = cli(tmp.path())
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("sentry.dsn"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("5ecre7key"), "{}", stderr(&out));
+}
+
 trait ChildId {
     fn child_id(&self) -> String;
 }

@@ -439,9 +439,15 @@ async fn start_session(
         csrf.clone(),
         expires.clone(),
     );
+    let idle = time::Duration::minutes(
+        i64::try_from(state.config().security.session_idle_timeout_mins).unwrap_or(i64::MAX / 120),
+    );
+    let cutoff = time_ago(idle);
     state
         .db()
         .write(move |c| {
+            // Sessions past a timeout are dead already; drop them while here.
+            users::purge_sessions(c, &crate::db::articles::now(), &cutoff)?;
             users::create_session(
                 c,
                 &users::NewSession {
