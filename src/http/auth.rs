@@ -538,9 +538,9 @@ pub async fn login(
     };
     let user = match user {
         Some(u) if ok && !u.disabled => u,
-        Some(u) if ok => {
+        // Only someone who knows the password learns that the account is disabled.
+        Some(_) if ok => {
             audit(&state, fail("disabled")).await;
-            let _ = u;
             return Err(ApiError::Forbidden("this account is disabled".into()));
         }
         Some(_) => {

@@ -29,7 +29,10 @@ use tower_http::trace::TraceLayer;
 use tracing::{Level, Span};
 
 use crate::app::AppState;
+use auth::{Access, RouteSpec};
+use axum::routing::MethodRouter;
 pub use error::{ApiError, FieldError};
+use limits::Tier;
 
 /// Routes whose requests are logged at debug level (probes hit them every few seconds).
 const QUIET_ROUTES: [&str; 2] = ["/health", "/readyz"];
@@ -69,10 +72,6 @@ async fn record_metrics(req: Request, next: axum::middleware::Next) -> Response 
     res
 }
 
-use auth::{Access, RouteSpec};
-use axum::routing::MethodRouter;
-use limits::Tier;
-
 /// One entry of the route table: its spec and its handler.
 type Entry = (RouteSpec, MethodRouter<AppState>);
 
@@ -97,227 +96,48 @@ fn r(
 /// Every route of the API with who may call it and its rate-limit tier. The router is
 /// built from this list only, and `tests/security.rs` checks every entry against its
 /// own table of expected answers per role, so a new route cannot slip in unreviewed.
+#[rustfmt::skip]
 fn routes() -> Vec<Entry> {
     use Access::*;
     use Tier::*;
     use axum::routing::{delete, patch};
     vec![
-        r(Method::GET, "/health", Public, General, get(health::health)),
-        r(Method::GET, "/readyz", Public, General, get(health::readyz)),
+        r(Method::GET,     "/health",                                 Public,     General,   get(health::health)),
+        r(Method::GET,     "/readyz",                                 Public,     General,   get(health::readyz)),
         // Sign-in and account.
-        r(
-            Method::POST,
-            "/api/auth/login",
-            Public,
-            Auth,
-            post(auth::login),
-        ),
-        r(
-            Method::POST,
-            "/api/auth/logout",
-            Viewer,
-            General,
-            post(auth::logout),
-        ),
-        r(Method::GET, "/api/auth/me", Viewer, General, get(auth::me)),
-        r(
-            Method::GET,
-            "/api/auth/setup",
-            Public,
-            General,
-            get(auth::setup_status),
-        ),
-        r(
-            Method::POST,
-            "/api/auth/setup",
-            Public,
-            Auth,
-            post(auth::setup),
-        ),
-        r(
-            Method::POST,
-            "/api/auth/password",
-            Viewer,
-            Auth,
-            post(auth::change_password),
-        ),
-        r(
-            Method::POST,
-            "/api/auth/reset-password",
-            Public,
-            Auth,
-            post(auth::reset_password),
-        ),
-        r(
-            Method::GET,
-            "/api/auth/tokens",
-            Viewer,
-            General,
-            get(auth::list_tokens),
-        ),
-        r(
-            Method::POST,
-            "/api/auth/tokens",
-            Viewer,
-            General,
-            post(auth::create_token),
-        ),
-        r(
-            Method::DELETE,
-            "/api/auth/tokens/{id}",
-            Viewer,
-            General,
-            delete(auth::revoke_token),
-        ),
+        r(Method::POST,    "/api/auth/login",                         Public,     Auth,      post(auth::login)),
+        r(Method::POST,    "/api/auth/logout",                        Viewer,     General,   post(auth::logout)),
+        r(Method::GET,     "/api/auth/me",                            Viewer,     General,   get(auth::me)),
+        r(Method::GET,     "/api/auth/setup",                         Public,     General,   get(auth::setup_status)),
+        r(Method::POST,    "/api/auth/setup",                         Public,     Auth,      post(auth::setup)),
+        r(Method::POST,    "/api/auth/password",                      Viewer,     Auth,      post(auth::change_password)),
+        r(Method::POST,    "/api/auth/reset-password",                Public,     Auth,      post(auth::reset_password)),
+        r(Method::GET,     "/api/auth/tokens",                        Viewer,     General,   get(auth::list_tokens)),
+        r(Method::POST,    "/api/auth/tokens",                        Viewer,     General,   post(auth::create_token)),
+        r(Method::DELETE,  "/api/auth/tokens/{id}",                   Viewer,     General,   delete(auth::revoke_token)),
         // Articles and search.
-        r(
-            Method::GET,
-            "/api/articles",
-            PublicRead,
-            General,
-            get(articles::list),
-        ),
-        r(
-            Method::POST,
-            "/api/articles",
-            Editor,
-            General,
-            post(articles::create),
-        ),
-        r(
-            Method::POST,
-            "/api/articles/bulk",
-            Editor,
-            Expensive,
-            post(articles::bulk),
-        ),
-        r(
-            Method::GET,
-            "/api/articles/{key}",
-            PublicRead,
-            General,
-            get(articles::get),
-        ),
-        r(
-            Method::PATCH,
-            "/api/articles/{key}",
-            Editor,
-            General,
-            patch(articles::patch),
-        ),
-        r(
-            Method::DELETE,
-            "/api/articles/{key}",
-            Editor,
-            General,
-            delete(articles::delete),
-        ),
-        r(
-            Method::POST,
-            "/api/articles/{key}/restore",
-            Editor,
-            General,
-            post(articles::restore),
-        ),
-        r(
-            Method::GET,
-            "/api/search",
-            PublicRead,
-            Expensive,
-            get(search::search),
-        ),
+        r(Method::GET,     "/api/articles",                           PublicRead, General,   get(articles::list)),
+        r(Method::POST,    "/api/articles",                           Editor,     General,   post(articles::create)),
+        r(Method::POST,    "/api/articles/bulk",                      Editor,     Expensive, post(articles::bulk)),
+        r(Method::GET,     "/api/articles/{key}",                     PublicRead, General,   get(articles::get)),
+        r(Method::PATCH,   "/api/articles/{key}",                     Editor,     General,   patch(articles::patch)),
+        r(Method::DELETE,  "/api/articles/{key}",                     Editor,     General,   delete(articles::delete)),
+        r(Method::POST,    "/api/articles/{key}/restore",             Editor,     General,   post(articles::restore)),
+        r(Method::GET,     "/api/search",                             PublicRead, Expensive, get(search::search)),
         // Administration.
-        r(
-            Method::GET,
-            "/api/admin/index",
-            Admin,
-            General,
-            get(admin::index_status),
-        ),
-        r(
-            Method::GET,
-            "/api/admin/index/verify",
-            Admin,
-            Expensive,
-            get(admin::index_verify),
-        ),
-        r(
-            Method::POST,
-            "/api/admin/index/rebuild",
-            Admin,
-            Expensive,
-            post(admin::index_rebuild),
-        ),
-        r(
-            Method::GET,
-            "/api/admin/backups",
-            Admin,
-            General,
-            get(backups::list),
-        ),
-        r(
-            Method::POST,
-            "/api/admin/backups",
-            Admin,
-            Expensive,
-            post(backups::create),
-        ),
-        r(
-            Method::GET,
-            "/api/admin/backups/{name}",
-            Admin,
-            Expensive,
-            get(backups::download),
-        ),
-        r(
-            Method::POST,
-            "/api/admin/backups/{name}/verify",
-            Admin,
-            Expensive,
-            post(backups::verify),
-        ),
-        r(
-            Method::GET,
-            "/api/admin/users",
-            Admin,
-            General,
-            get(users::list),
-        ),
-        r(
-            Method::POST,
-            "/api/admin/users",
-            Admin,
-            General,
-            post(users::create),
-        ),
-        r(
-            Method::GET,
-            "/api/admin/users/{id}",
-            Admin,
-            General,
-            get(users::get),
-        ),
-        r(
-            Method::PATCH,
-            "/api/admin/users/{id}",
-            Admin,
-            General,
-            patch(users::patch),
-        ),
-        r(
-            Method::POST,
-            "/api/admin/users/{id}/reset-link",
-            Admin,
-            General,
-            post(users::reset_link),
-        ),
-        r(
-            Method::GET,
-            "/api/admin/audit",
-            Admin,
-            General,
-            get(users::audit_log),
-        ),
+        r(Method::GET,     "/api/admin/index",                        Admin,      General,   get(admin::index_status)),
+        r(Method::GET,     "/api/admin/index/verify",                 Admin,      Expensive, get(admin::index_verify)),
+        r(Method::POST,    "/api/admin/index/rebuild",                Admin,      Expensive, post(admin::index_rebuild)),
+        r(Method::GET,     "/api/admin/backups",                      Admin,      General,   get(backups::list)),
+        r(Method::POST,    "/api/admin/backups",                      Admin,      Expensive, post(backups::create)),
+        r(Method::GET,     "/api/admin/backups/{name}",               Admin,      Expensive, get(backups::download)),
+        r(Method::POST,    "/api/admin/backups/{name}/verify",        Admin,      Expensive, post(backups::verify)),
+        r(Method::GET,     "/api/admin/users",                        Admin,      General,   get(users::list)),
+        r(Method::POST,    "/api/admin/users",                        Admin,      General,   post(users::create)),
+        r(Method::GET,     "/api/admin/users/{id}",                   Admin,      General,   get(users::get)),
+        r(Method::PATCH,   "/api/admin/users/{id}",                   Admin,      General,   patch(users::patch)),
+        r(Method::POST,    "/api/admin/users/{id}/reset-link",        Admin,      General,   post(users::reset_link)),
+        r(Method::GET,     "/api/admin/audit",                        Admin,      General,   get(users::audit_log)),
     ]
 }
 
