@@ -36,6 +36,7 @@ struct Inner {
     /// Last overall readiness status reported, to log transitions only.
     last_readiness: std::sync::Mutex<Option<crate::ops::health::Status>>,
     limiters: crate::http::limits::Limiters,
+    errors: Arc<crate::ops::errors::Tracker>,
     setup_token: crate::auth::SetupToken,
     /// Password hashes in flight (19 MiB and a core each).
     argon2: tokio::sync::Semaphore,
@@ -77,6 +78,10 @@ impl AppState {
         let before = last.replace(now);
         (before != Some(now)).then_some(before)
     }
+    /// The error recorder (see `ops::errors`).
+    pub fn errors(&self) -> &Arc<crate::ops::errors::Tracker> {
+        &self.0.errors
+    }
     pub fn limiters(&self) -> &crate::http::limits::Limiters {
         &self.0.limiters
     }
@@ -103,6 +108,7 @@ pub struct App {
     local_addr: SocketAddr,
     migrate_report: MigrateReport,
     lock: DataDirLock,
+    error_rx: tokio::sync::mpsc::Receiver<crate::ops::errors::ErrorEvent>,
 }
 
 impl App {
@@ -159,6 +165,8 @@ impl App {
             None
         };
         let rate_limit = config.rate_limit.clone();
+        let (errors, error_rx) =
+            crate::ops::errors::Tracker::new(crate::ops::errors::QUEUE_CAPACITY);
         Ok(App {
             state: AppState(Arc::new(Inner {
                 config,
@@ -170,6 +178,7 @@ impl App {
                 in_flight: InFlightRequestsCounter::default(),
                 last_readiness: std::sync::Mutex::new(None),
                 limiters: crate::http::limits::Limiters::new(&rate_limit),
+                errors,
                 setup_token: Default::default(),
                 argon2: tokio::sync::Semaphore::new(2),
             })),
@@ -178,6 +187,7 @@ impl App {
             local_addr,
             migrate_report,
             lock,
+            error_rx,
         })
     }
 
@@ -214,11 +224,18 @@ impl App {
             metrics_listener,
             local_addr,
             lock,
+            error_rx,
             ..
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let checkpointer = state.db().spawn_checkpointer(stop_rx.clone());
-        let indexer = crate::search::indexer::spawn(state.search().clone(), stop_rx.clone());
+        let error_writer =
+            crate::ops::errors::spawn_writer(state.db().clone(), error_rx, stop_rx.clone());
+        let indexer = crate::search::indexer::spawn(
+            state.search().clone(),
+            state.errors().clone(),
+            stop_rx.clone(),
+        );
         let scheduler = crate::backup::runner::spawn_scheduler(state.clone(), stop_rx.clone());
 
         let router = crate::http::router(state.clone());
@@ -292,6 +309,10 @@ impl App {
                 s.abort();
                 let _ = s.await;
             }
+        }
+        // Errors recorded up to here are stored before the database closes.
+        if let Err(e) = error_writer.await {
+            tracing::warn!(error = %e, "error writer task ended abnormally");
         }
         if let Err(e) = checkpointer.await {
             tracing::warn!(error = %e, "checkpoint task ended abnormally");

@@ -48,8 +48,20 @@ pub fn init_sentry(config: &SentryConfig) -> Option<sentry::ClientInitGuard> {
         .environment(config.environment.clone())
         .sample_rate(config.sample_rate);
     options.release = Some(format!("appliance@{}", crate::VERSION).into());
-    // No IP addresses, cookies or user data on events.
+    // No IP addresses, cookies or user data on events; messages and exception values
+    // (panics included) pass the same scrubber as stored errors.
     options.send_default_pii = false;
+    options.before_send = Some(std::sync::Arc::new(|mut event| {
+        use crate::ops::errors::scrub;
+        event.message = event.message.as_deref().map(scrub);
+        for exc in &mut event.exception.values {
+            exc.value = exc.value.as_deref().map(scrub);
+        }
+        event.user = None;
+        event.request = None;
+        event.breadcrumbs.values.clear();
+        Some(event)
+    }));
     let guard = sentry::init((dsn.expose(), options));
     tracing::info!(environment = %config.environment, "error reporting to Sentry enabled");
     Some(guard)
@@ -82,14 +94,6 @@ pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
             }
         })
         .as_ref()
-}
-
-/// Count an unexpected error (5xx, failed background job, failed backup) by category
-/// (database, validation, authentication, network, business_logic, system, search,
-/// backup) and severity (low, medium, high, critical).
-pub fn count_error(category: &'static str, severity: &'static str) {
-    metrics::counter!("appliance_errors_total", "category" => category, "severity" => severity)
-        .increment(1);
 }
 
 fn describe_metrics() {
@@ -173,6 +177,10 @@ fn describe_metrics() {
     describe_counter!(
         "appliance_errors_total",
         "Unexpected errors by category and severity"
+    );
+    describe_counter!(
+        "appliance_error_events_dropped_total",
+        "Error events dropped because the recording queue was full"
     );
     describe_gauge!(
         "appliance_process_resident_memory_bytes",

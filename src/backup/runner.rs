@@ -146,7 +146,14 @@ async fn run_inner(
     let created = match created {
         Ok(c) => c,
         Err(e) => {
-            crate::telemetry::count_error("backup", "high");
+            use crate::ops::errors::{Category, ErrorEvent, Severity};
+            state.errors().record(ErrorEvent::new(
+                Category::System,
+                Severity::High,
+                "backup",
+                format!("backup.create ({})", trigger.as_str()),
+                e.to_string(),
+            ));
             tracing::error!(error = %e, trigger = trigger.as_str(), "backup failed");
             return Err(e);
         }

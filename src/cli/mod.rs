@@ -17,6 +17,7 @@ use crate::telemetry;
 
 mod articles;
 mod backup;
+mod errors;
 mod users;
 pub use articles::{ArticlesArgs, IndexArgs};
 pub use backup::{BackupArgs, RestoreArgs};
@@ -68,6 +69,9 @@ pub enum Command {
     /// Read the audit log of security-relevant events.
     #[command(arg_required_else_help = true)]
     Audit(users::AuditArgs),
+    /// List the unexpected errors the server recorded, grouped by fingerprint.
+    #[command(arg_required_else_help = true)]
+    Errors(errors::ErrorsArgs),
     /// Check everything read-only (database, schema, migrations, index, backups, disk,
     /// permissions, config); exit 0 ok, 1 warnings, 2 failures.
     Doctor {
@@ -206,6 +210,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (config, _) = load_config(&cli, None)?;
             telemetry::init_tracing(&config.log, Some("warn"))?;
             users::run_audit(&config, args).await
+        }
+        Command::Errors(args) => {
+            let (config, _) = load_config(&cli, None)?;
+            telemetry::init_tracing(&config.log, Some("warn"))?;
+            errors::run_errors(&config, args).await
         }
         Command::Doctor { json } => {
             let (config, _) = load_config(&cli, None)?;

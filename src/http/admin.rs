@@ -56,3 +56,90 @@ pub async fn index_rebuild(
         "took_ms": started.elapsed().as_millis() as u64,
     })))
 }
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorsQuery {
+    category: Option<String>,
+    severity: Option<String>,
+    component: Option<String>,
+    since: Option<String>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+/// `GET /api/admin/errors?category=&severity=&component=&since=&limit=&offset=`: error
+/// groups, most recently seen first, with how many events were dropped (queue full).
+pub async fn errors(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<ErrorsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    use super::FieldError;
+    let mut errs = Vec::new();
+    const CATEGORIES: [&str; 6] = [
+        "database",
+        "validation",
+        "authentication",
+        "network",
+        "business_logic",
+        "system",
+    ];
+    if let Some(c) = &q.category
+        && !CATEGORIES.contains(&c.as_str())
+    {
+        errs.push(FieldError::new(
+            "category",
+            format!("must be one of {}", CATEGORIES.join(", ")),
+        ));
+    }
+    if let Some(s) = &q.severity
+        && !["low", "medium", "high", "critical"].contains(&s.as_str())
+    {
+        errs.push(FieldError::new(
+            "severity",
+            "must be low, medium, high or critical",
+        ));
+    }
+    let since = match &q.since {
+        Some(v) => {
+            match time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339) {
+                Ok(t) => Some(crate::db::articles::format_time(t)),
+                Err(_) => {
+                    errs.push(FieldError::new(
+                        "since",
+                        "must be an RFC 3339 time such as 2026-11-22T10:00:00Z",
+                    ));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        errs.push(FieldError::new("limit", "must be between 1 and 500"));
+    }
+    if !errs.is_empty() {
+        return Err(ApiError::BadParameter {
+            message: "invalid error query".into(),
+            fields: errs,
+        });
+    }
+    let filter = crate::ops::errors::Filter {
+        category: q.category,
+        severity: q.severity,
+        component: q.component,
+        since,
+        limit,
+        offset: q.offset.unwrap_or(0),
+    };
+    let groups = state
+        .db()
+        .read(move |c| crate::ops::errors::list(c, &filter))
+        .await?;
+    Ok(Json(json!({
+        "groups": groups,
+        "last_minute": state.errors().last_minute(),
+        "dropped": state.errors().dropped(),
+    })))
+}

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::db::DbError;
+use crate::ops::errors::{Category, Severity};
 
 pub use crate::articles::FieldError;
 
@@ -148,6 +149,15 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status_code();
         let mut body = json!({"error": {"code": code_for(status), "message": self.to_string()}});
+        let mut report = None;
+        if let ApiError::Unavailable(m) = &self {
+            report = Some(ErrorReport {
+                category: Category::System,
+                severity: Severity::Medium,
+                message: m.clone(),
+                recorded: false,
+            });
+        }
         match &self {
             ApiError::Validation(fields)
             | ApiError::Invalid { fields, .. }
@@ -157,6 +167,17 @@ impl IntoResponse for ApiError {
             } => body["error"]["fields"] = json!([{"field": field, "message": "already exists"}]),
             ApiError::Internal(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "internal error");
+                let category = if cause.chain().any(|c| c.downcast_ref::<DbError>().is_some()) {
+                    Category::Database
+                } else {
+                    Category::System
+                };
+                report = Some(ErrorReport {
+                    category,
+                    severity: Severity::High,
+                    message: format!("{cause:#}"),
+                    recorded: false,
+                });
                 body["error"]["message"] =
                     "internal error; quote the request id when reporting it".into();
             }
@@ -171,6 +192,9 @@ impl IntoResponse for ApiError {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if let Some(r) = report {
+            res.extensions_mut().insert(r);
+        }
         if let Some(secs) = retry_after {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -183,6 +207,18 @@ impl IntoResponse for ApiError {
         }
         res
     }
+}
+
+/// What a 5xx answer was about, for error tracking (read by the metrics middleware,
+/// which knows the route and request id).
+#[derive(Debug, Clone)]
+pub struct ErrorReport {
+    pub category: Category,
+    pub severity: Severity,
+    /// Unscrubbed; the tracker scrubs it.
+    pub message: String,
+    /// Already recorded elsewhere (a panic, by the panic hook).
+    pub recorded: bool,
 }
 
 /// A stable machine-readable code per status.

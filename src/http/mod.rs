@@ -39,9 +39,18 @@ const QUIET_ROUTES: [&str; 2] = ["/health", "/readyz"];
 
 /// Count and time every request by method, matched route and status class; count 5xx
 /// answers as errors and 429s as rate limited.
-async fn record_metrics(req: Request, next: axum::middleware::Next) -> Response {
+async fn record_metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
     let started = std::time::Instant::now();
     let method = req.method().as_str().to_owned();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -56,15 +65,38 @@ async fn record_metrics(req: Request, next: axum::middleware::Next) -> Response 
         _ => "5xx",
     };
     let labels = [
-        ("method", method),
-        ("route", route),
+        ("method", method.clone()),
+        ("route", route.clone()),
         ("status", class.to_owned()),
     ];
     metrics::counter!("appliance_http_requests_total", &labels).increment(1);
     metrics::histogram!("appliance_http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
     if status.is_server_error() {
-        crate::telemetry::count_error("http", "high");
+        use crate::ops::errors::{Category, ErrorEvent, Severity};
+        let report = res.extensions().get::<error::ErrorReport>().cloned();
+        if !report.as_ref().is_some_and(|r| r.recorded) {
+            let (category, severity, message) = report.map_or_else(
+                || {
+                    (
+                        Category::System,
+                        Severity::High,
+                        format!("answered {status}"),
+                    )
+                },
+                |r| (r.category, r.severity, r.message),
+            );
+            state.errors().record(
+                ErrorEvent::new(
+                    category,
+                    severity,
+                    "http",
+                    format!("{method} {route}"),
+                    message,
+                )
+                .request_id(request_id),
+            );
+        }
     }
     if status == StatusCode::TOO_MANY_REQUESTS {
         metrics::counter!("appliance_http_rate_limited_total").increment(1);
@@ -137,6 +169,7 @@ fn routes() -> Vec<Entry> {
         r(Method::GET,     "/api/admin/users/{id}",                   Admin,      General,   get(users::get)),
         r(Method::PATCH,   "/api/admin/users/{id}",                   Admin,      General,   patch(users::patch)),
         r(Method::POST,    "/api/admin/users/{id}/reset-link",        Admin,      General,   post(users::reset_link)),
+        r(Method::GET,     "/api/admin/errors",                       Admin,      General,   get(admin::errors)),
         r(Method::GET,     "/api/admin/audit",                        Admin,      General,   get(users::audit_log)),
     ]
 }
@@ -271,7 +304,10 @@ pub fn router(state: AppState) -> Router {
             general_limit,
         ))
         .layer(axum::middleware::from_fn(error::json_errors))
-        .layer(axum::middleware::from_fn(record_metrics));
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ));
     if let Some(cors) = cors(&state.config().security.cors_origins) {
         app = app.layer(cors);
     }
@@ -330,7 +366,12 @@ fn on_panic(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .or_else(|| err.downcast_ref::<&str>().copied())
         .unwrap_or("unknown panic");
     tracing::error!(panic = msg, "handler panicked");
-    ApiError::Internal(anyhow::anyhow!("handler panicked: {msg}")).into_response()
+    let mut res = ApiError::Internal(anyhow::anyhow!("handler panicked: {msg}")).into_response();
+    // The panic hook (ops::errors) recorded it already, with its location.
+    if let Some(r) = res.extensions_mut().get_mut::<error::ErrorReport>() {
+        r.recorded = true;
+    }
+    res
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -3,6 +3,7 @@
 //! (and, as the Operations issue lands, `cleanup`).
 
 pub mod doctor;
+pub mod errors;
 pub mod health;
 pub mod metrics;
 pub mod watchdog;

@@ -12,7 +12,11 @@ use tokio::task::JoinHandle;
 
 use super::Search;
 
-pub fn spawn(search: Arc<Search>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+pub fn spawn(
+    search: Arc<Search>,
+    errors: Arc<crate::ops::errors::Tracker>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let interval = Duration::from_millis(search.config().commit_interval_ms);
         let mut last: Option<Instant> = None;
@@ -34,7 +38,17 @@ pub fn spawn(search: Arc<Search>, mut stop: watch::Receiver<bool>) -> JoinHandle
                 // There may be more (a pass stops after one commit interval): go again,
                 // spaced by the interval above.
                 Ok(_) => continue,
-                Err(e) => tracing::warn!(error = %e, "indexing failed; will retry"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "indexing failed; will retry");
+                    use crate::ops::errors::{Category, ErrorEvent, Severity};
+                    errors.record(ErrorEvent::new(
+                        Category::System,
+                        Severity::High,
+                        "indexer",
+                        "index.apply_outbox",
+                        e.to_string(),
+                    ));
+                }
             }
             tokio::select! {
                 _ = stop.changed() => break,

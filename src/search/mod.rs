@@ -419,9 +419,6 @@ impl Search {
     pub async fn apply_pending(&self) -> Result<usize, SearchError> {
         let _guard = self.indexing.lock().await;
         let res = self.apply_pending_locked().await;
-        if res.is_err() {
-            crate::telemetry::count_error("search", "high");
-        }
         self.set_last_error(res.as_ref().err().map(ToString::to_string));
         res
     }
