@@ -237,6 +237,7 @@ impl App {
             stop_rx.clone(),
         );
         let scheduler = crate::backup::runner::spawn_scheduler(state.clone(), stop_rx.clone());
+        let cleaner = crate::ops::cleanup::spawn_scheduler(state.clone(), stop_rx.clone());
 
         let router = crate::http::router(state.clone());
         let mut drain_rx = stop_rx.clone();
@@ -309,6 +310,11 @@ impl App {
                 s.abort();
                 let _ = s.await;
             }
+        }
+        if let Some(c) = cleaner
+            && let Err(e) = c.await
+        {
+            tracing::warn!(error = %e, "cleanup task ended abnormally");
         }
         // Errors recorded up to here are stored before the database closes.
         if let Err(e) = error_writer.await {

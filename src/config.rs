@@ -35,6 +35,7 @@ pub struct Config {
     pub sentry: SentryConfig,
     pub security: SecurityConfig,
     pub rate_limit: RateLimitConfig,
+    pub cleanup: CleanupConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -182,6 +183,7 @@ impl Default for Config {
             sentry: SentryConfig::default(),
             security: SecurityConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            cleanup: CleanupConfig::default(),
         }
     }
 }
@@ -412,6 +414,58 @@ impl Default for RateLimitConfig {
             general_per_second: 200,
             general_burst: 400,
         }
+    }
+}
+
+/// Housekeeping (`appliance cleanup`, and its safe part on a schedule in `serve`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CleanupConfig {
+    /// When `serve` removes expired sessions, old tokens, reset links, audit entries and
+    /// error groups and runs `PRAGMA optimize`: cron in UTC; empty turns it off.
+    pub schedule: String,
+    /// Soft-deleted articles are purged for good (by `cleanup --apply`) after this long.
+    pub deleted_retention_days: u32,
+    /// API tokens expired or revoked longer ago than this are removed.
+    pub token_retention_days: u32,
+    /// Audit entries older than this are removed.
+    pub audit_retention_days: u32,
+    /// Error groups not seen for this long are removed.
+    pub error_retention_days: u32,
+    /// `cleanup --apply` runs VACUUM when at least this fraction of pages is free...
+    pub vacuum_min_free_ratio: f64,
+    /// ...and they add up to at least this many bytes.
+    pub vacuum_min_free_bytes: u64,
+}
+
+impl Default for CleanupConfig {
+    fn default() -> Self {
+        CleanupConfig {
+            // Daily, an hour after the default backup (03:17) so a backup holds what goes.
+            schedule: "43 4 * * *".into(),
+            deleted_retention_days: 30,
+            token_retention_days: 30,
+            // A year of security events: enough to answer "who did that last spring".
+            audit_retention_days: 365,
+            error_retention_days: 90,
+            vacuum_min_free_ratio: 0.25,
+            vacuum_min_free_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl CleanupConfig {
+    /// The parsed schedule, or None when it is off.
+    pub fn cron(&self) -> Result<Option<croner::Cron>, String> {
+        if self.schedule.trim().is_empty() {
+            return Ok(None);
+        }
+        croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Optional)
+            .build()
+            .parse(&self.schedule)
+            .map(Some)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -809,6 +863,35 @@ impl Config {
                 "security.json_max_depth",
                 sec.json_max_depth,
                 "must be between 2 and 512",
+            ));
+        }
+        let cl = &self.cleanup;
+        if let Err(e) = cl.cron() {
+            return Err(ConfigError::invalid(
+                "cleanup.schedule",
+                format!("\"{}\"", cl.schedule),
+                &format!("not a cron expression ({e})"),
+            ));
+        }
+        for (key, value) in [
+            ("cleanup.deleted_retention_days", cl.deleted_retention_days),
+            ("cleanup.token_retention_days", cl.token_retention_days),
+            ("cleanup.audit_retention_days", cl.audit_retention_days),
+            ("cleanup.error_retention_days", cl.error_retention_days),
+        ] {
+            if !(1..=36_500).contains(&value) {
+                return Err(ConfigError::invalid(
+                    key,
+                    value,
+                    "must be between 1 and 36500 days",
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&cl.vacuum_min_free_ratio) {
+            return Err(ConfigError::invalid(
+                "cleanup.vacuum_min_free_ratio",
+                cl.vacuum_min_free_ratio,
+                "must be between 0.0 and 1.0",
             ));
         }
         let rl = &self.rate_limit;

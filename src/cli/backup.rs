@@ -141,6 +141,19 @@ fn reporter(pb: &indicatif::ProgressBar) -> impl Fn(u64, u64) + Sync + '_ {
 }
 
 fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
+    create_for(config, args.verify, false)
+}
+
+/// Take a backup (and verify it when `verify`); `quiet` prints nothing to stdout (for
+/// commands with JSON output, such as `cleanup --apply --json`).
+pub(super) fn create_for(config: &Config, verify: bool, quiet: bool) -> anyhow::Result<()> {
+    macro_rules! say {
+        ($($t:tt)*) => {
+            if !quiet {
+                println!($($t)*);
+            }
+        };
+    }
     let data_dir = DataDir::new(&config.data_dir);
     if !data_dir.db_path().is_file() {
         return Err(BackupError::NoDatabase(data_dir.db_path()).into());
@@ -184,7 +197,7 @@ fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
     let created = created?;
     let secs = created.duration.as_secs_f64();
     let source = created.manifest.total_bytes();
-    println!(
+    say!(
         "backup written: {} ({} bytes from {} bytes, {:.1} s, {:.0} MiB/s)",
         created.path.display(),
         created.size_bytes,
@@ -193,17 +206,17 @@ fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
         source as f64 / (1024.0 * 1024.0) / secs.max(1e-6)
     );
     if !recorded {
-        println!(
+        say!(
             "note: the database has no backup bookkeeping yet (run `appliance migrate run`); this run is not recorded"
         );
     }
-    if args.verify {
-        verify_cmd(config, &created.name)?;
+    if verify {
+        verify_quiet(config, &created.name, quiet)?;
     }
     let verified = verified_names(config)?;
     let plan = retention::prune(&backups_dir, Policy::from(&config.backup), &verified, false)?;
     for name in &plan.delete {
-        println!("retention removed {name}");
+        say!("retention removed {name}");
     }
     Ok(())
 }
@@ -266,6 +279,10 @@ fn list(config: &Config, json: bool) -> anyhow::Result<()> {
 }
 
 fn verify_cmd(config: &Config, archive: &str) -> anyhow::Result<()> {
+    verify_quiet(config, archive, false)
+}
+
+fn verify_quiet(config: &Config, archive: &str, quiet: bool) -> anyhow::Result<()> {
     let dir = config.backups_dir();
     let path = backup::resolve(&dir, archive)?;
     crate::data_dir::create_private_dir(&dir)
@@ -291,6 +308,9 @@ fn verify_cmd(config: &Config, archive: &str) -> anyhow::Result<()> {
         .iter()
         .map(|(t, n)| format!("{t}={n}"))
         .collect();
+    if quiet {
+        return Ok(());
+    }
     println!(
         "OK {}: created {} ({}), schema v{}, {} files, {} bytes; index {}; rows {}",
         path.display(),

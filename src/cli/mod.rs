@@ -17,6 +17,7 @@ use crate::telemetry;
 
 mod articles;
 mod backup;
+mod cleanup;
 mod errors;
 mod users;
 pub use articles::{ArticlesArgs, IndexArgs};
@@ -69,6 +70,9 @@ pub enum Command {
     /// Read the audit log of security-relevant events.
     #[command(arg_required_else_help = true)]
     Audit(users::AuditArgs),
+    /// Housekeeping: dry run by default; --apply removes what is past retention (after
+    /// a verified backup), runs PRAGMA optimize and, with the server stopped, VACUUM.
+    Cleanup(cleanup::CleanupArgs),
     /// List the unexpected errors the server recorded, grouped by fingerprint.
     #[command(arg_required_else_help = true)]
     Errors(errors::ErrorsArgs),
@@ -210,6 +214,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (config, _) = load_config(&cli, None)?;
             telemetry::init_tracing(&config.log, Some("warn"))?;
             users::run_audit(&config, args).await
+        }
+        Command::Cleanup(args) => {
+            let (config, _) = load_config(&cli, None)?;
+            telemetry::init_tracing(&config.log, Some("warn"))?;
+            cleanup::run_cleanup(&config, args)
         }
         Command::Errors(args) => {
             let (config, _) = load_config(&cli, None)?;
