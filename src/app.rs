@@ -37,6 +37,7 @@ struct Inner {
     last_readiness: std::sync::Mutex<Option<crate::ops::health::Status>>,
     limiters: crate::http::limits::Limiters,
     errors: Arc<crate::ops::errors::Tracker>,
+    alerts: crate::ops::alerts::Alerts,
     setup_token: crate::auth::SetupToken,
     /// Password hashes in flight (19 MiB and a core each).
     argon2: tokio::sync::Semaphore,
@@ -82,6 +83,10 @@ impl AppState {
     pub fn errors(&self) -> &Arc<crate::ops::errors::Tracker> {
         &self.0.errors
     }
+    /// Alert state and the webhook queue (see `ops::alerts`).
+    pub fn alerts(&self) -> &crate::ops::alerts::Alerts {
+        &self.0.alerts
+    }
     pub fn limiters(&self) -> &crate::http::limits::Limiters {
         &self.0.limiters
     }
@@ -109,6 +114,7 @@ pub struct App {
     migrate_report: MigrateReport,
     lock: DataDirLock,
     error_rx: tokio::sync::mpsc::Receiver<crate::ops::errors::ErrorEvent>,
+    webhook_rx: Option<tokio::sync::mpsc::Receiver<crate::ops::alerts::Transition>>,
 }
 
 impl App {
@@ -167,6 +173,7 @@ impl App {
         let rate_limit = config.rate_limit.clone();
         let (errors, error_rx) =
             crate::ops::errors::Tracker::new(crate::ops::errors::QUEUE_CAPACITY);
+        let (alerts, webhook_rx) = crate::ops::alerts::Alerts::new(&config.alerts);
         Ok(App {
             state: AppState(Arc::new(Inner {
                 config,
@@ -179,6 +186,7 @@ impl App {
                 last_readiness: std::sync::Mutex::new(None),
                 limiters: crate::http::limits::Limiters::new(&rate_limit),
                 errors,
+                alerts,
                 setup_token: Default::default(),
                 argon2: tokio::sync::Semaphore::new(2),
             })),
@@ -188,6 +196,7 @@ impl App {
             migrate_report,
             lock,
             error_rx,
+            webhook_rx,
         })
     }
 
@@ -225,6 +234,7 @@ impl App {
             local_addr,
             lock,
             error_rx,
+            webhook_rx,
             ..
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -238,6 +248,9 @@ impl App {
         );
         let scheduler = crate::backup::runner::spawn_scheduler(state.clone(), stop_rx.clone());
         let cleaner = crate::ops::cleanup::spawn_scheduler(state.clone(), stop_rx.clone());
+        let alerter = crate::ops::alerts::spawn(state.clone(), stop_rx.clone());
+        let webhook = webhook_rx
+            .map(|rx| crate::ops::alerts::spawn_webhook(state.clone(), rx, stop_rx.clone()));
 
         let router = crate::http::router(state.clone());
         let mut drain_rx = stop_rx.clone();
@@ -311,10 +324,16 @@ impl App {
                 let _ = s.await;
             }
         }
-        if let Some(c) = cleaner
-            && let Err(e) = c.await
-        {
-            tracing::warn!(error = %e, "cleanup task ended abnormally");
+        for (name, task) in [
+            ("cleanup", cleaner),
+            ("alerts", alerter),
+            ("webhook", webhook),
+        ] {
+            if let Some(t) = task
+                && let Err(e) = t.await
+            {
+                tracing::warn!(error = %e, task = name, "background task ended abnormally");
+            }
         }
         // Errors recorded up to here are stored before the database closes.
         if let Err(e) = error_writer.await {

@@ -36,6 +36,7 @@ pub struct Config {
     pub security: SecurityConfig,
     pub rate_limit: RateLimitConfig,
     pub cleanup: CleanupConfig,
+    pub alerts: AlertsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,6 +185,7 @@ impl Default for Config {
             security: SecurityConfig::default(),
             rate_limit: RateLimitConfig::default(),
             cleanup: CleanupConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -469,6 +471,63 @@ impl CleanupConfig {
     }
 }
 
+/// Alert rules over what the appliance measures, and the optional webhook.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Evaluate the rules at all.
+    pub enabled: bool,
+    /// How often the rules are evaluated (milliseconds).
+    pub interval_ms: u64,
+    /// Fires above this many unexpected errors in the last minute.
+    pub error_rate_per_minute: f64,
+    /// Fires when the p99 request latency of the last minute is above this (ms).
+    pub p99_latency_ms: f64,
+    /// Fires when the data directory's disk is fuller than this (percent).
+    pub disk_used_percent: f64,
+    /// Fires when resident memory is above this share of the unit's memory limit (its
+    /// cgroup `memory.max`), or of the machine's memory when there is none (percent).
+    pub memory_percent: f64,
+    /// Fires when the oldest change waiting for the search index is older (seconds).
+    pub index_lag_secs: u64,
+    /// POST every firing and resolution here as JSON (a secret: it may hold a token).
+    pub webhook_url: Option<Secret>,
+    /// File holding the webhook URL (relative names are looked up in
+    /// `$CREDENTIALS_DIRECTORY`).
+    pub webhook_url_file: Option<PathBuf>,
+    /// One delivery attempt gives up after this long (milliseconds).
+    pub webhook_timeout_ms: u64,
+    /// Attempts per transition before it is given up.
+    pub webhook_max_attempts: u32,
+    /// First retry delay; it doubles per attempt (with full jitter, at most 60 s).
+    pub webhook_backoff_ms: u64,
+    /// This many failed attempts in a row open the circuit breaker...
+    pub breaker_failures: u32,
+    /// ...for this long (seconds); then one attempt decides whether it closes.
+    pub breaker_open_secs: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            enabled: true,
+            interval_ms: 15_000,
+            error_rate_per_minute: 10.0,
+            p99_latency_ms: 1000.0,
+            disk_used_percent: 85.0,
+            memory_percent: 80.0,
+            index_lag_secs: 60,
+            webhook_url: None,
+            webhook_url_file: None,
+            webhook_timeout_ms: 5000,
+            webhook_max_attempts: 8,
+            webhook_backoff_ms: 500,
+            breaker_failures: 5,
+            breaker_open_secs: 60,
+        }
+    }
+}
+
 impl Default for SentryConfig {
     fn default() -> Self {
         SentryConfig {
@@ -633,6 +692,25 @@ impl Config {
             && PathBuf::from(&dir).join("sentry.dsn").is_file()
         {
             self.sentry.dsn_file = Some(PathBuf::from("sentry.dsn"));
+        }
+        if self.alerts.webhook_url.is_none()
+            && self.alerts.webhook_url_file.is_none()
+            && let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY")
+            && PathBuf::from(&dir).join("alerts.webhook_url").is_file()
+        {
+            self.alerts.webhook_url_file = Some(PathBuf::from("alerts.webhook_url"));
+        }
+        if let Some(name) = &self.alerts.webhook_url_file {
+            let path = match std::env::var_os("CREDENTIALS_DIRECTORY") {
+                Some(dir) if name.is_relative() => PathBuf::from(dir).join(name),
+                _ => name.clone(),
+            };
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| ConfigError::Unreadable {
+                    path: path.clone(),
+                    source,
+                })?;
+            self.alerts.webhook_url = Some(Secret::new(text.trim()));
         }
         if let Some(name) = &self.sentry.dsn_file {
             let path = match std::env::var_os("CREDENTIALS_DIRECTORY") {
@@ -893,6 +971,55 @@ impl Config {
                 cl.vacuum_min_free_ratio,
                 "must be between 0.0 and 1.0",
             ));
+        }
+        let al = &self.alerts;
+        if let Some(url) = &al.webhook_url {
+            let u = url.expose();
+            if !(u.starts_with("http://") || u.starts_with("https://"))
+                || u.parse::<axum::http::Uri>().is_err()
+            {
+                return Err(ConfigError::invalid(
+                    "alerts.webhook_url",
+                    "[redacted]",
+                    "must be an http:// or https:// URL",
+                ));
+            }
+        }
+        if !(100..=3_600_000).contains(&al.interval_ms) {
+            return Err(ConfigError::invalid(
+                "alerts.interval_ms",
+                al.interval_ms,
+                "must be between 100 and 3600000",
+            ));
+        }
+        if !(100..=300_000).contains(&al.webhook_timeout_ms) {
+            return Err(ConfigError::invalid(
+                "alerts.webhook_timeout_ms",
+                al.webhook_timeout_ms,
+                "must be between 100 and 300000",
+            ));
+        }
+        if !(1..=100).contains(&al.webhook_max_attempts) {
+            return Err(ConfigError::invalid(
+                "alerts.webhook_max_attempts",
+                al.webhook_max_attempts,
+                "must be between 1 and 100",
+            ));
+        }
+        if al.breaker_failures == 0 {
+            return Err(ConfigError::invalid(
+                "alerts.breaker_failures",
+                0,
+                "must be at least 1",
+            ));
+        }
+        for (key, v) in [
+            ("alerts.disk_used_percent", al.disk_used_percent),
+            ("alerts.memory_percent", al.memory_percent),
+        ] {
+            if !(0.0..=100.0).contains(&v) {
+                return Err(ConfigError::invalid(key, v, "must be between 0 and 100"));
+            }
         }
         let rl = &self.rate_limit;
         for (key, value) in [

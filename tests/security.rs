@@ -413,6 +413,12 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
             requests: same("/api/admin/errors?severity=high", None),
             expect: ADMIN,
         },
+        Case {
+            method: Method::GET,
+            pattern: "/api/admin/alerts",
+            requests: same("/api/admin/alerts", None),
+            expect: ADMIN,
+        },
     ];
 
     // The table here and the router's table must list the same routes.

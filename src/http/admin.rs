@@ -143,3 +143,11 @@ pub async fn errors(
         "dropped": state.errors().dropped(),
     })))
 }
+
+/// `GET /api/admin/alerts`: the alerts firing now and the webhook's state.
+pub async fn alerts(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "active": state.alerts().active(),
+        "webhook": state.alerts().webhook_status(),
+    }))
+}

@@ -39,6 +39,9 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             tracing::warn!(status = ?report.status, previous = ?before, checks = ?failing, "readiness changed");
         }
     }
+    // Active alerts ride along (they never change the status code).
+    let mut body = serde_json::to_value(&report).unwrap_or_default();
+    body["alerts"] = serde_json::to_value(state.alerts().active()).unwrap_or_default();
     // A failing readiness report is a report, not an API error: json_errors passes it on.
-    (code, Json(report))
+    (code, Json(body))
 }

@@ -70,8 +70,9 @@ async fn record_metrics(
         ("status", class.to_owned()),
     ];
     metrics::counter!("appliance_http_requests_total", &labels).increment(1);
-    metrics::histogram!("appliance_http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+    let secs = started.elapsed().as_secs_f64();
+    metrics::histogram!("appliance_http_request_duration_seconds", &labels).record(secs);
+    state.alerts().observe_latency(secs);
     if status.is_server_error() {
         use crate::ops::errors::{Category, ErrorEvent, Severity};
         let report = res.extensions().get::<error::ErrorReport>().cloned();
@@ -169,6 +170,7 @@ fn routes() -> Vec<Entry> {
         r(Method::GET,     "/api/admin/users/{id}",                   Admin,      General,   get(users::get)),
         r(Method::PATCH,   "/api/admin/users/{id}",                   Admin,      General,   patch(users::patch)),
         r(Method::POST,    "/api/admin/users/{id}/reset-link",        Admin,      General,   post(users::reset_link)),
+        r(Method::GET,     "/api/admin/alerts",                       Admin,      General,   get(admin::alerts)),
         r(Method::GET,     "/api/admin/errors",                       Admin,      General,   get(admin::errors)),
         r(Method::GET,     "/api/admin/audit",                        Admin,      General,   get(users::audit_log)),
     ]

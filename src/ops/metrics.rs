@@ -110,7 +110,7 @@ fn parse_time(t: &str) -> Option<time::OffsetDateTime> {
 }
 
 /// Resident set size from /proc/self/status (VmRSS, in kB).
-fn process_rss() -> Option<u64> {
+pub(crate) fn process_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

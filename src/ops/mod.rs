@@ -2,6 +2,7 @@
 //! `/readyz`, the systemd notify protocol and watchdog, the metrics scrape, `doctor`
 //! (and, as the Operations issue lands, `cleanup`).
 
+pub mod alerts;
 pub mod cleanup;
 pub mod doctor;
 pub mod errors;
