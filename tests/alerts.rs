@@ -162,6 +162,12 @@ async fn index_lag_fires_and_resolves_and_a_flaky_webhook_gets_each_transition_o
         scrape.contains("appliance_alerts_firing{alert=\"index_lag\"} 1"),
         "{scrape}"
     );
+    let lag_metric: f64 = scrape
+        .lines()
+        .find_map(|l| l.strip_prefix("appliance_search_outbox_lag_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the lag metric");
+    assert!(lag_metric > 1.0, "outbox lag metric {lag_metric}");
 
     // Drain the outbox: the alert resolves.
     rusqlite::Connection::open(app.db_path())

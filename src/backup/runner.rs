@@ -233,6 +233,14 @@ pub async fn verify_and_record(
     let outcome = res.map(|_| ()).map_err(|e| e.to_string());
     if let Err(e) = &outcome {
         tracing::error!(archive = %name, error = %e, "backup verification failed");
+        use crate::ops::errors::{Category, ErrorEvent, Severity};
+        state.errors().record(ErrorEvent::new(
+            Category::System,
+            Severity::High,
+            "backup",
+            "backup.verify",
+            format!("{name}: {e}"),
+        ));
     }
     let record = Verification {
         verified_at: crate::db::articles::now(),

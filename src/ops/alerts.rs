@@ -566,6 +566,17 @@ pub fn spawn_webhook(
                     attempts = attempt,
                     "alert webhook delivery given up"
                 );
+                use crate::ops::errors::{Category, ErrorEvent, Severity};
+                state.errors().record(ErrorEvent::new(
+                    Category::Network,
+                    Severity::Medium,
+                    "alerts",
+                    "alerts.webhook",
+                    format!(
+                        "{} {} not delivered after {attempt} attempts",
+                        t.alert.name, t.status
+                    ),
+                ));
             }
         }
     })
