@@ -40,3 +40,14 @@ cargo test --locked --lib --bins --tests 2>&1 | tee "$log"
 # One closing line with the totals over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f; if (p == 0) exit 1 }' "$log"
+
+# The Debian package: build it, lintian, systemd-analyze, install / upgrade / restore /
+# remove / purge in a debootstrap chroot (scripts/test-deb.sh; about 5-10 minutes on a
+# fresh machine: a release build, cargo-deb, debootstrap). APPLIANCE_SKIP_DEB=1 skips it
+# for a quick local run; CI never sets it.
+if [ "${APPLIANCE_SKIP_DEB:-}" = "1" ]; then
+  echo "==> package checks SKIPPED (APPLIANCE_SKIP_DEB=1): not a complete test run"
+else
+  echo "==> package checks (scripts/test-deb.sh)"
+  scripts/test-deb.sh
+fi

@@ -38,6 +38,23 @@ pub fn persist(tmp: &Path, final_path: &Path) -> io::Result<()> {
     result
 }
 
+/// Whether this process runs as root (effective uid 0).
+pub fn running_as_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Give `path` and everything under it to `uid:gid` (symlinks themselves, not their
+/// targets). Used when root restores into a directory a service user owns.
+pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

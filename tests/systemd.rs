@@ -8,7 +8,7 @@ mod common;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use common::{cli, start_server_env};
+use common::cli;
 
 /// Every datagram that arrives within `window`.
 fn collect(sock: &UnixDatagram, window: Duration) -> Vec<String> {
@@ -59,13 +59,42 @@ fn ready_status_watchdog_withheld_when_stuck_and_stopping() {
     let out = cli(tmp.path()).args(["migrate", "run"]).output().unwrap();
     assert!(out.status.success());
     let token = common::cli_admin_token(tmp.path());
+    // The packaged unit's exact ExecStart, with the packaged config; only the data
+    // directory and the ports are moved (environment overrides) into the test's own.
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit =
+        std::fs::read_to_string(manifest.join("packaging/debian/appliance.service")).unwrap();
+    let exec_start = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("the unit has ExecStart");
+    let mut words = exec_start.split_whitespace();
+    assert_eq!(words.next(), Some("/usr/bin/appliance"));
+    let packaged_config = manifest.join("packaging/appliance.toml");
+    let args: Vec<&str> = words
+        .map(|w| {
+            if w == "/etc/appliance/appliance.toml" {
+                packaged_config.to_str().unwrap()
+            } else {
+                w
+            }
+        })
+        .collect();
+    assert_eq!(
+        args,
+        ["--config", packaged_config.to_str().unwrap(), "serve"]
+    );
+    let data = tmp.path().join("data");
     // 400 ms watchdog: a ping every 200 ms.
-    let mut server = start_server_env(
+    let mut server = common::start_server_args(
         tmp.path(),
         &[
             ("NOTIFY_SOCKET", path.to_str().unwrap()),
             ("WATCHDOG_USEC", "400000"),
+            ("APPLIANCE__DATA_DIR", data.to_str().unwrap()),
+            ("APPLIANCE__METRICS__LISTEN", "127.0.0.1:0"),
         ],
+        &args,
     );
 
     let first = wait_for(&sock, "READY=1", Duration::from_secs(20));

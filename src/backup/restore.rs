@@ -87,6 +87,17 @@ pub fn restore(
     // right after the swap waits for this process to finish.
     let restored = DataDir::new(&staging);
     let staged_lock = restored.lock()?;
+    // Root restoring a service user's directory: the restored files become that user's,
+    // so the service can still open, prune and back them up.
+    if existed && crate::fsutil::running_as_root() {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(root).map_err(BackupError::io(root.display().to_string()))?;
+        if owner.uid() != 0 {
+            crate::fsutil::chown_tree(&staging, owner.uid(), owner.gid()).map_err(
+                BackupError::io(format!("giving {} to its owner", staging.display())),
+            )?;
+        }
+    }
     let backups_inside = existed && backups_dir.starts_with(root) && backups_dir.is_dir();
     if existed {
         let aside = parent.join(format!("{base}.pre-restore-{stamp}"));

@@ -76,6 +76,9 @@ pub enum Command {
     /// List the unexpected errors the server recorded, grouped by fingerprint.
     #[command(arg_required_else_help = true)]
     Errors(errors::ErrorsArgs),
+    /// Print the man page (roff) to stdout; the package build uses it.
+    #[command(hide = true)]
+    Man,
     /// Check everything read-only (database, schema, migrations, index, backups, disk,
     /// permissions, config); exit 0 ok, 1 warnings, 2 failures.
     Doctor {
@@ -139,6 +142,9 @@ pub enum ConfigCommand {
 /// Parse the command line, run the command, turn any error into one line and exit 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(code) = run_as_data_owner(&cli) {
+        return code;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -159,6 +165,46 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Run as root (`sudo appliance backup`) on a data directory a service user owns: run
+/// the same command again as that user, so every file it creates stays usable by the
+/// service. `restore` stays root (it renames the directory in a root-owned parent) and
+/// hands the restored files to the owner itself. None: carry on in this process.
+fn run_as_data_owner(cli: &Cli) -> Option<ExitCode> {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    const MARK: &str = "APPLIANCE_AS_DATA_OWNER";
+    if !crate::fsutil::running_as_root()
+        || std::env::var_os(MARK).is_some()
+        || matches!(cli.command, Command::Restore(_) | Command::Man)
+    {
+        return None;
+    }
+    // A config that does not load is reported by the normal path.
+    let (config, _) = load_config(cli, None).ok()?;
+    let meta = std::fs::metadata(&config.data_dir).ok()?;
+    if meta.uid() == 0 {
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    let status = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(MARK, "1")
+        .uid(meta.uid())
+        .gid(meta.gid())
+        .status();
+    Some(match status {
+        Ok(s) => ExitCode::from(u8::try_from(s.code().unwrap_or(1)).unwrap_or(1)),
+        Err(e) => {
+            eprintln!(
+                "error: cannot run as the owner (uid {}) of {}: {e}; run it as that user: sudo -u appliance appliance …",
+                meta.uid(),
+                config.data_dir.display()
+            );
+            ExitCode::FAILURE
+        }
+    })
 }
 
 fn one_line(e: &anyhow::Error) -> String {
@@ -224,6 +270,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (config, _) = load_config(&cli, None)?;
             telemetry::init_tracing(&config.log, Some("warn"))?;
             errors::run_errors(&config, args).await
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            std::io::Write::write_all(&mut std::io::stdout(), &out)?;
+            Ok(())
         }
         Command::Doctor { json } => {
             let (config, _) = load_config(&cli, None)?;

@@ -310,11 +310,16 @@ pub fn start_server(dir: &Path) -> Server {
 
 /// `start_server` with extra environment variables.
 pub fn start_server_env(dir: &Path, env: &[(&str, &str)]) -> Server {
+    start_server_args(dir, env, &["serve"])
+}
+
+/// A server started with these exact arguments (e.g. the unit's ExecStart line).
+pub fn start_server_args(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Server {
     let mut child = cli(dir)
         .envs(env.iter().copied())
         .env("APPLIANCE__SERVER__LISTEN", "127.0.0.1:0")
         .env("APPLIANCE__LOG__FORMAT", "json")
-        .arg("serve")
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
