@@ -49,11 +49,15 @@ cat > "$src/migrations/V${next}__package_upgrade_test.sql" <<SQL
 CREATE TABLE package_upgrade_marker (id INTEGER PRIMARY KEY);
 SQL
 cp target/release/appliance "$work/appliance.first"
-deb2=$(cd "$src" && CARGO_TARGET_DIR="$repo/target" scripts/build-deb.sh --deb-version 0.1.1-1 | tail -n 1)
+# Share the target directory: only this crate is compiled again.
+shared="${CARGO_TARGET_DIR:-$repo/target}"
+case "$shared" in /*) ;; *) shared="$repo/$shared" ;; esac
+deb2=$(cd "$src" && CARGO_TARGET_DIR="$shared" scripts/build-deb.sh --deb-version 0.1.1-1 | tail -n 1)
 cp "$deb2" "$work/"
 deb2="$work/$(basename "$deb2")"
 # Put the first build's binary back (the upgrade build shares the target directory).
 cp "$work/appliance.first" target/release/appliance
+cp "$work/appliance.first" "$shared/release/appliance"
 dpkg-deb --fsys-tarfile "$deb2" | tar -xO ./usr/bin/appliance > "$work/appliance.upgrade"
 grep -q "package_upgrade_test" "$work/appliance.upgrade" \
     || fail "the upgrade package does not carry the new migration"
