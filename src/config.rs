@@ -313,18 +313,36 @@ impl Default for BackupConfig {
     }
 }
 
+/// A schedule: cron in UTC, 5 fields or 6 with seconds first; empty means none.
+pub fn parse_cron(schedule: &str) -> Result<Option<croner::Cron>, String> {
+    if schedule.trim().is_empty() {
+        return Ok(None);
+    }
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .build()
+        .parse(schedule)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// The first time `cron` fires after `after`.
+pub fn next_occurrence(
+    cron: &croner::Cron,
+    after: time::OffsetDateTime,
+) -> Option<time::OffsetDateTime> {
+    let after = chrono::DateTime::<chrono::Utc>::from_timestamp(
+        after.unix_timestamp(),
+        after.nanosecond(),
+    )?;
+    let next = cron.find_next_occurrence(&after, false).ok()?;
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(next.timestamp_nanos_opt()?)).ok()
+}
+
 impl BackupConfig {
     /// The parsed schedule, or None when the scheduler is off.
     pub fn cron(&self) -> Result<Option<croner::Cron>, String> {
-        if self.schedule.trim().is_empty() {
-            return Ok(None);
-        }
-        croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Optional)
-            .build()
-            .parse(&self.schedule)
-            .map(Some)
-            .map_err(|e| e.to_string())
+        parse_cron(&self.schedule)
     }
 }
 
@@ -381,6 +399,37 @@ impl Default for SecurityConfig {
             reset_link_ttl_hours: 24,
             // Articles are flat objects; 32 leaves room and keeps parsers shallow.
             json_max_depth: 32,
+        }
+    }
+}
+
+impl SecurityConfig {
+    /// `session_idle_timeout_mins` as a duration (validated to fit).
+    pub fn session_idle(&self) -> time::Duration {
+        time::Duration::minutes(
+            i64::try_from(self.session_idle_timeout_mins).unwrap_or(i64::MAX / 60),
+        )
+    }
+    /// `session_absolute_timeout_hours` as a duration.
+    pub fn session_absolute(&self) -> time::Duration {
+        time::Duration::hours(i64::try_from(self.session_absolute_timeout_hours).unwrap_or(24))
+    }
+    /// `reset_link_ttl_hours` as a duration.
+    pub fn reset_link_ttl(&self) -> time::Duration {
+        time::Duration::hours(i64::try_from(self.reset_link_ttl_hours).unwrap_or(24))
+    }
+}
+
+impl Config {
+    /// The address people reach the appliance at, for links: `security.public_url`, else
+    /// the host a request came to, else `http://<server.listen>`.
+    pub fn public_base_url(&self, request_host: Option<&str>) -> String {
+        if !self.security.public_url.is_empty() {
+            return self.security.public_url.clone();
+        }
+        match request_host {
+            Some(h) => format!("http://{h}"),
+            None => format!("http://{}", self.server.listen),
         }
     }
 }
@@ -459,15 +508,7 @@ impl Default for CleanupConfig {
 impl CleanupConfig {
     /// The parsed schedule, or None when it is off.
     pub fn cron(&self) -> Result<Option<croner::Cron>, String> {
-        if self.schedule.trim().is_empty() {
-            return Ok(None);
-        }
-        croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Optional)
-            .build()
-            .parse(&self.schedule)
-            .map(Some)
-            .map_err(|e| e.to_string())
+        parse_cron(&self.schedule)
     }
 }
 
@@ -569,6 +610,37 @@ impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d).map(Secret)
     }
+}
+
+/// Fill a secret from its `*_file` key, or from the systemd credential named
+/// `credential` when neither is set (`LoadCredential=sentry.dsn:/path` needs no key).
+/// A relative file name is looked up in `$CREDENTIALS_DIRECTORY`.
+fn resolve_secret(
+    value: &mut Option<Secret>,
+    file: &mut Option<PathBuf>,
+    credential: &str,
+) -> Result<(), ConfigError> {
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    if value.is_none()
+        && file.is_none()
+        && credentials
+            .as_ref()
+            .is_some_and(|d| d.join(credential).is_file())
+    {
+        *file = Some(PathBuf::from(credential));
+    }
+    if let Some(name) = file {
+        let path = match &credentials {
+            Some(dir) if name.is_relative() => dir.join(&*name),
+            _ => name.clone(),
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Unreadable {
+            path: path.clone(),
+            source,
+        })?;
+        *value = Some(Secret::new(text.trim()));
+    }
+    Ok(())
 }
 
 fn de_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
@@ -685,46 +757,16 @@ impl Config {
     }
 
     fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
-        // systemd credentials: `LoadCredential=sentry.dsn:/path` needs no config key.
-        if self.sentry.dsn.is_none()
-            && self.sentry.dsn_file.is_none()
-            && let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY")
-            && PathBuf::from(&dir).join("sentry.dsn").is_file()
-        {
-            self.sentry.dsn_file = Some(PathBuf::from("sentry.dsn"));
-        }
-        if self.alerts.webhook_url.is_none()
-            && self.alerts.webhook_url_file.is_none()
-            && let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY")
-            && PathBuf::from(&dir).join("alerts.webhook_url").is_file()
-        {
-            self.alerts.webhook_url_file = Some(PathBuf::from("alerts.webhook_url"));
-        }
-        if let Some(name) = &self.alerts.webhook_url_file {
-            let path = match std::env::var_os("CREDENTIALS_DIRECTORY") {
-                Some(dir) if name.is_relative() => PathBuf::from(dir).join(name),
-                _ => name.clone(),
-            };
-            let text =
-                std::fs::read_to_string(&path).map_err(|source| ConfigError::Unreadable {
-                    path: path.clone(),
-                    source,
-                })?;
-            self.alerts.webhook_url = Some(Secret::new(text.trim()));
-        }
-        if let Some(name) = &self.sentry.dsn_file {
-            let path = match std::env::var_os("CREDENTIALS_DIRECTORY") {
-                Some(dir) if name.is_relative() => PathBuf::from(dir).join(name),
-                _ => name.clone(),
-            };
-            let text =
-                std::fs::read_to_string(&path).map_err(|source| ConfigError::Unreadable {
-                    path: path.clone(),
-                    source,
-                })?;
-            self.sentry.dsn = Some(Secret::new(text.trim()));
-        }
-        Ok(())
+        resolve_secret(
+            &mut self.sentry.dsn,
+            &mut self.sentry.dsn_file,
+            "sentry.dsn",
+        )?;
+        resolve_secret(
+            &mut self.alerts.webhook_url,
+            &mut self.alerts.webhook_url_file,
+            "alerts.webhook_url",
+        )
     }
 
     /// Checks that serde cannot express: ranges, relations between keys, syntax of

@@ -278,12 +278,7 @@ pub async fn verified_names(state: &AppState) -> Result<HashSet<String>, DbError
 /// The next time the schedule fires after `after`, if there is a schedule.
 pub fn next_run(state: &AppState, after: OffsetDateTime) -> Option<OffsetDateTime> {
     let cron = state.config().backup.cron().ok().flatten()?;
-    let after = chrono::DateTime::<chrono::Utc>::from_timestamp(
-        after.unix_timestamp(),
-        after.nanosecond(),
-    )?;
-    let next = cron.find_next_occurrence(&after, false).ok()?;
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(next.timestamp_nanos_opt()?)).ok()
+    crate::config::next_occurrence(&cron, after)
 }
 
 /// The scheduler: sleeps until the next time the cron expression names, then runs a

@@ -149,18 +149,6 @@ fn read_password() -> anyhow::Result<String> {
     Ok(password)
 }
 
-fn base_url(config: &Config) -> String {
-    if config.security.public_url.is_empty() {
-        format!("http://{}", config.server.listen)
-    } else {
-        config.security.public_url.clone()
-    }
-}
-
-fn reset_ttl(config: &Config) -> time::Duration {
-    time::Duration::hours(i64::try_from(config.security.reset_link_ttl_hours).unwrap_or(24))
-}
-
 async fn find(db: &Db, email: &str) -> anyhow::Result<users::User> {
     let e = email.to_string();
     db.read(move |c| users::by_email(c, &e))
@@ -193,7 +181,7 @@ pub async fn run_user(config: &Config, args: &UserArgs) -> anyhow::Result<()> {
                 None
             };
             let needs_link = password_hash.is_none();
-            let ttl = reset_ttl(config);
+            let ttl = config.security.reset_link_ttl();
             let new = NewUser {
                 email,
                 display_name: display_name.trim().to_string(),
@@ -217,7 +205,7 @@ pub async fn run_user(config: &Config, args: &UserArgs) -> anyhow::Result<()> {
                 println!(
                     "set the password within {} h (until {expires}), once:\n{}",
                     config.security.reset_link_ttl_hours,
-                    ops::reset_link(&base_url(config), &secret)
+                    ops::reset_link(&config.public_base_url(None), &secret)
                 );
             }
         }
@@ -302,7 +290,7 @@ pub async fn run_user(config: &Config, args: &UserArgs) -> anyhow::Result<()> {
                     .map_err(op_error)?;
                 println!("password of {} set; their sessions ended", u.email);
             } else {
-                let ttl = reset_ttl(config);
+                let ttl = config.security.reset_link_ttl();
                 let user = u.clone();
                 let (secret, expires) = db
                     .write(move |c| ops::issue_reset(c, &user, ttl, &actor))
@@ -311,7 +299,7 @@ pub async fn run_user(config: &Config, args: &UserArgs) -> anyhow::Result<()> {
                 println!(
                     "one-time link for {} (valid until {expires}):\n{}",
                     u.email,
-                    ops::reset_link(&base_url(config), &secret)
+                    ops::reset_link(&config.public_base_url(None), &secret)
                 );
             }
         }

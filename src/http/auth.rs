@@ -259,9 +259,7 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Princip
         return Ok(None);
     };
     let id_hash = auth::secret_hash(&cookie);
-    let idle = time::Duration::minutes(
-        i64::try_from(state.config().security.session_idle_timeout_mins).unwrap_or(i64::MAX / 120),
-    );
+    let idle = state.config().security.session_idle();
     let cutoff = time_ago(idle);
     let lookup_hash = id_hash.clone();
     let Some(s) = state
@@ -425,8 +423,7 @@ async fn start_session(
 ) -> Result<(HeaderValue, String, String), ApiError> {
     let secret = auth::random_secret();
     let csrf = auth::random_secret();
-    let hours = state.config().security.session_absolute_timeout_hours;
-    let max_age = time::Duration::hours(i64::try_from(hours).unwrap_or(i64::MAX / 3600));
+    let max_age = state.config().security.session_absolute();
     let expires = ops::from_now(max_age);
     let id_hash = auth::secret_hash(&secret);
     let user_agent = headers
@@ -439,9 +436,7 @@ async fn start_session(
         csrf.clone(),
         expires.clone(),
     );
-    let idle = time::Duration::minutes(
-        i64::try_from(state.config().security.session_idle_timeout_mins).unwrap_or(i64::MAX / 120),
-    );
+    let idle = state.config().security.session_idle();
     let cutoff = time_ago(idle);
     state
         .db()

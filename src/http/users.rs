@@ -46,21 +46,6 @@ pub struct NewUserBody {
     password: Option<String>,
 }
 
-fn base_url(state: &AppState, caller_host: Option<&str>) -> String {
-    let public = &state.config().security.public_url;
-    if !public.is_empty() {
-        return public.clone();
-    }
-    match caller_host {
-        Some(h) => format!("http://{h}"),
-        None => format!("http://{}", state.config().server.listen),
-    }
-}
-
-fn reset_ttl(state: &AppState) -> time::Duration {
-    time::Duration::hours(i64::try_from(state.config().security.reset_link_ttl_hours).unwrap_or(24))
-}
-
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -80,7 +65,7 @@ pub async fn create(
     };
     let needs_link = password_hash.is_none();
     let actor = caller.actor();
-    let ttl = reset_ttl(&state);
+    let ttl = state.config().security.reset_link_ttl();
     let (user, link) = state
         .db()
         .write(move |c| {
@@ -106,7 +91,7 @@ pub async fn create(
         .get(axum::http::header::HOST)
         .and_then(|v| v.to_str().ok());
     let link = link.map(|(secret, expires)| {
-        json!({"url": ops::reset_link(&base_url(&state, host), &secret), "expires_at": expires})
+        json!({"url": ops::reset_link(&state.config().public_base_url(host), &secret), "expires_at": expires})
     });
     Ok((
         StatusCode::CREATED,
@@ -157,7 +142,7 @@ pub async fn reset_link(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let actor = caller.actor();
-    let ttl = reset_ttl(&state);
+    let ttl = state.config().security.reset_link_ttl();
     let (secret, expires) = state
         .db()
         .write(move |c| {
@@ -170,7 +155,7 @@ pub async fn reset_link(
         .get(axum::http::header::HOST)
         .and_then(|v| v.to_str().ok());
     Ok(Json(
-        json!({"url": ops::reset_link(&base_url(&state, host), &secret), "expires_at": expires}),
+        json!({"url": ops::reset_link(&state.config().public_base_url(host), &secret), "expires_at": expires}),
     ))
 }
 

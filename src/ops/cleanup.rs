@@ -65,10 +65,9 @@ pub struct Cutoffs {
 
 impl Cutoffs {
     pub fn new(c: &CleanupConfig, s: &SecurityConfig) -> Cutoffs {
-        let idle = i64::try_from(s.session_idle_timeout_mins).unwrap_or(i64::MAX / 120);
         Cutoffs {
             now: crate::db::articles::now(),
-            session_idle: ago(time::Duration::minutes(idle)),
+            session_idle: ago(s.session_idle()),
             tokens: ago(days(c.token_retention_days)),
             audit: ago(days(c.audit_retention_days)),
             errors: ago(days(c.error_retention_days)),
@@ -360,16 +359,6 @@ pub fn summary(tasks: &[Task]) -> serde_json::Value {
     )
 }
 
-/// The next time `schedule` fires after `after`.
-fn next_after(cron: &croner::Cron, after: time::OffsetDateTime) -> Option<time::OffsetDateTime> {
-    let after = chrono::DateTime::<chrono::Utc>::from_timestamp(
-        after.unix_timestamp(),
-        after.nanosecond(),
-    )?;
-    let next = cron.find_next_occurrence(&after, false).ok()?;
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(next.timestamp_nanos_opt()?)).ok()
-}
-
 /// Run the safe part of cleanup on `cleanup.schedule` inside `serve`, audited as
 /// `system`; None when there is no schedule.
 pub fn spawn_scheduler(
@@ -381,7 +370,7 @@ pub fn spawn_scheduler(
     Some(tokio::spawn(async move {
         loop {
             let now = time::OffsetDateTime::now_utc();
-            let Some(next) = next_after(&cron, now) else {
+            let Some(next) = crate::config::next_occurrence(&cron, now) else {
                 break;
             };
             let wait = std::time::Duration::try_from(next - now).unwrap_or_default();
