@@ -188,6 +188,24 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
             expect: OPEN,
         },
         Case {
+            method: Method::GET,
+            pattern: "/admin",
+            requests: same("/admin", None),
+            expect: OPEN,
+        },
+        Case {
+            method: Method::GET,
+            pattern: "/admin/",
+            requests: same("/admin/", None),
+            expect: OPEN,
+        },
+        Case {
+            method: Method::GET,
+            pattern: "/admin/{*path}",
+            requests: same("/admin/app.js", None),
+            expect: OPEN,
+        },
+        Case {
             method: Method::POST,
             pattern: "/api/auth/login",
             requests: same(

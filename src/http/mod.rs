@@ -11,6 +11,7 @@ pub mod health;
 pub mod json;
 pub mod limits;
 pub mod search;
+pub mod ui;
 pub mod users;
 
 use std::time::Duration;
@@ -137,6 +138,10 @@ fn routes() -> Vec<Entry> {
     vec![
         r(Method::GET,     "/health",                                 Public,     General,   get(health::health)),
         r(Method::GET,     "/readyz",                                 Public,     General,   get(health::readyz)),
+        // The admin UI (static files; it signs in through /api/auth).
+        r(Method::GET,     "/admin",                                  Public,     General,   get(ui::redirect)),
+        r(Method::GET,     "/admin/",                                 Public,     General,   get(ui::index)),
+        r(Method::GET,     "/admin/{*path}",                          Public,     General,   get(ui::asset)),
         // Sign-in and account.
         r(Method::POST,    "/api/auth/login",                         Public,     Auth,      post(auth::login)),
         r(Method::POST,    "/api/auth/logout",                        Viewer,     General,   post(auth::logout)),
