@@ -118,7 +118,11 @@ const ADMIN: [u16; 4] = [401, 403, 403, 0];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_gives_each_role_exactly_the_intended_answer() {
-    let app = spawn_app_with(|c| c.rate_limit.login_per_15_min = 1000).await;
+    let app = spawn_app_with(|c| {
+        c.rate_limit.enabled = true;
+        c.rate_limit.login_per_15_min = 1000;
+    })
+    .await;
     let (viewer, viewer_token) = user_with_token(&app, "viewer@test.example", Role::Viewer).await;
     let (editor, editor_token) = user_with_token(&app, "editor@test.example", Role::Editor).await;
     let admin = app
@@ -884,6 +888,7 @@ async fn a_disabled_user_is_locked_out_everywhere() {
 #[tokio::test]
 async fn brute_force_is_rate_limited_then_the_account_locked_out_and_audited() {
     let app = spawn_app_with(|c| {
+        c.rate_limit.enabled = true;
         c.rate_limit.login_per_15_min = 3;
         c.security.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     })
@@ -1136,5 +1141,61 @@ async fn no_endpoint_returns_a_password_hash_and_tokens_are_shown_once() {
         .await
         .unwrap();
     assert_eq!(res.status(), 422);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_general_and_expensive_limits_answer_429_per_client() {
+    let app = spawn_app_with(|c| {
+        c.rate_limit.enabled = true;
+        c.rate_limit.general_per_second = 1;
+        c.rate_limit.general_burst = 3;
+        c.rate_limit.expensive_per_minute = 1;
+        c.rate_limit.expensive_burst = 1;
+    })
+    .await;
+    // Expensive: one search, then 429 (the general budget is not yet spent).
+    assert_eq!(
+        app.anon
+            .get(app.url("/api/search?q=x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let res = app
+        .anon
+        .get(app.url("/api/search?q=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    // General: the burst of 3 is spent by now (2 searches + this), then 429 everywhere,
+    // fallbacks included.
+    let mut codes = Vec::new();
+    for path in ["/health", "/health", "/api/nope"] {
+        codes.push(
+            app.anon
+                .get(app.url(path))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(codes, [200, 429, 429], "{codes:?}");
+    let v: Value = app
+        .anon
+        .get(app.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["error"]["code"], "rate_limited");
     app.stop().await.unwrap();
 }

@@ -222,6 +222,10 @@ impl SetupToken {
             .as_deref()
             .is_some_and(|t| secrets_equal(t, presented))
     }
+    /// The outstanding token (tests read it as a person reads the log).
+    pub fn current(&self) -> Option<String> {
+        self.lock().clone()
+    }
     /// Invalidate the token (after the first admin exists).
     pub fn consume(&self) {
         *self.lock() = None;

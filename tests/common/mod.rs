@@ -42,6 +42,9 @@ pub fn test_config(data_dir: &Path) -> Config {
     };
     c.server.listen = "127.0.0.1:0".parse().expect("addr");
     c.metrics.listen = "127.0.0.1:0".parse().expect("addr");
+    // Tests drive load from one address; the per-IP limits are tested on their own
+    // (tests/security.rs turns them on where it checks them).
+    c.rate_limit.enabled = false;
     c.health.min_free_disk_bytes = 1024 * 1024;
     c.health.warn_free_disk_bytes = 2 * 1024 * 1024;
     c
