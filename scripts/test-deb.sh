@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Package checks, run by ./scripts/test.sh (and so by CI). Needs root (chroot, mount).
+# Package checks, run by ./scripts/test.sh (no `cmd | grep -q` here: grep closing the pipe
+# early made the writer fail under pipefail) (and so by CI). Needs root (chroot, mount).
 #   1. build the .deb (scripts/build-deb.sh) and a second one with a higher version and
 #      one more migration, from a copy of this tree;
 #   2. lintian: no errors, no warnings (overrides are in packaging/debian/lintian-overrides);
@@ -108,7 +109,8 @@ owner() { chroot "$root" stat -c '%U:%G %a' "$1"; }
 step "install"
 in_root dpkg -i "/tmp/$(basename "$deb1")" > "$work/install.log" 2>&1 || { cat "$work/install.log"; fail "dpkg -i"; }
 grep -q "setup_token" "$work/install.log" || fail "postinst did not say how to get the setup token"
-in_root getent passwd appliance | grep -q ':/var/lib/appliance:/usr/sbin/nologin$' || fail "no appliance system user"
+passwd_line=$(in_root getent passwd appliance || true)
+[[ "$passwd_line" == *:/var/lib/appliance:/usr/sbin/nologin ]] || fail "no appliance system user ($passwd_line)"
 [ "$(owner /var/lib/appliance)" = "appliance:appliance 750" ] || fail "/var/lib/appliance is $(owner /var/lib/appliance)"
 [ "$(owner /etc/appliance/appliance.toml)" = "root:root 644" ] || fail "config is $(owner /etc/appliance/appliance.toml)"
 grep -qx /etc/appliance/appliance.toml "$root/var/lib/dpkg/info/appliance.conffiles" || fail "config is not a conffile"
@@ -174,20 +176,24 @@ in_root dpkg -i "/tmp/$(basename "$deb2")" > "$work/upgrade.log" 2>&1 || { cat "
 grep -q "taking a backup before upgrading" "$work/upgrade.log" || fail "no pre-upgrade backup"
 [ "$(ls "$root/var/lib/appliance/backups" | grep -c -- '-manual.tar.zst$')" = 2 ] || fail "expected 2 archives (ours + pre-upgrade)"
 start_service
-in_root appliance migrate status --json | grep -q "package_upgrade_test" || fail "the new migration is not applied"
-ls "$root/var/lib/appliance/backups" | grep -q '^pre-migrate-' || fail "no pre-migration copy"
-api GET /api/articles "$token" | grep -q "Kept across upgrades" || fail "data lost in the upgrade"
+status=$(in_root appliance migrate status --json) || fail "migrate status"
+[[ "$status" == *package_upgrade_test* ]] || fail "the new migration is not applied"
+compgen -G "$root/var/lib/appliance/backups/pre-migrate-*" >/dev/null || fail "no pre-migration copy"
+listing=$(api GET /api/articles "$token") || fail "GET /api/articles"
+[[ "$listing" == *"Kept across upgrades"* ]] || fail "data lost in the upgrade"
 stray=$(chroot "$root" find /var/lib/appliance ! -user appliance)
 [ -z "$stray" ] || fail "files not owned by appliance after the upgrade: $stray"
 stop_service
 
 step "restore as root"
-archive=$(ls "$root/var/lib/appliance/backups" | grep -- '-manual.tar.zst$' | head -n 1)
+archives=("$root"/var/lib/appliance/backups/*-manual.tar.zst)
+archive=$(basename "${archives[0]}")
 in_root appliance restore "$archive" > "$work/restore.log" 2>&1 || { cat "$work/restore.log"; fail "restore as root"; }
 stray=$(chroot "$root" find /var/lib/appliance ! -user appliance)
 [ -z "$stray" ] || fail "files not owned by appliance after a root restore: $stray"
 start_service
-api GET /api/articles "$token" | grep -q "Kept across upgrades" || fail "restored data missing"
+listing=$(api GET /api/articles "$token") || fail "GET /api/articles"
+[[ "$listing" == *"Kept across upgrades"* ]] || fail "restored data missing"
 stop_service
 
 step "remove: data and config kept"
