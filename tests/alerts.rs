@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,19 +43,7 @@ fn receiver(plan: Vec<Mode>) -> Receiver {
             let mode = plan.lock().unwrap().pop_front().unwrap_or(Mode::Ok);
             let (acc, sn) = (acc.clone(), sn.clone());
             std::thread::spawn(move || {
-                let mut reader = BufReader::new(s.try_clone().unwrap());
-                let (mut len, mut line) = (0usize, String::new());
-                while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                    if line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap_or(0);
-                    }
-                    line.clear();
-                }
-                let mut body = vec![0u8; len];
-                let _ = reader.read_exact(&mut body);
+                let body = common::read_request_body(&s);
                 *sn.lock().unwrap() += 1;
                 match mode {
                     Mode::Fail => {

@@ -1199,3 +1199,93 @@ async fn the_general_and_expensive_limits_answer_429_per_client() {
     assert_eq!(v["error"]["code"], "rate_limited");
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn bad_input_to_the_identity_apis_is_a_4xx_naming_the_problem() {
+    let app = spawn_app_with(|_| {}).await;
+    let field = |v: &Value| {
+        v["error"]["fields"][0]["field"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    // The test admin's email, in other case: taken.
+    let (s, v) = app
+        .post(
+            "/api/admin/users",
+            json!({"email": common::ADMIN_EMAIL.to_uppercase(), "role": "viewer"}),
+        )
+        .await;
+    assert_eq!((s, field(&v)), (409, "email".into()), "{v}");
+    let (s, v) = app
+        .post(
+            "/api/admin/users",
+            json!({"email": "no-at-sign", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!((s, field(&v)), (422, "email".into()), "{v}");
+    let (s, v) = app
+        .post(
+            "/api/admin/users",
+            json!({"email": "w@test.example", "role": "viewer", "password": "password1234"}),
+        )
+        .await;
+    assert_eq!((s, field(&v)), (422, "password".into()), "{v}");
+    let (s, v) = app
+        .post(
+            "/api/admin/users",
+            json!({"email": "r@test.example", "role": "root"}),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("root"),
+        "{v}"
+    );
+    let (s, v) = app.patch("/api/admin/users/1", json!({})).await;
+    assert_eq!(s, 422, "{v}");
+    let (s, _) = app
+        .patch("/api/admin/users/99999", json!({"role": "viewer"}))
+        .await;
+    assert_eq!(s, 404);
+    let (s, v) = app
+        .get_json("/api/admin/audit?limit=0&since=yesterday")
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let mut fields: Vec<String> = v["error"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap().to_string())
+        .collect();
+    fields.sort();
+    assert_eq!(fields, ["limit", "since"]);
+    let (s, v) = app
+        .post(
+            "/api/auth/reset-password",
+            json!({"token": "not-a-link", "password": "a fine long passphrase"}),
+        )
+        .await;
+    assert_eq!(s, 401, "{v}");
+    // The JSON extractor: a wrong content type and broken JSON.
+    let res = app
+        .client
+        .post(app.url("/api/auth/tokens"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415);
+    let res = app
+        .client
+        .post(app.url("/api/auth/tokens"))
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "bad_request");
+    app.stop().await.unwrap();
+}

@@ -91,14 +91,7 @@ pub(super) async fn open_db(config: &Config) -> anyhow::Result<(DataDir, Db)> {
     let db = Db::open(&path, &config.database)
         .await
         .with_context(|| format!("cannot open database {}", path.display()))?;
-    let st = db.read(migrations::status).await?;
-    if !st.is_current() {
-        bail!(
-            "the database schema is not current (at {}, this binary needs {}); run `appliance migrate run` first",
-            st.current_version(),
-            st.target_version()
-        );
-    }
+    super::require_current(&db.read(migrations::status).await?)?;
     Ok((data_dir, db))
 }
 

@@ -43,13 +43,7 @@ fn open(config: &Config) -> anyhow::Result<Connection> {
         Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     conn.busy_timeout(Duration::from_millis(config.database.busy_timeout_ms))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    let st = crate::db::migrations::status(&conn)?;
-    anyhow::ensure!(
-        st.is_current(),
-        "the database schema is not current (at {}, this binary needs {}); run `appliance migrate run` first",
-        st.current_version(),
-        st.target_version()
-    );
+    super::require_current(&crate::db::migrations::status(&conn)?)?;
     Ok(conn)
 }
 

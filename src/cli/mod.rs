@@ -207,6 +207,18 @@ fn run_as_data_owner(cli: &Cli) -> Option<ExitCode> {
     })
 }
 
+/// Commands that read or write data need the schema this binary was built for.
+fn require_current(st: &migrations::MigrationStatus) -> anyhow::Result<()> {
+    if !st.is_current() {
+        bail!(
+            "the database schema is not current (at {}, this binary needs {}); run `appliance migrate run` first",
+            st.current_version(),
+            st.target_version()
+        );
+    }
+    Ok(())
+}
+
 fn one_line(e: &anyhow::Error) -> String {
     format!("{e:#}").replace('\n', " ")
 }

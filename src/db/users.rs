@@ -426,17 +426,22 @@ pub fn create_reset(
     Ok(())
 }
 
-/// Spend a reset link: the user it belongs to when it exists, is unused and unexpired
-/// and the user is enabled; it is marked used either way.
-pub fn take_reset(conn: &Connection, token_hash: &str, now: &str) -> Result<Option<i64>, DbError> {
-    let user = conn
+/// The user a reset link belongs to, when it exists, is unused and unexpired and the
+/// user is enabled. Changes nothing.
+pub fn reset_owner(conn: &Connection, token_hash: &str, now: &str) -> Result<Option<i64>, DbError> {
+    Ok(conn
         .query_row(
             "SELECT r.user_id FROM password_resets r JOIN users u ON u.id = r.user_id
              WHERE r.token_hash = ?1 AND r.used_at IS NULL AND r.expires_at > ?2 AND u.disabled = 0",
             params![token_hash, now],
             |r| r.get(0),
         )
-        .optional()?;
+        .optional()?)
+}
+
+/// Spend a reset link: its owner as [`reset_owner`] finds it; it is marked used either way.
+pub fn take_reset(conn: &Connection, token_hash: &str, now: &str) -> Result<Option<i64>, DbError> {
+    let user = reset_owner(conn, token_hash, now)?;
     conn.execute(
         "UPDATE password_resets SET used_at = ?2 WHERE token_hash = ?1 AND used_at IS NULL",
         params![token_hash, now],

@@ -100,21 +100,10 @@ pub async fn errors(
             "must be low, medium, high or critical",
         ));
     }
-    let since = match &q.since {
-        Some(v) => {
-            match time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339) {
-                Ok(t) => Some(crate::db::articles::format_time(t)),
-                Err(_) => {
-                    errs.push(FieldError::new(
-                        "since",
-                        "must be an RFC 3339 time such as 2026-11-22T10:00:00Z",
-                    ));
-                    None
-                }
-            }
-        }
-        None => None,
-    };
+    let since = q
+        .since
+        .as_deref()
+        .and_then(|v| super::time_param("since", v, &mut errs));
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         errs.push(FieldError::new("limit", "must be between 1 and 500"));

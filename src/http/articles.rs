@@ -197,16 +197,9 @@ pub async fn list(
                 Some(s) => f.status = Some(s),
                 None => errs.push(FieldError::new("status", "must be `draft` or `published`")),
             },
-            "updated_since" => match time::OffsetDateTime::parse(
-                value,
-                &time::format_description::well_known::Rfc3339,
-            ) {
-                Ok(t) => f.updated_since = Some(store::format_time(t)),
-                Err(_) => errs.push(FieldError::new(
-                    "updated_since",
-                    "must be an RFC 3339 time like 2026-01-31T12:00:00Z",
-                )),
-            },
+            "updated_since" => {
+                f.updated_since = super::time_param("updated_since", value, &mut errs)
+            }
             "limit" => match value.parse::<u32>() {
                 Ok(n) if (1..=max).contains(&n) => f.limit = n,
                 _ => errs.push(FieldError::new("limit", format!("must be 1 to {max}"))),

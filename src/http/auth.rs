@@ -793,17 +793,9 @@ pub async fn reset_password(
     let now = crate::db::articles::now();
     // Check the link first (read-only), so a weak password does not spend it.
     let (h, n) = (token_hash.clone(), now.clone());
-    let user_id: Option<i64> = state
+    let user_id = state
         .db()
-        .read(move |c| {
-            Ok(c.query_row(
-                "SELECT r.user_id FROM password_resets r JOIN users u ON u.id = r.user_id
-                 WHERE r.token_hash = ?1 AND r.used_at IS NULL AND r.expires_at > ?2 AND u.disabled = 0",
-                rusqlite::params![h, n],
-                |r| r.get(0),
-            )
-            .ok())
-        })
+        .read(move |c| users::reset_owner(c, &h, &n))
         .await?;
     let Some(user_id) = user_id else {
         audit(

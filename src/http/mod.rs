@@ -335,6 +335,21 @@ pub fn router(state: AppState) -> Router {
     .with_state(state)
 }
 
+/// A query parameter that must be an RFC 3339 time: the stored (UTC, milliseconds) form,
+/// or a field error naming `name` pushed to `errs`.
+pub(crate) fn time_param(name: &str, value: &str, errs: &mut Vec<FieldError>) -> Option<String> {
+    match time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339) {
+        Ok(t) => Some(crate::db::articles::format_time(t)),
+        Err(_) => {
+            errs.push(FieldError::new(
+                name,
+                "must be an RFC 3339 time such as 2026-11-22T10:00:00Z",
+            ));
+            None
+        }
+    }
+}
+
 fn make_span(req: &Request) -> Span {
     let route = req
         .extensions()

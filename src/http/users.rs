@@ -190,36 +190,26 @@ pub async fn audit_log(
             "must be success, failure or denied",
         ));
     }
-    for (name, v) in [("since", &q.since), ("until", &q.until)] {
-        if let Some(v) = v
-            && time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-                .is_err()
-        {
-            errs.push(FieldError::new(
-                name,
-                "must be an RFC 3339 time such as 2026-11-22T10:00:00Z",
-            ));
-        }
-    }
+    let since = q
+        .since
+        .as_deref()
+        .and_then(|v| super::time_param("since", v, &mut errs));
+    let until = q
+        .until
+        .as_deref()
+        .and_then(|v| super::time_param("until", v, &mut errs));
     if !errs.is_empty() {
         return Err(ApiError::BadParameter {
             message: "invalid audit query".into(),
             fields: errs,
         });
     }
-    let norm = |v: &Option<String>| {
-        v.as_deref()
-            .and_then(|s| {
-                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
-            })
-            .map(crate::db::articles::format_time)
-    };
     let filter = audit::Filter {
         action: q.action,
         actor: q.actor,
         outcome: q.outcome,
-        since: norm(&q.since),
-        until: norm(&q.until),
+        since,
+        until,
         before_id: q.before,
         after_id: None,
         limit,

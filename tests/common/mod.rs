@@ -344,6 +344,26 @@ pub fn start_server_args(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Ser
     Server { child, addr }
 }
 
+/// Read one HTTP/1.1 request from `stream` (headers up to the blank line, then a body of
+/// `Content-Length` bytes) and return the body; for small local receivers in tests.
+pub fn read_request_body(stream: &std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+    let (mut len, mut line) = (0usize, String::new());
+    while reader.read_line(&mut line).unwrap_or(0) > 0 {
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+        line.clear();
+    }
+    let mut body = vec![0u8; len];
+    let _ = reader.read_exact(&mut body);
+    body
+}
+
 /// A minimal HTTP/1.1 GET without a client library: (status, body).
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     http_get_auth(addr, path, None)
