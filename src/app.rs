@@ -41,6 +41,8 @@ struct Inner {
     setup_token: crate::auth::SetupToken,
     /// Password hashes in flight (19 MiB and a core each).
     argon2: tokio::sync::Semaphore,
+    /// The last hour of request rate, latency and errors (dashboard charts).
+    history: crate::ops::history::History,
 }
 
 impl AppState {
@@ -97,6 +99,10 @@ impl AppState {
     /// Wait for a slot to hash or verify a password (at most two at once).
     pub async fn argon2_permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.0.argon2.acquire().await.ok()
+    }
+    /// The last hour of HTTP traffic (see `ops::history`).
+    pub fn history(&self) -> &crate::ops::history::History {
+        &self.0.history
     }
     /// The counter the router's in-flight layer updates.
     pub fn in_flight_counter(&self) -> InFlightRequestsCounter {
@@ -189,6 +195,7 @@ impl App {
                 alerts,
                 setup_token: Default::default(),
                 argon2: tokio::sync::Semaphore::new(2),
+                history: crate::ops::history::History::default(),
             })),
             listener,
             metrics_listener,

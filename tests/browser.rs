@@ -1,22 +1,30 @@
-//! The admin UI in a real browser: Debian's Chromium, headless, driven through
-//! chromedriver (WebDriver) with fantoccini. A fresh server offers the first-admin
-//! setup; the page creates the admin with the setup token, shows who is signed in,
-//! signs out, refuses a wrong password with the server's message, and signs in again.
+//! The admin UI end to end in a real browser: Debian's Chromium, headless, driven through
+//! chromedriver (WebDriver) with fantoccini, against the real `appliance serve` binary on
+//! 127.0.0.1 (its own data directory per test, rate limits on). Every test saves a
+//! screenshot under `target/ui-screenshots/`; with `APPLIANCE_UPDATE_SCREENSHOTS=1` the
+//! ones the README shows are also written to `docs/screenshots/`.
+//!
 //! `scripts/test.sh` installs `chromium` and `chromium-driver` when missing; without
-//! them this test fails, it never skips.
+//! them these tests fail, they never skip.
 
 mod common;
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use appliance::app::App;
 use fantoccini::{ClientBuilder, Locator};
-use serde_json::json;
+use serde_json::{Value, json};
 
-struct Driver(Child);
+const ADMIN: &str = "boss@example.org";
+const PASSWORD: &str = "a long browser passphrase";
+const WAIT: Duration = Duration::from_secs(15);
 
-impl Drop for Driver {
+/// A child process killed when dropped (chromedriver, the server).
+struct Proc(Child);
+
+impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -30,7 +38,102 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn browser() -> (Driver, fantoccini::Client) {
+/// A running `appliance serve` with its data under a temporary directory.
+struct Server {
+    _proc: Proc,
+    base: String,
+    dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Start the binary; with `admin`, create the admin first with the CLI.
+    fn start(admin: bool) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        if admin {
+            create_user(dir.path(), ADMIN, "admin");
+        }
+        let log = dir.path().join("server.log");
+        let child = common::cli(dir.path())
+            .env("APPLIANCE__SERVER__LISTEN", "127.0.0.1:0")
+            .env("APPLIANCE__LOG__FORMAT", "json")
+            // Rate limits stay on; a test signs in more often than a person would.
+            .env("APPLIANCE__RATE_LIMIT__LOGIN_PER_15_MIN", "100")
+            .env("APPLIANCE__HEALTH__MIN_FREE_DISK_BYTES", "1048576")
+            .env("APPLIANCE__HEALTH__WARN_FREE_DISK_BYTES", "2097152")
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn appliance serve");
+        let proc = Proc(child);
+        let addr = common::poll(Duration::from_secs(30), || {
+            log_lines(&log)
+                .iter()
+                .find_map(|v| v["address"].as_str().map(str::to_owned))
+        })
+        .expect("the server logs its address");
+        Server {
+            _proc: proc,
+            base: format!("http://{addr}"),
+            dir,
+            log,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn setup_token(&self) -> String {
+        common::poll(Duration::from_secs(10), || {
+            log_lines(&self.log)
+                .iter()
+                .find_map(|v| v["setup_token"].as_str().map(str::to_owned))
+        })
+        .expect("setup token in the log")
+    }
+
+    /// An admin API token made with the CLI (for arranging data, never for the UI).
+    fn api(&self) -> reqwest::Client {
+        let o = common::cli(self.dir.path())
+            .args(["token", "create", "--email", ADMIN, "--name", "arrange"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        common::client_with_token(common::stdout(&o).trim())
+    }
+}
+
+fn log_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn create_user(dir: &Path, email: &str, role: &str) {
+    let mut child = common::cli(dir)
+        .args(["user", "create", "--email", email, "--role", role])
+        .arg("--password-stdin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "user create: {}", common::stderr(&o));
+}
+
+struct Browser {
+    c: fantoccini::Client,
+    _driver: Proc,
+    _profile: tempfile::TempDir,
+}
+
+async fn browser() -> Browser {
     let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
     let port = free_port();
     let child = Command::new(&chromedriver)
@@ -41,7 +144,8 @@ async fn browser() -> (Driver, fantoccini::Client) {
         .unwrap_or_else(|e| {
             panic!("cannot start {chromedriver} (scripts/test.sh installs chromium-driver): {e}")
         });
-    let driver = Driver(child);
+    let driver = Proc(child);
+    let profile = tempfile::tempdir().unwrap();
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -49,143 +153,514 @@ async fn browser() -> (Driver, fantoccini::Client) {
             "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
             "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--disable-quic", "--no-first-run", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync",
-                     format!("--user-data-dir={}", tempfile::tempdir().unwrap().keep().display())]
+                     "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+                     format!("--user-data-dir={}", profile.path().display())]
         }),
     );
     let url = format!("http://127.0.0.1:{port}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let c = loop {
         match ClientBuilder::rustls()
             .expect("rustls connector")
             .capabilities(caps.clone())
             .connect(&url)
             .await
         {
-            Ok(c) => return (driver, c),
-            Err(e) if std::time::Instant::now() < deadline => {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < deadline => {
                 let _ = e;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => panic!("chromedriver at {url} did not start a session: {e}"),
         }
+    };
+    c.set_window_size(1280, 860).await.unwrap();
+    Browser {
+        c,
+        _driver: driver,
+        _profile: profile,
     }
 }
 
-async fn text_of(c: &fantoccini::Client, css: &str) -> String {
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
-        .await
-        .unwrap()
-}
-
-/// Wait until the element's text contains `want`.
-async fn wait_text(c: &fantoccini::Client, css: &str, want: &str) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let t = text_of(c, css).await;
-        if t.contains(want) {
-            return t;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{css} shows {t:?}, not {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+impl Browser {
+    async fn go(&self, url: &str) {
+        self.c.goto(url).await.unwrap();
     }
-}
 
-async fn fill(c: &fantoccini::Client, form: &str, fields: &[(&str, &str)]) {
-    for (name, value) in fields {
-        let input = c
-            .find(Locator::Css(&format!("#{form} input[name={name}]")))
+    async fn el(&self, css: &str) -> fantoccini::elements::Element {
+        self.c
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
             .await
-            .unwrap();
-        input.clear().await.unwrap();
-        input.send_keys(value).await.unwrap();
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
     }
-    c.find(Locator::Css(&format!("#{form} button[type=submit]")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+
+    /// Wait until the element's text contains `want`; returns the text.
+    async fn wait_text(&self, css: &str, want: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let t = match self.c.find(Locator::Css(css)).await {
+                Ok(e) => e.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if t.contains(want) {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "{css} shows {t:?}, not {want:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        self.el(css).await.click().await.unwrap();
+    }
+
+    /// Type into the named inputs of a form (clearing them first).
+    async fn fill(&self, form: &str, fields: &[(&str, &str)]) {
+        for (name, value) in fields {
+            let input = self.el(&format!("#{form} [name={name}]")).await;
+            input.clear().await.unwrap();
+            input.send_keys(value).await.unwrap();
+        }
+    }
+
+    async fn submit(&self, form: &str) {
+        self.click(&format!("#{form} button[type=submit]")).await;
+    }
+
+    async fn sign_in(&self, server: &Server, email: &str) {
+        self.go(&server.url("/admin/signin")).await;
+        self.fill("signin-form", &[("email", email), ("password", PASSWORD)])
+            .await;
+        self.submit("signin-form").await;
+        self.wait_text("#who", email).await;
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.c.execute(script, vec![]).await.unwrap()
+    }
+
+    /// Save a screenshot of the viewport as `<name>.png`.
+    async fn shot(&self, name: &str) {
+        let png = self.c.screenshot().await.unwrap();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../ui-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), &png).unwrap();
+        if std::env::var_os("APPLIANCE_UPDATE_SCREENSHOTS").is_some()
+            && ["dashboard", "articles-search", "backups"].contains(&name)
+        {
+            let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+            std::fs::create_dir_all(&docs).unwrap();
+            std::fs::write(docs.join(format!("{name}.png")), &png).unwrap();
+        }
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    }
+
+    /// No alert() ran: WebDriver reports "no such alert".
+    async fn assert_no_alert(&self) {
+        assert!(
+            self.c.get_alert_text().await.is_err(),
+            "an alert opened: script ran"
+        );
+    }
+
+    async fn close(self) {
+        self.c.close().await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn first_admin_setup_sign_out_and_sign_in_in_chromium() {
-    // A fresh server: no users, so it offers the setup token.
-    let tmp = tempfile::tempdir().unwrap();
-    let config = common::test_config(&tmp.path().join("data"));
-    let app = App::build(config).await.unwrap();
-    let base = format!("http://{}", app.local_addr());
-    let state = app.state().clone();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async move {
-        let _ = rx.await;
-    }));
-    // The token the server logged: the same one it holds.
-    let token = common::poll(Duration::from_secs(10), || state.setup_token().current())
-        .expect("setup token");
-
-    let (_driver, c) = browser().await;
-    c.goto(&format!("{base}/admin/")).await.unwrap();
-    assert!(c.title().await.unwrap().contains("appliance"));
-    wait_text(&c, "#setup h2", "Create the first admin").await;
-    fill(
-        &c,
+async fn setup_dashboard_sign_out_failed_sign_in_and_keyboard_sign_in() {
+    let server = Server::start(false);
+    let token = server.setup_token();
+    let b = browser().await;
+    b.go(&server.url("/admin/")).await;
+    assert!(b.c.title().await.unwrap().contains("appliance"));
+    b.wait_text("#setup h1", "Create the first admin").await;
+    // A wrong token is named by the server's message.
+    b.fill(
         "setup-form",
         &[
-            ("token", &token),
-            ("email", "boss@example.org"),
-            ("password", "a long browser passphrase"),
+            ("token", "not-the-token"),
+            ("email", ADMIN),
+            ("password", PASSWORD),
         ],
     )
     .await;
-    wait_text(&c, "#who", "boss@example.org (admin)").await;
-    wait_text(&c, "#home-text", "Welcome").await;
+    b.submit("setup-form").await;
+    b.wait_text("#setup-form .form-error", "wrong setup token")
+        .await;
+    b.fill("setup-form", &[("token", &token)]).await;
+    b.submit("setup-form").await;
+    b.wait_text("#who", &format!("{ADMIN} (admin)")).await;
 
-    // Sign out, then a wrong password shows the server's message, then the right one.
-    c.find(Locator::Css("#signout"))
+    // The dashboard: health checks with details, version, article counts, index,
+    // storage, backup, errors, and charts that update without a reload.
+    b.wait_text("h1", "Dashboard").await;
+    let checks = b.wait_text(".checks", "database read").await;
+    for name in [
+        "database write",
+        "migrations",
+        "disk",
+        "search index",
+        "backup",
+    ] {
+        assert!(checks.contains(name), "{checks}");
+    }
+    let page = b.wait_text("#view", "Published").await;
+    for want in [
+        env!("CARGO_PKG_VERSION"),
+        "Search index",
+        "Database",
+        "WAL",
+        "Disk free",
+        "No backup has run yet",
+        "Recent errors",
+    ] {
+        assert!(page.contains(want), "dashboard lacks {want}: {page}");
+    }
+    b.el("#chart-rate svg path.line").await;
+    b.el("#chart-p99 svg").await;
+    b.el("#chart-errors svg").await;
+    let before = b.wait_text("#updated", "Updated").await;
+    b.js("window.__same_page = true").await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = b.el("#updated").await.text().await.unwrap();
+        if now != before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the dashboard did not refresh");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        b.js("return window.__same_page === true").await,
+        json!(true),
+        "refreshed without a reload"
+    );
+    b.shot("dashboard").await;
+
+    // Sign out; a wrong password shows the server's message.
+    b.click("#signout").await;
+    b.wait_text("#signin h1", "Sign in").await;
+    b.fill(
+        "signin-form",
+        &[("email", ADMIN), ("password", "not the passphrase")],
+    )
+    .await;
+    b.submit("signin-form").await;
+    b.wait_text("#signin-form .form-error", "wrong email or password")
+        .await;
+    b.shot("signin-failed").await;
+    // Sign in with the keyboard only: type and press Enter.
+    b.fill("signin-form", &[("password", &format!("{PASSWORD}\n"))])
+        .await;
+    b.wait_text("#who", &format!("{ADMIN} (admin)")).await;
+    // The session cookie is HttpOnly: scripts cannot read it.
+    assert_eq!(b.js("return document.cookie").await, json!(""));
+    // Every input has a label.
+    assert_eq!(
+        b.js("return [...document.querySelectorAll('input,select,textarea')].filter(i => !i.labels?.length && !i.getAttribute('aria-label')).length").await,
+        json!(0)
+    );
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_publish_search_edit_delete_and_undo_an_article() {
+    let server = Server::start(true);
+    let b = browser().await;
+    b.sign_in(&server, ADMIN).await;
+    b.click("#nav a[href='/admin/articles']").await;
+    b.wait_text("h1", "Articles").await;
+    b.click("#new-article").await;
+    b.wait_text("h1", "New article").await;
+
+    // The server's validation errors appear next to the fields they name.
+    b.fill("article-form", &[("slug", "Not A Slug!")]).await;
+    b.submit("article-form").await;
+    b.wait_text("[data-error-for=title]", "must be 1 to 300 characters")
+        .await;
+    b.wait_text("[data-error-for=slug]", "lowercase").await;
+
+    b.fill(
+        "article-form",
+        &[
+            ("title", "Tantivy in production"),
+            ("slug", ""),
+            ("category", "ops"),
+            ("tags", "search, rust"),
+            (
+                "body",
+                "# Running tantivy\n\nThe **segment merger** keeps tantivy fast.",
+            ),
+        ],
+    )
+    .await;
+    // The Markdown preview renders as the body is typed.
+    b.wait_text("#preview h1", "Running tantivy").await;
+    b.wait_text("#preview strong", "segment merger").await;
+    b.submit("article-form").await;
+    b.wait_text("#flash", "Saved").await;
+    b.wait_text("#article-meta", "draft").await;
+    // Publish.
+    b.click("#toggle-publish").await;
+    b.wait_text("#flash", "Published").await;
+    b.wait_text("#article-meta", "published").await;
+
+    // Search as you type finds it with the match highlighted.
+    b.click("#nav a[href='/admin/articles']").await;
+    let q = b.el("#article-filters input[name=q]").await;
+    q.send_keys("merger").await.unwrap();
+    b.wait_text(".hit .hit-title", "Tantivy in production")
+        .await;
+    b.wait_text(".hit .snippet mark", "merger").await;
+    b.shot("articles-search").await;
+
+    // Edit it.
+    b.click(".hit .hit-title").await;
+    b.wait_text("h1", "Tantivy in production").await;
+    b.fill(
+        "article-form",
+        &[("title", "Tantivy in production, revised")],
+    )
+    .await;
+    b.submit("article-form").await;
+    b.wait_text("h1", "Tantivy in production, revised").await;
+    let api = server.api();
+    let list: Value = api
+        .get(server.url("/api/articles?status=published"))
+        .send()
         .await
         .unwrap()
-        .click()
+        .json()
         .await
         .unwrap();
-    wait_text(&c, "#signin h2", "Sign in").await;
-    fill(
-        &c,
-        "signin-form",
-        &[
-            ("email", "boss@example.org"),
-            ("password", "not the passphrase"),
-        ],
-    )
-    .await;
-    wait_text(&c, "#error", "wrong email or password").await;
-    fill(
-        &c,
-        "signin-form",
-        &[
-            ("email", "boss@example.org"),
-            ("password", "a long browser passphrase"),
-        ],
-    )
-    .await;
-    wait_text(&c, "#who", "boss@example.org (admin)").await;
-    // The session cookie is HttpOnly: scripts cannot read it.
-    let cookie = c.execute("return document.cookie", vec![]).await.unwrap();
-    assert_eq!(
-        cookie,
-        json!(""),
-        "the session cookie is not visible to scripts"
-    );
+    assert_eq!(list["items"][0]["title"], "Tantivy in production, revised");
+    let id = list["items"][0]["id"].as_i64().unwrap();
 
-    c.close().await.unwrap();
-    let _ = tx.send(());
-    server.await.unwrap().unwrap();
+    // Delete (after confirming), then undo.
+    b.click("#delete").await;
+    b.click("#confirm-yes").await;
+    b.wait_text("#flash", "Deleted").await;
+    let status = api
+        .get(server.url(&format!("/api/articles/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404, "deleted");
+    b.click("#undo").await;
+    b.wait_text("#flash", "Restored").await;
+    b.wait_text("h1", "Tantivy in production, revised").await;
+    let status = api
+        .get(server.url(&format!("/api/articles/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200, "restored");
+
+    // Narrow screens: the list fits 390 px without sideways scrolling.
+    b.c.set_window_size(390, 844).await.unwrap();
+    b.click("#nav a[href='/admin/articles']").await;
+    b.wait_text("#results", "Tantivy in production, revised")
+        .await;
+    let fits = b
+        .js("return document.documentElement.scrollWidth <= window.innerWidth")
+        .await;
+    let wide = b
+        .js("return [window.innerWidth, document.documentElement.scrollWidth, [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).map(e => e.tagName + '.' + e.className + '#' + e.id + ':' + Math.round(e.getBoundingClientRect().right)).slice(0, 8)]")
+        .await;
+    assert_eq!(fits, json!(true), "no horizontal scroll at 390 px: {wide}");
+    b.shot("articles-390px").await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_started_in_the_ui_is_listed_as_verified() {
+    let server = Server::start(true);
+    let b = browser().await;
+    b.sign_in(&server, ADMIN).await;
+    b.click("#nav a[href='/admin/backups']").await;
+    b.wait_text("h1", "Backups").await;
+    b.wait_text("#backup-list", "No backups yet").await;
+    b.wait_text("#view", "Restore").await;
+    b.click("#backup-now").await;
+    b.wait_text("#flash", "Backup finished and verified").await;
+    b.wait_text("#backup-list", "verified").await;
+    b.wait_text("#backup-list", ".tar.zst").await;
+    b.wait_text("#backup-status", "ok").await;
+    // The download link points at the archive through the API.
+    let href = b
+        .js("return document.querySelector('#backup-list a[download]').getAttribute('href')")
+        .await;
+    assert!(
+        href.as_str().unwrap().starts_with("/api/admin/backups/"),
+        "{href}"
+    );
+    b.shot("backups").await;
+
+    // Migrations and settings pages show what the server has.
+    b.click("#nav a[href='/admin/migrations']").await;
+    b.wait_text("#view", "V1").await;
+    b.wait_text("#view", "applied").await;
+    b.click("#nav a[href='/admin/settings']").await;
+    b.wait_text("#view", "[backup]").await;
+    b.click("#nav a[href='/admin/audit']").await;
+    b.wait_text("#view", "backup.create").await;
+    b.shot("audit").await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_made_in_the_ui_cannot_reach_admin_pages() {
+    let server = Server::start(true);
+    let b = browser().await;
+    b.sign_in(&server, ADMIN).await;
+    b.click("#nav a[href='/admin/users']").await;
+    b.wait_text("h1", "Users").await;
+    b.fill(
+        "user-form",
+        &[
+            ("email", "reader@example.org"),
+            ("display_name", "Reader"),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    b.submit("user-form").await;
+    b.wait_text("#flash", "Created reader@example.org (viewer)")
+        .await;
+    b.wait_text("#user-list", "reader@example.org").await;
+    // A weak password is refused next to the password field.
+    b.fill(
+        "user-form",
+        &[("email", "weak@example.org"), ("password", "too short")],
+    )
+    .await;
+    b.submit("user-form").await;
+    b.wait_text("[data-error-for=password]", "at least 12 characters")
+        .await;
+    b.click("#signout").await;
+
+    b.sign_in(&server, "reader@example.org").await;
+    b.wait_text("#who", "(viewer)").await;
+    let nav = b.el("#nav").await.text().await.unwrap();
+    for admin_page in ["Dashboard", "Users", "Backups", "Audit", "Settings"] {
+        assert!(!nav.contains(admin_page), "viewer nav shows {admin_page}");
+    }
+    for page in [
+        "/admin/users",
+        "/admin/backups",
+        "/admin/settings",
+        "/admin/audit",
+    ] {
+        b.go(&server.url(page)).await;
+        b.wait_text("#forbidden", "needs the admin role").await;
+        let view = b.el("#view").await.text().await.unwrap();
+        assert!(!view.contains(ADMIN), "{page} leaked admin data: {view}");
+    }
+    b.shot("viewer-forbidden").await;
+    // And the API refuses them too, whatever the page does.
+    let status =
+        b.c.execute_async(
+            "fetch('/api/admin/users').then(r => arguments[0](r.status))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, json!(403));
+
+    // Session expiry: the server ends the session (a role change does); the next
+    // action returns to sign-in with a message.
+    let o = common::cli(server.dir.path())
+        .args([
+            "user",
+            "set-role",
+            "--email",
+            "reader@example.org",
+            "--role",
+            "editor",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    b.click("#nav a[href='/admin/account']").await;
+    b.wait_text("#signin h1", "Sign in").await;
+    b.wait_text("#expired", "session has expired").await;
+    b.fill(
+        "signin-form",
+        &[("email", "reader@example.org"), ("password", PASSWORD)],
+    )
+    .await;
+    b.submit("signin-form").await;
+    b.wait_text("#who", "reader@example.org (editor)").await;
+    // Back where the user was going.
+    b.wait_text("h1", "Account").await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_article_titled_with_markup_never_runs_as_script() {
+    let server = Server::start(true);
+    let probe = "<img src=x onerror=alert(1)>";
+    let api = server.api();
+    let res = api
+        .post(server.url("/api/articles"))
+        .json(&json!({
+            "title": probe,
+            "body": format!("xssprobe {probe} <script>alert(2)</script> [x](javascript:alert(3))"),
+            "category": probe,
+            "tags": ["<b>t</b>"],
+            "status": "published",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    // Wait until it is searchable.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r: Value = api
+            .get(server.url("/api/search?q=xssprobe"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if r["total"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not indexed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let b = browser().await;
+    b.sign_in(&server, ADMIN).await;
+    // The list, the search results (snippet) and the editor with its preview.
+    b.go(&server.url("/admin/articles")).await;
+    b.wait_text("#results", probe).await;
+    b.assert_no_alert().await;
+    b.go(&server.url("/admin/articles?q=xssprobe")).await;
+    b.wait_text(".hit .hit-title", probe).await;
+    b.wait_text(".hit .snippet", probe).await;
+    b.assert_no_alert().await;
+    b.go(&server.url(&format!("/admin/articles/{id}"))).await;
+    b.wait_text("h1", probe).await;
+    b.wait_text("#preview", "<script>alert(2)</script>").await;
+    b.assert_no_alert().await;
+    let injected = b
+        .js("return document.querySelectorAll('#view img, #view script, #view a[href^=javascript]').length")
+        .await;
+    assert_eq!(injected, json!(0), "markup from data became elements");
+    // The dashboard's recent errors and the audit log render data as text as well.
+    b.go(&server.url("/admin/audit")).await;
+    b.wait_text("#view", "auth.login").await;
+    b.assert_no_alert().await;
+    b.shot("xss-probe").await;
+    b.close().await;
 }

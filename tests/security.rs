@@ -306,6 +306,12 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
             expect: EDITOR,
         },
         Case {
+            method: Method::POST,
+            pattern: "/api/articles/preview",
+            requests: same("/api/articles/preview", Some(json!({"body": "# hi"}))),
+            expect: EDITOR,
+        },
+        Case {
             method: Method::GET,
             pattern: "/api/articles/{key}",
             requests: same(&format!("/api/articles/{published}"), None),
@@ -342,6 +348,30 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
             pattern: "/api/search",
             requests: same("/api/search?q=matrix", None),
             expect: OPEN,
+        },
+        Case {
+            method: Method::GET,
+            pattern: "/api/admin/overview",
+            requests: same("/api/admin/overview", None),
+            expect: ADMIN,
+        },
+        Case {
+            method: Method::GET,
+            pattern: "/api/admin/metrics/history",
+            requests: same("/api/admin/metrics/history", None),
+            expect: ADMIN,
+        },
+        Case {
+            method: Method::GET,
+            pattern: "/api/admin/migrations",
+            requests: same("/api/admin/migrations", None),
+            expect: ADMIN,
+        },
+        Case {
+            method: Method::GET,
+            pattern: "/api/admin/settings",
+            requests: same("/api/admin/settings", None),
+            expect: ADMIN,
         },
         Case {
             method: Method::GET,

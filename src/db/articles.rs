@@ -372,6 +372,33 @@ pub fn for_each_live(
     Ok(())
 }
 
+/// Article counts for the dashboard: live published, live drafts, soft-deleted.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub published: u64,
+    pub draft: u64,
+    pub deleted: u64,
+}
+
+pub fn counts(conn: &Connection) -> Result<Counts, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT deleted_at IS NOT NULL, status, count(*) FROM articles GROUP BY 1, 2",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut c = Counts::default();
+    while let Some(r) = rows.next()? {
+        let deleted: bool = r.get(0)?;
+        let status: String = r.get(1)?;
+        let n = u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0);
+        match (deleted, status.as_str()) {
+            (true, _) => c.deleted += n,
+            (false, "published") => c.published += n,
+            (false, _) => c.draft += n,
+        }
+    }
+    Ok(c)
+}
+
 pub fn count_live(conn: &Connection) -> Result<u64, DbError> {
     let n: i64 = conn.query_row(
         "SELECT count(*) FROM articles WHERE deleted_at IS NULL",

@@ -1,6 +1,6 @@
-//! `/api/admin/…`: operations on the running appliance. For now the search index: status,
-//! verify (database vs index), and rebuild (from the database, swapped in atomically).
-//! When the users capability lands, these routes are admin-only.
+//! `/api/admin/…`: operations on the running appliance: the search index (status, verify
+//! database vs index, rebuild swapped in atomically), errors and alerts, and what the
+//! admin UI's dashboard, migrations and settings pages show. All admin-only.
 
 use axum::Json;
 use axum::extract::State;
@@ -11,16 +11,178 @@ use crate::app::AppState;
 use crate::db::articles as store;
 
 pub async fn index_status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let backlog = state.db().read(store::outbox_backlog).await?;
+    Ok(Json(index_facts(&state, backlog)))
+}
+
+/// The index's documents, last commit, outbox backlog and lag, and health.
+fn index_facts(state: &AppState, (pending, oldest): (u64, Option<String>)) -> Value {
     let search = state.search();
     let h = search.handle();
-    let (pending, oldest) = state.db().read(store::outbox_backlog).await?;
-    Ok(Json(json!({
+    let lag_secs = oldest.as_deref().and_then(parse_time).map(|t| {
+        (time::OffsetDateTime::now_utc() - t)
+            .as_seconds_f64()
+            .max(0.0)
+    });
+    json!({
         "documents": h.num_docs(),
         "applied_outbox_seq": h.applied_seq(),
         "outbox_pending": pending,
         "outbox_oldest": oldest,
+        "lag_secs": lag_secs,
+        "last_commit": search.last_commit().map(crate::db::articles::format_time),
         "health": match search.health() { Ok(d) => json!({"status": "ok", "detail": d}),
                                          Err(e) => json!({"status": "failing", "detail": e}) },
+    })
+}
+
+fn parse_time(t: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+}
+
+fn file_len(path: &std::path::Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| m.len())
+}
+
+/// `GET /api/admin/overview`: everything the dashboard shows in one answer — the deep
+/// health checks (as `/readyz`) with active alerts, version and uptime, article counts,
+/// the index, database/WAL size and free disk, the last backup, and recent errors.
+pub async fn overview(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let health = crate::ops::health::deep_checks(&state).await;
+    let (counts, backlog, last_run, last_success, recent_errors) = state
+        .db()
+        .read(|c| {
+            Ok((
+                store::counts(c)?,
+                store::outbox_backlog(c)?,
+                crate::db::backups::last_run(c)?,
+                crate::db::backups::last_success(c)?,
+                crate::ops::errors::list(
+                    c,
+                    &crate::ops::errors::Filter {
+                        limit: 5,
+                        ..Default::default()
+                    },
+                )?,
+            ))
+        })
+        .await?;
+    let db_path = state.data_dir().db_path();
+    let root = state.data_dir().root().to_path_buf();
+    let wal = std::path::PathBuf::from(format!("{}-wal", db_path.display()));
+    let (db_bytes, wal_bytes, free, total) = tokio::task::spawn_blocking(move || {
+        (
+            file_len(&db_path),
+            file_len(&wal),
+            fs4::available_space(&root).ok(),
+            fs4::total_space(&root).ok(),
+        )
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    let started = time::OffsetDateTime::now_utc()
+        - time::Duration::try_from(state.uptime()).unwrap_or(time::Duration::ZERO);
+    Ok(Json(json!({
+        "version": crate::VERSION,
+        "uptime_secs": state.uptime().as_secs(),
+        "started_at": crate::db::articles::format_time(started),
+        "health": health,
+        "alerts": state.alerts().active(),
+        "articles": counts,
+        "index": index_facts(&state, backlog),
+        "storage": {
+            "data_dir": state.data_dir().root(),
+            "db_bytes": db_bytes,
+            "wal_bytes": wal_bytes,
+            "disk_free_bytes": free,
+            "disk_total_bytes": total,
+        },
+        "backup": {
+            "running": state.backups().running(),
+            "last_run": last_run,
+            "last_success": last_success,
+            "last_success_age_secs": last_success.as_ref()
+                .and_then(|r| parse_time(&r.started_at))
+                .map(|t| (time::OffsetDateTime::now_utc() - t).whole_seconds().max(0)),
+        },
+        "errors": {
+            "recent": recent_errors,
+            "last_minute": state.errors().last_minute(),
+        },
+    })))
+}
+
+/// `GET /api/admin/metrics/history`: the last hour of request rate, p99 latency and
+/// 5xx answers in 30-second buckets (the dashboard's live charts).
+pub async fn metrics_history(State(state): State<AppState>) -> Json<Value> {
+    let now = super::unix_now();
+    Json(json!({
+        "bucket_secs": crate::ops::history::BUCKET_SECS,
+        "now": now,
+        "points": state.history().series(now),
+    }))
+}
+
+/// `GET /api/admin/migrations`: the migrations compiled into this binary and the
+/// database's history: applied (with date and checksum) and pending, and any problem
+/// (an edited or unknown migration) described.
+pub async fn migrations(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let status = state
+        .db()
+        .read(|c| crate::db::migrations::status(c))
+        .await?;
+    let applied: std::collections::HashMap<i64, &crate::db::migrations::Applied> =
+        status.applied.iter().map(|a| (a.version, a)).collect();
+    let rows: Vec<Value> = status
+        .embedded
+        .iter()
+        .map(|e| {
+            let a = applied.get(&e.version);
+            json!({
+                "version": e.version,
+                "name": e.name,
+                "checksum": e.checksum,
+                "state": if a.is_some() { "applied" } else { "pending" },
+                "applied_on": a.map(|a| a.applied_on.clone()),
+                "applied_checksum": a.map(|a| a.checksum.clone()),
+            })
+        })
+        .collect();
+    // Applied here but not compiled into this binary (written by a newer one).
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .chain(
+            status
+                .applied
+                .iter()
+                .filter(|a| !status.embedded.iter().any(|e| e.version == a.version))
+                .map(|a| {
+                    json!({
+                        "version": a.version,
+                        "name": a.name,
+                        "checksum": null,
+                        "state": "unknown",
+                        "applied_on": a.applied_on,
+                        "applied_checksum": a.checksum,
+                    })
+                }),
+        )
+        .collect();
+    Ok(Json(json!({
+        "current_version": status.current_version(),
+        "target_version": status.target_version(),
+        "migrations": rows,
+        "problems": status.problems().iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })))
+}
+
+/// `GET /api/admin/settings`: the effective configuration, secrets redacted (the same
+/// values as `appliance config show`).
+pub async fn settings(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let config = serde_json::to_value(state.config()).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(Json(json!({
+        "config": config,
+        "toml": state.config().to_redacted_toml(),
     })))
 }
 

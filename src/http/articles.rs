@@ -170,6 +170,30 @@ pub async fn restore(
 }
 
 /// Listing items carry everything but the body.
+/// `POST /api/articles/preview` `{"body": "..."}`: the body rendered as safe HTML (see
+/// [`articles::render_markdown`]), for the editor's preview.
+pub async fn preview(
+    State(state): State<AppState>,
+    super::json::Json(body): super::json::Json<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(text) = body.get("body").and_then(Value::as_str) else {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "body",
+            "is required: the Markdown text to render",
+        )]));
+    };
+    if text.len() > limits(&state).body_max_bytes {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "body",
+            format!(
+                "is longer than articles.body_max_bytes ({} bytes)",
+                limits(&state).body_max_bytes
+            ),
+        )]));
+    }
+    Ok(Json(json!({"html": articles::render_markdown(text)})))
+}
+
 fn summary(a: Article) -> Value {
     let mut v = json!(a);
     if let Some(o) = v.as_object_mut() {

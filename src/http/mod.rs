@@ -74,6 +74,9 @@ async fn record_metrics(
     let secs = started.elapsed().as_secs_f64();
     metrics::histogram!("appliance_http_request_duration_seconds", &labels).record(secs);
     state.alerts().observe_latency(secs);
+    state
+        .history()
+        .observe(unix_now(), secs, status.is_server_error());
     if status.is_server_error() {
         use crate::ops::errors::{Category, ErrorEvent, Severity};
         let report = res.extensions().get::<error::ErrorReport>().cloned();
@@ -135,13 +138,14 @@ fn routes() -> Vec<Entry> {
     use Access::*;
     use Tier::*;
     use axum::routing::{delete, patch};
+    use tower_http::compression::CompressionLayer;
     vec![
         r(Method::GET,     "/health",                                 Public,     General,   get(health::health)),
         r(Method::GET,     "/readyz",                                 Public,     General,   get(health::readyz)),
         // The admin UI (static files; it signs in through /api/auth).
         r(Method::GET,     "/admin",                                  Public,     General,   get(ui::redirect)),
-        r(Method::GET,     "/admin/",                                 Public,     General,   get(ui::index)),
-        r(Method::GET,     "/admin/{*path}",                          Public,     General,   get(ui::asset)),
+        r(Method::GET,     "/admin/",                                 Public,     General,   get(ui::index).layer(CompressionLayer::new())),
+        r(Method::GET,     "/admin/{*path}",                          Public,     General,   get(ui::asset).layer(CompressionLayer::new())),
         // Sign-in and account.
         r(Method::POST,    "/api/auth/login",                         Public,     Auth,      post(auth::login)),
         r(Method::POST,    "/api/auth/logout",                        Viewer,     General,   post(auth::logout)),
@@ -157,12 +161,17 @@ fn routes() -> Vec<Entry> {
         r(Method::GET,     "/api/articles",                           PublicRead, General,   get(articles::list)),
         r(Method::POST,    "/api/articles",                           Editor,     General,   post(articles::create)),
         r(Method::POST,    "/api/articles/bulk",                      Editor,     Expensive, post(articles::bulk)),
+        r(Method::POST,    "/api/articles/preview",                   Editor,     General,   post(articles::preview)),
         r(Method::GET,     "/api/articles/{key}",                     PublicRead, General,   get(articles::get)),
         r(Method::PATCH,   "/api/articles/{key}",                     Editor,     General,   patch(articles::patch)),
         r(Method::DELETE,  "/api/articles/{key}",                     Editor,     General,   delete(articles::delete)),
         r(Method::POST,    "/api/articles/{key}/restore",             Editor,     General,   post(articles::restore)),
         r(Method::GET,     "/api/search",                             PublicRead, Expensive, get(search::search)),
         // Administration.
+        r(Method::GET,     "/api/admin/overview",                     Admin,      General,   get(admin::overview)),
+        r(Method::GET,     "/api/admin/metrics/history",              Admin,      General,   get(admin::metrics_history)),
+        r(Method::GET,     "/api/admin/migrations",                   Admin,      General,   get(admin::migrations)),
+        r(Method::GET,     "/api/admin/settings",                     Admin,      General,   get(admin::settings)),
         r(Method::GET,     "/api/admin/index",                        Admin,      General,   get(admin::index_status)),
         r(Method::GET,     "/api/admin/index/verify",                 Admin,      Expensive, get(admin::index_verify)),
         r(Method::POST,    "/api/admin/index/rebuild",                Admin,      Expensive, post(admin::index_rebuild)),
@@ -333,6 +342,13 @@ pub fn router(state: AppState) -> Router {
     )
     .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
     .with_state(state)
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A query parameter that must be an RFC 3339 time: the stored (UTC, milliseconds) form,

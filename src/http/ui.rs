@@ -1,13 +1,24 @@
 //! `/admin/`: the admin UI, files under `web/` embedded at compile time (rust-embed; read
-//! from disk in debug builds). Each file is served with its content type, an `ETag` (its
-//! SHA-256) answered with 304 on a match, and `Cache-Control: no-cache` (names are not
-//! fingerprinted, so browsers revalidate). Paths without an extension are client routes
-//! and get `index.html`; a missing file with an extension is a 404.
+//! from disk in debug builds, so edits show on reload).
+//!
+//! - `index.html` is served for `/admin/` and for every client route (a path without a
+//!   file extension), with `Cache-Control: no-cache` and an `ETag`; its `{{ASSETS}}`
+//!   placeholder becomes `/admin/assets/<fingerprint>`.
+//! - Files under `web/assets/` are served only under that fingerprinted prefix, with
+//!   `Cache-Control: public, max-age=31536000, immutable`. The fingerprint is a hash of
+//!   every asset, so any change to any asset gives every asset a new URL, and relative
+//!   module imports (`./api.js`) stay inside the same version. A stale fingerprint is a
+//!   404, never another version's file cached for a year.
+//! - Every answer has a content type and an `ETag` (SHA-256) honoured with 304; the
+//!   router compresses text with gzip when the browser accepts it.
+
+use std::sync::OnceLock;
 
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use rust_embed::RustEmbed;
+use sha2::{Digest, Sha256};
 
 use super::ApiError;
 
@@ -16,6 +27,37 @@ use super::ApiError;
 #[exclude = "README.md"]
 struct Assets;
 
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const PLACEHOLDER: &str = "{{ASSETS}}";
+
+/// Hash of every file under `assets/` (names and contents), 16 hex digits.
+fn compute_fingerprint() -> String {
+    let mut names: Vec<String> = Assets::iter()
+        .filter(|n| n.starts_with("assets/"))
+        .map(|n| n.into_owned())
+        .collect();
+    names.sort();
+    let mut h = Sha256::new();
+    for n in names {
+        if let Some(f) = Assets::get(&n) {
+            h.update(n.as_bytes());
+            h.update([0]);
+            h.update(f.metadata.sha256_hash());
+        }
+    }
+    hex::encode(h.finalize())[..16].to_string()
+}
+
+/// The current asset fingerprint: computed once in release builds (the files are in the
+/// binary), on every call in debug builds (they are read from disk).
+pub fn fingerprint() -> String {
+    if cfg!(debug_assertions) {
+        return compute_fingerprint();
+    }
+    static FP: OnceLock<String> = OnceLock::new();
+    FP.get_or_init(compute_fingerprint).clone()
+}
+
 /// `GET /admin`: the UI lives under `/admin/`.
 pub async fn redirect() -> Redirect {
     Redirect::permanent("/admin/")
@@ -23,32 +65,66 @@ pub async fn redirect() -> Redirect {
 
 /// `GET /admin/`: the UI's entry page.
 pub async fn index(headers: HeaderMap) -> Response {
-    serve("index.html", &headers)
+    entry_page(&headers)
 }
 
-/// `GET /admin/{*path}`: an asset, or the entry page for a client route.
+/// `GET /admin/{*path}`: a fingerprinted asset, or the entry page for a client route.
 pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
-    if Assets::get(&path).is_some() {
-        return serve(&path, &headers);
+    if let Some(rest) = path.strip_prefix("assets/") {
+        let missing = || ApiError::NotFound(format!("no file /admin/{path}")).into_response();
+        let Some((fp, file)) = rest.split_once('/') else {
+            return missing();
+        };
+        if fp != fingerprint() {
+            return missing();
+        }
+        let name = format!("assets/{file}");
+        return match Assets::get(&name) {
+            Some(f) => respond(
+                f.data.into_owned(),
+                f.metadata.sha256_hash(),
+                f.metadata.mimetype(),
+                IMMUTABLE,
+                &headers,
+            ),
+            None => missing(),
+        };
     }
     let last = path.rsplit('/').next().unwrap_or("");
     if last.contains('.') {
         return ApiError::NotFound(format!("no file /admin/{path}")).into_response();
     }
-    serve("index.html", &headers)
+    entry_page(&headers)
 }
 
-fn serve(path: &str, headers: &HeaderMap) -> Response {
-    let Some(file) = Assets::get(path) else {
-        return ApiError::NotFound(format!("no file /admin/{path}")).into_response();
+fn entry_page(headers: &HeaderMap) -> Response {
+    let Some(file) = Assets::get("index.html") else {
+        return ApiError::NotFound("no file /admin/index.html".into()).into_response();
     };
-    let etag = format!("\"{}\"", hex::encode(file.metadata.sha256_hash()));
-    let cache = HeaderValue::from_static("no-cache");
+    let html = String::from_utf8_lossy(&file.data)
+        .replace(PLACEHOLDER, &format!("/admin/assets/{}", fingerprint()))
+        .into_bytes();
+    let hash: [u8; 32] = Sha256::digest(&html).into();
+    respond(html, hash, "text/html; charset=utf-8", "no-cache", headers)
+}
+
+fn respond(
+    body: Vec<u8>,
+    hash: [u8; 32],
+    mime: &str,
+    cache: &'static str,
+    headers: &HeaderMap,
+) -> Response {
+    let etag = format!("\"{}\"", hex::encode(&hash[..16]));
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag)
+        });
     let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
+    let cache = HeaderValue::from_static(cache);
     if matches {
         return (
             StatusCode::NOT_MODIFIED,
@@ -56,15 +132,15 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
         )
             .into_response();
     }
-    let mime = HeaderValue::from_str(file.metadata.mimetype())
-        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let mime =
+        HeaderValue::from_str(mime).unwrap_or(HeaderValue::from_static("application/octet-stream"));
     (
         [
             (header::CONTENT_TYPE, mime),
             (header::ETAG, etag_value),
             (header::CACHE_CONTROL, cache),
         ],
-        file.data.into_owned(),
+        body,
     )
         .into_response()
 }

@@ -285,6 +285,8 @@ pub struct Search {
     /// Held by an indexer batch or a rebuild: they never overlap.
     indexing: tokio::sync::Mutex<()>,
     last_error: Mutex<Option<String>>,
+    /// When this process last committed to the index (a pass or a rebuild).
+    last_commit: Mutex<Option<time::OffsetDateTime>>,
 }
 
 /// Report of `index verify`.
@@ -378,6 +380,7 @@ impl Search {
             notify: tokio::sync::Notify::new(),
             indexing: tokio::sync::Mutex::new(()),
             last_error: Mutex::new(None),
+            last_commit: Mutex::new(None),
         })
     }
 
@@ -413,6 +416,22 @@ impl Search {
             .last_error
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = e;
+    }
+
+    /// When this process last committed to the index (none since start).
+    pub fn last_commit(&self) -> Option<time::OffsetDateTime> {
+        *self
+            .last_commit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_last_commit(&self) {
+        *self
+            .last_commit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(time::OffsetDateTime::now_utc());
     }
 
     /// Apply every pending outbox row; returns how many rows were applied.
@@ -519,6 +538,7 @@ impl Search {
         .await
         .map_err(|e| SearchError::Other(e.to_string()))??;
         let committed = Instant::now();
+        self.set_last_commit();
         metrics::histogram!("appliance_search_commit_seconds")
             .record((committed - fed).as_secs_f64());
         // Only now, with the index durable, may the outbox rows go.
@@ -551,6 +571,7 @@ impl Search {
             .write(move |tx| store::outbox_delete_through(tx, seq))
             .await?;
         self.set_last_error(None);
+        self.set_last_commit();
         drop(_guard);
         // Changes that came in during the rebuild.
         self.notify();

@@ -1,0 +1,53 @@
+// The JSON API as the UI uses it: same-origin fetch with the session cookie; requests
+// that change something carry the session's CSRF token. A 401 on anything but the
+// sign-in calls means the session ended: listeners send the user back to sign-in.
+
+let csrf = null;
+const expiredListeners = [];
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    const e = body?.error || {};
+    super(e.message || `the server answered ${status}`);
+    this.status = status;
+    this.code = e.code || String(status);
+    this.fields = e.fields || [];
+    this.requestId = e.request_id;
+  }
+}
+
+export function setCsrf(token) { csrf = token; }
+export function onExpired(fn) { expiredListeners.push(fn); }
+
+const AUTH_CALLS = ["/api/auth/login", "/api/auth/setup", "/api/auth/me", "/api/auth/reset-password"];
+
+export async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (csrf && method !== "GET") headers["X-CSRF-Token"] = csrf;
+  let res;
+  try {
+    res = await fetch(path, {
+      method, headers, credentials: "same-origin",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, { error: { code: "network", message: "cannot reach the server; is it running?" } });
+  }
+  const data = res.status === 204 || res.status === 202 && !res.headers.get("content-type")
+    ? null : await res.json().catch(() => null);
+  if (res.status === 401 && !AUTH_CALLS.includes(path.split("?")[0])) {
+    csrf = null;
+    for (const fn of expiredListeners) fn();
+  }
+  if (!res.ok) throw new ApiError(res.status, data);
+  return data;
+}
+
+/** Query string from an object, leaving out empty values. */
+export function qs(params) {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== "") p.set(k, v);
+  const s = p.toString();
+  return s ? `?${s}` : "";
+}

@@ -1,0 +1,152 @@
+// The admin UI's entry point: plain ES modules, no build step. A small router maps paths
+// under /admin/ to pages; the server answers every such path with this same page.
+import { api, setCsrf, onExpired } from "./api.js";
+import { h, put } from "./dom.js";
+import * as auth from "./pages/auth.js";
+import * as dashboard from "./pages/dashboard.js";
+import * as articles from "./pages/articles.js";
+import * as users from "./pages/users.js";
+import * as backups from "./pages/backups.js";
+import * as ops from "./pages/ops.js";
+import * as account from "./pages/account.js";
+
+const RANK = { viewer: 1, editor: 2, admin: 3 };
+
+// path pattern → page; `role`: the least role that may open it (none: public).
+const ROUTES = [
+  { path: /^$/, page: dashboard.render, role: "admin", title: "Dashboard", nav: "" },
+  { path: /^articles$/, page: articles.list, role: "viewer", title: "Articles", nav: "articles" },
+  { path: /^articles\/new$/, page: articles.edit, role: "editor", title: "New article" },
+  { path: /^articles\/(\d+)$/, page: articles.edit, role: "viewer", title: "Article" },
+  { path: /^users$/, page: users.render, role: "admin", title: "Users", nav: "users" },
+  { path: /^backups$/, page: backups.render, role: "admin", title: "Backups", nav: "backups" },
+  { path: /^migrations$/, page: ops.migrations, role: "admin", title: "Migrations", nav: "migrations" },
+  { path: /^errors$/, page: ops.errors, role: "admin", title: "Errors", nav: "errors" },
+  { path: /^audit$/, page: ops.audit, role: "admin", title: "Audit log", nav: "audit" },
+  { path: /^settings$/, page: ops.settings, role: "admin", title: "Settings", nav: "settings" },
+  { path: /^account$/, page: account.render, role: "viewer", title: "Account", nav: "account" },
+  { path: /^signin$/, page: auth.signin, title: "Sign in" },
+  { path: /^setup$/, page: auth.setup, title: "Set up" },
+  { path: /^reset-password$/, page: auth.reset, title: "Set a password" },
+];
+
+const view = document.getElementById("view");
+let me = null;
+let cleanup = null;
+let flashTimer = null;
+
+export function flash(text, kind = "ok") {
+  const el = document.getElementById("flash");
+  el.className = kind;
+  put(el, text);
+  el.hidden = false;
+  clearTimeout(flashTimer);
+  flashTimer = setTimeout(() => { el.hidden = true; }, kind === "error" ? 15000 : 6000);
+}
+
+function allowed(role) {
+  return !role || (me && RANK[me.role] >= RANK[role]);
+}
+
+function renderNav() {
+  const nav = document.getElementById("nav");
+  nav.hidden = !me;
+  document.getElementById("signout").hidden = !me;
+  put(document.getElementById("who"), me ? `${me.user.email} (${me.role})` : "");
+  if (!me) return put(nav);
+  const current = location.pathname.replace(/^\/admin\/?/, "").split("/")[0];
+  put(nav, ROUTES.filter((r) => r.nav !== undefined && allowed(r.role)).map((r) =>
+    h("a", { href: `/admin/${r.nav}`, "data-link": true, "aria-current": r.nav === current ? "page" : false }, r.title)));
+}
+
+export function navigate(path, { replace = false } = {}) {
+  if (replace) history.replaceState(null, "", path);
+  else history.pushState(null, "", path);
+  route();
+}
+
+export function signedIn(session) {
+  me = session;
+  setCsrf(session.csrf_token);
+}
+
+function home() {
+  return me && me.role === "admin" ? "/admin/" : "/admin/articles";
+}
+
+async function route() {
+  if (cleanup) { cleanup(); cleanup = null; }
+  const rel = location.pathname.replace(/^\/admin\/?/, "").replace(/\/$/, "");
+  const r = ROUTES.find((x) => x.path.test(rel));
+  if (!r) {
+    renderNav();
+    return put(view, h("h1", {}, "Not found"), h("p", {}, "There is no page at this address. ",
+      h("a", { href: home(), "data-link": true }, "Go to the start page.")));
+  }
+  if (r.role && !me) {
+    const next = location.pathname + location.search;
+    return navigate(`/admin/signin${next === "/admin/" ? "" : `?next=${encodeURIComponent(next)}`}`, { replace: true });
+  }
+  renderNav();
+  document.title = `${r.title} · appliance admin`;
+  if (!allowed(r.role)) {
+    return put(view, h("h1", {}, "Not allowed"),
+      h("p", { class: "notice error", id: "forbidden" },
+        `This page needs the ${r.role} role; you are signed in as ${me.role}.`),
+      h("p", {}, h("a", { href: home(), "data-link": true }, "Go to the start page.")));
+  }
+  const ctx = { me, navigate, flash, signedIn, params: rel.match(r.path).slice(1), query: new URLSearchParams(location.search), home };
+  put(view, h("p", { class: "muted" }, "Loading…"));
+  try {
+    cleanup = (await r.page(view, ctx)) || null;
+  } catch (err) {
+    if (err.status === 401) return;
+    put(view, h("h1", {}, r.title), h("p", { class: "notice error" }, `Could not load this page: ${err.message}`));
+  }
+  view.focus({ preventScroll: true });
+}
+
+document.addEventListener("click", (e) => {
+  const a = e.target.closest("a[data-link]");
+  if (!a || e.metaKey || e.ctrlKey || e.shiftKey || e.button !== 0) return;
+  e.preventDefault();
+  navigate(a.getAttribute("href"));
+});
+window.addEventListener("popstate", route);
+
+document.getElementById("signout").addEventListener("click", async () => {
+  await api("POST", "/api/auth/logout").catch(() => {});
+  me = null;
+  setCsrf(null);
+  flash("Signed out.");
+  navigate("/admin/signin");
+});
+
+onExpired(() => {
+  if (!me) return;
+  me = null;
+  flash("Your session has expired. Sign in again to continue.", "error");
+  const next = location.pathname + location.search;
+  navigate(`/admin/signin?expired=1&next=${encodeURIComponent(next)}`, { replace: true });
+});
+
+async function start() {
+  try {
+    signedIn(await api("GET", "/api/auth/me"));
+  } catch {
+    me = null;
+    const rel = location.pathname.replace(/^\/admin\/?/, "");
+    if (!rel.startsWith("reset-password")) {
+      const setup = await api("GET", "/api/auth/setup").catch(() => ({ required: false }));
+      if (setup.required) history.replaceState(null, "", "/admin/setup");
+    }
+  }
+  if (me && /^\/admin\/(signin|setup)?$/.test(location.pathname) && location.pathname !== "/admin/") {
+    history.replaceState(null, "", home());
+  } else if (me && location.pathname === "/admin/" && me.role !== "admin") {
+    history.replaceState(null, "", home());
+  }
+  route();
+}
+
+start();

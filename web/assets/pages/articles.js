@@ -1,0 +1,196 @@
+// Articles: search-as-you-type over published articles (highlighted snippets), a
+// filtered, paginated list (drafts too, for editors), and the editor with a Markdown
+// preview, publish/unpublish, and delete with confirmation and undo.
+import { api, qs } from "../api.js";
+import { h, put, field, showErrors, clearErrors, busy, table, badge, ago, snippet } from "../dom.js";
+
+const canWrite = (me) => me.role === "editor" || me.role === "admin";
+
+export async function list(view, ctx) {
+  const q = ctx.query;
+  const search = h("input", { name: "q", type: "search", value: q.get("q") || "", placeholder: "Search published articles…", autocomplete: "off" });
+  const status = h("select", { name: "status" },
+    h("option", { value: "" }, "any status"),
+    h("option", { value: "published" }, "published"),
+    canWrite(ctx.me) ? h("option", { value: "draft" }, "draft") : null);
+  status.value = q.get("status") || "";
+  const category = h("input", { name: "category", type: "text", value: q.get("category") || "" });
+  const tag = h("input", { name: "tag", type: "text", value: q.get("tag") || "" });
+  const results = h("div", { id: "results", "aria-live": "polite" });
+  const filters = h("form", { class: "filters", role: "search", id: "article-filters" },
+    field("Search", search), field("Status", status), field("Category", category), field("Tag", tag),
+    h("p", { class: "form-error notice error", role: "alert", hidden: true }));
+  put(view,
+    h("div", { class: "title-row" }, h("h1", {}, "Articles"),
+      canWrite(ctx.me) ? h("a", { href: "/admin/articles/new", "data-link": true, class: "button primary", id: "new-article" }, "New article") : null),
+    filters, results);
+
+  let cursors = [null]; // the cursor of each page seen, for "Previous"
+  let seq = 0;
+  const load = async () => {
+    const mine = ++seq;
+    clearErrors(filters);
+    const params = { category: category.value.trim(), tag: tag.value.trim() };
+    history.replaceState(null, "", `/admin/articles${qs({ q: search.value.trim(), status: status.value, ...params })}`);
+    try {
+      if (search.value.trim()) {
+        status.disabled = true;
+        const r = await api("GET", `/api/search${qs({ q: search.value.trim(), ...params, limit: 20 })}`);
+        if (mine !== seq) return;
+        put(results, h("p", { class: "muted" }, `${r.total} found in ${r.took_ms.toFixed(1)} ms (published articles only)`),
+          r.warnings?.length ? h("p", { class: "notice" }, r.warnings.join(" ")) : null,
+          r.hits.length ? h("ol", { class: "hits" }, r.hits.map((hit) => h("li", { class: "hit" },
+            h("a", { href: `/admin/articles/${hit.id}`, "data-link": true, class: "hit-title" }, hit.title),
+            hit.category ? h("span", { class: "muted" }, ` · ${hit.category}`) : null,
+            h("p", { class: "snippet" }, snippet(hit.snippet))))) : h("p", { class: "muted empty" }, "No matches."));
+      } else {
+        status.disabled = false;
+        const cursor = cursors[cursors.length - 1];
+        const r = await api("GET", `/api/articles${qs({ ...params, status: status.value, limit: 20, cursor })}`);
+        if (mine !== seq) return;
+        const prev = h("button", { type: "button", disabled: cursors.length < 2, onclick: () => { cursors.pop(); load(); } }, "Previous");
+        const next = h("button", { type: "button", disabled: !r.next_cursor, onclick: () => { cursors.push(r.next_cursor); load(); } }, "Next");
+        put(results,
+          table([
+            { label: "Title", cell: (a) => h("a", { href: `/admin/articles/${a.id}`, "data-link": true }, a.title) },
+            { label: "Status", cell: (a) => badge(a.status) },
+            { label: "Category", cell: (a) => a.category || "–" },
+            { label: "Tags", cell: (a) => a.tags.join(", ") || "–" },
+            { label: "Updated", cell: (a) => ago(a.updated_at) },
+          ], r.items, "No articles match."),
+          h("nav", { class: "pager", "aria-label": "Pages" }, prev, h("span", {}, `Page ${cursors.length}`), next));
+      }
+    } catch (err) {
+      if (mine === seq) showErrors(filters, err);
+    }
+  };
+  let timer = null;
+  const soon = () => { clearTimeout(timer); cursors = [null]; timer = setTimeout(load, 200); };
+  search.addEventListener("input", soon);
+  for (const el of [category, tag]) el.addEventListener("input", soon);
+  status.addEventListener("change", soon);
+  filters.addEventListener("submit", (e) => { e.preventDefault(); soon(); });
+  await load();
+  if (!q.get("q")) search.focus();
+  return () => clearTimeout(timer);
+}
+
+function confirmDialog(message, confirmLabel) {
+  return new Promise((resolve) => {
+    const yes = h("button", { type: "button", class: "danger", id: "confirm-yes" }, confirmLabel);
+    const no = h("button", { type: "button", id: "confirm-no" }, "Cancel");
+    const dlg = h("dialog", { "aria-labelledby": "confirm-text" }, h("p", { id: "confirm-text" }, message), h("div", { class: "actions" }, no, yes));
+    const done = (v) => { dlg.close(); dlg.remove(); resolve(v); };
+    yes.addEventListener("click", () => done(true));
+    no.addEventListener("click", () => done(false));
+    dlg.addEventListener("cancel", () => done(false));
+    document.body.append(dlg);
+    dlg.showModal();
+    no.focus();
+  });
+}
+
+export async function edit(view, ctx) {
+  const id = ctx.params[0];
+  const a = id ? await api("GET", `/api/articles/${id}`) : null;
+  const writable = canWrite(ctx.me);
+  const title = h("input", { name: "title", type: "text", required: true, value: a?.title || "", readOnly: !writable });
+  const slug = h("input", { name: "slug", type: "text", value: a?.slug || "", readOnly: !writable, placeholder: "made from the title" });
+  const category = h("input", { name: "category", type: "text", value: a?.category || "", readOnly: !writable });
+  const tags = h("input", { name: "tags", type: "text", value: a?.tags.join(", ") || "", readOnly: !writable, placeholder: "comma, separated" });
+  const status = h("select", { name: "status", disabled: !writable },
+    h("option", { value: "draft" }, "draft"), h("option", { value: "published" }, "published"));
+  status.value = a?.status || "draft";
+  const body = h("textarea", { name: "body", rows: 18, value: a?.body || "", readOnly: !writable });
+  const preview = h("div", { class: "preview", id: "preview", "aria-live": "polite" });
+  const save = h("button", { type: "submit", class: "primary", id: "save" }, a ? "Save" : "Create");
+  const form = h("form", { id: "article-form", class: "editor", novalidate: true },
+    h("p", { class: "form-error notice error", role: "alert", hidden: true }),
+    field("Title", title), field("Slug", slug), field("Category", category),
+    field("Tags", tags), field("Status", status),
+    h("div", { class: "split" }, field("Body (Markdown)", body),
+      h("div", {}, h("h2", { class: "label" }, "Preview"), preview)),
+    writable ? h("div", { class: "actions" }, save,
+      a ? h("button", { type: "button", id: "toggle-publish" }, a.status === "published" ? "Unpublish" : "Publish") : null,
+      a ? h("button", { type: "button", class: "danger", id: "delete" }, "Delete") : null) : null);
+  put(view,
+    h("p", {}, h("a", { href: "/admin/articles", "data-link": true }, "← Articles")),
+    h("h1", {}, a ? a.title : "New article"),
+    a ? h("p", { class: "muted", id: "article-meta" }, badge(a.status), ` id ${a.id} · /${a.slug} · updated ${ago(a.updated_at)}`,
+      a.published_at ? ` · published ${ago(a.published_at)}` : "") : null,
+    form);
+
+  let previewTimer = null;
+  const renderPreview = async () => {
+    try {
+      const r = await api("POST", "/api/articles/preview", { body: body.value });
+      const doc = new DOMParser().parseFromString(`<div>${r.html}</div>`, "text/html");
+      put(preview, ...doc.body.firstChild.childNodes);
+    } catch (err) {
+      put(preview, h("p", { class: "notice error" }, `Preview failed: ${err.message}`));
+    }
+  };
+  if (writable) {
+    body.addEventListener("input", () => { clearTimeout(previewTimer); previewTimer = setTimeout(renderPreview, 300); });
+    await renderPreview();
+  } else {
+    put(preview, h("p", { class: "muted" }, "Preview is for editors."));
+  }
+
+  const values = () => ({
+    title: title.value,
+    slug: slug.value.trim() || undefined,
+    category: category.value.trim() || (a ? null : undefined),
+    tags: tags.value.split(",").map((t) => t.trim()).filter(Boolean),
+    status: status.value,
+    body: body.value,
+  });
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (!writable) return;
+    clearErrors(form);
+    try {
+      const saved = await busy(save, "Saving…", () => a
+        ? api("PATCH", `/api/articles/${a.id}`, values())
+        : api("POST", "/api/articles", values()));
+      ctx.flash(`Saved “${saved.title}” (${saved.status}).`);
+      ctx.navigate(`/admin/articles/${saved.id}`, { replace: !a });
+    } catch (err) {
+      showErrors(form, err);
+    }
+  });
+  const toggle = view.querySelector("#toggle-publish");
+  toggle?.addEventListener("click", async () => {
+    const next = a.status === "published" ? "draft" : "published";
+    try {
+      await busy(toggle, "Working…", () => api("PATCH", `/api/articles/${a.id}`, { status: next }));
+      ctx.flash(next === "published" ? `Published “${a.title}”.` : `Unpublished “${a.title}”; it is a draft again.`);
+      ctx.navigate(`/admin/articles/${a.id}`, { replace: true });
+    } catch (err) {
+      showErrors(form, err);
+    }
+  });
+  const del = view.querySelector("#delete");
+  del?.addEventListener("click", async () => {
+    if (!(await confirmDialog(`Delete “${a.title}”? It leaves the site and search; you can undo this.`, "Delete"))) return;
+    try {
+      await busy(del, "Deleting…", () => api("DELETE", `/api/articles/${a.id}`));
+      const undo = h("button", { type: "button", id: "undo" }, "Undo");
+      undo.addEventListener("click", async () => {
+        try {
+          await busy(undo, "Restoring…", () => api("POST", `/api/articles/${a.id}/restore`));
+          ctx.flash(`Restored “${a.title}”.`);
+          ctx.navigate(`/admin/articles/${a.id}`);
+        } catch (err) {
+          ctx.flash(`Could not restore: ${err.message}`, "error");
+        }
+      });
+      ctx.navigate("/admin/articles");
+      ctx.flash([`Deleted “${a.title}”. `, undo]);
+    } catch (err) {
+      showErrors(form, err);
+    }
+  });
+  if (writable) title.focus();
+  return () => clearTimeout(previewTimer);
+}

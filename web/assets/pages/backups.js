@@ -1,0 +1,70 @@
+// Backups (admin): archives with size, trigger and verification, "Back up now" with
+// progress, verify, download; the schedule and retention; how to restore.
+import { api } from "../api.js";
+import { h, put, busy, table, badge, ago, fmtBytes, fmtTime } from "../dom.js";
+
+export async function render(view, ctx) {
+  const listEl = h("div", { id: "backup-list" });
+  const status = h("div", { id: "backup-status", "aria-live": "polite" });
+  const info = h("div", { class: "grid" });
+  const now = h("button", { type: "button", class: "primary", id: "backup-now" }, "Back up now");
+  let timer = null;
+  let stopped = false;
+
+  const load = async () => {
+    const r = await api("GET", "/api/admin/backups");
+    const last = r.last_run;
+    put(status, r.running ? h("p", { class: "notice", id: "backup-running" }, h("span", { class: "spinner", "aria-hidden": "true" }), " A backup is running…")
+      : last ? h("p", { class: `notice ${last.ok ? "ok" : "error"}` }, `Last run ${ago(last.started_at)} (${last.trigger}): `,
+        last.ok ? `ok, ${fmtBytes(last.size_bytes)} in ${(last.duration_ms / 1000).toFixed(1)} s` : `failed: ${last.error}`) : null);
+    now.disabled = r.running;
+    put(listEl, table([
+      { label: "Archive", cell: (b) => h("code", {}, b.name) },
+      { label: "Created", cell: (b) => fmtTime(b.created_at) },
+      { label: "Trigger", cell: (b) => b.trigger },
+      { label: "Size", cell: (b) => fmtBytes(b.size_bytes) },
+      { label: "Verification", cell: (b) => !b.verification ? badge("not verified", "degraded")
+        : b.verification.ok ? [badge("verified", "ok"), " ", h("span", { class: "muted" }, ago(b.verification.verified_at))]
+        : [badge("failed", "failing"), " ", b.verification.error || ""] },
+      { label: "Actions", cell: (b) => h("div", { class: "row" },
+        h("button", { type: "button", onclick: async (e) => {
+          try {
+            await busy(e.target, "Verifying…", () => api("POST", `/api/admin/backups/${encodeURIComponent(b.name)}/verify`));
+            ctx.flash(`${b.name} verified: sound.`);
+          } catch (err) { ctx.flash(`${b.name}: ${err.message}`, "error"); }
+          await load();
+        } }, "Verify"),
+        h("a", { class: "button", href: `/api/admin/backups/${encodeURIComponent(b.name)}`, download: b.name }, "Download")) },
+    ], r.backups, "No backups yet."));
+    put(info,
+      h("section", { class: "card" }, h("h2", {}, "Schedule"),
+        h("p", {}, r.schedule.cron ? [h("code", {}, r.schedule.cron), ` — next run ${fmtTime(r.schedule.next_run)}`] : "No schedule (backup.schedule is empty).")),
+      h("section", { class: "card" }, h("h2", {}, "Retention"),
+        h("p", {}, `Keeps the last ${r.retention.keep_last}, the newest of each of the last ${r.retention.keep_daily} days and of the last ${r.retention.keep_weekly} weeks, and always the newest verified archive. Change it under [backup] in the configuration (keep_last, keep_daily, keep_weekly).`)),
+      h("section", { class: "card" }, h("h2", {}, "Restore"),
+        h("p", {}, "Restore runs on the server with the service stopped, so nothing writes while the data is swapped:"),
+        h("pre", {}, "sudo appliance restore --dry-run ARCHIVE\nsudo systemctl stop appliance\nsudo appliance restore ARCHIVE\nsudo systemctl start appliance"),
+        h("p", { class: "muted" }, "ARCHIVE is a name from the list above. restore verifies the archive first and keeps the replaced data directory beside the new one (<data>.pre-restore-<time>).")));
+    return r;
+  };
+  const poll = async () => {
+    if (stopped) return;
+    const r = await load().catch(() => null);
+    if (r && r.running && !stopped) timer = setTimeout(poll, 1000);
+    else if (r && r.last_run) ctx.flash(r.last_run.ok ? "Backup finished and verified." : `Backup failed: ${r.last_run.error}`, r.last_run.ok ? "ok" : "error");
+  };
+  now.addEventListener("click", async () => {
+    try {
+      await busy(now, "Starting…", () => api("POST", "/api/admin/backups"));
+      put(status, h("p", { class: "notice", id: "backup-running" }, h("span", { class: "spinner", "aria-hidden": "true" }), " A backup is running…"));
+      now.disabled = true;
+      timer = setTimeout(poll, 500);
+    } catch (err) {
+      ctx.flash(err.message, "error");
+    }
+  });
+  put(view, h("div", { class: "title-row" }, h("h1", {}, "Backups"), now), status, listEl, info);
+  const r = await load();
+  if (r.running) timer = setTimeout(poll, 1000);
+  return () => { stopped = true; clearTimeout(timer); };
+}

@@ -1,0 +1,123 @@
+// Admin pages over operations data: migrations, errors and the audit log (filterable,
+// paginated tables) and the effective settings (secrets redacted by the server).
+import { api, qs } from "../api.js";
+import { h, put, field, showErrors, clearErrors, table, badge, fmtTime, ago } from "../dom.js";
+
+export async function migrations(view) {
+  const r = await api("GET", "/api/admin/migrations");
+  put(view, h("h1", {}, "Migrations"),
+    h("p", {}, `Database schema version ${r.current_version}; this binary carries up to ${r.target_version}. `,
+      "Pending migrations run at the next start, after a copy of the database is kept."),
+    r.problems.length ? h("div", { class: "notice error" }, h("strong", {}, "Problems: "), r.problems.join("; ")) : null,
+    table([
+      { label: "Version", cell: (m) => `V${m.version}` },
+      { label: "Name", cell: (m) => m.name },
+      { label: "State", cell: (m) => badge(m.state, m.state === "applied" ? "ok" : m.state === "pending" ? "degraded" : "failing") },
+      { label: "Applied", cell: (m) => fmtTime(m.applied_on) },
+      { label: "Checksum", cell: (m) => h("code", {}, m.applied_checksum || m.checksum || "–",
+        m.applied_checksum && m.checksum && m.applied_checksum !== m.checksum ? ` (binary: ${m.checksum})` : "") },
+    ], r.migrations));
+}
+
+/** A filter form plus a table that pages; `fetchPage(filters, pageState)` → {rows, next}. */
+function pagedTable(view, { title, intro, filters, columns, fetchPage, empty }) {
+  const form = h("form", { class: "filters", novalidate: true }, filters.map(([label, control, hint]) => field(label, control, hint)),
+    h("button", { type: "submit" }, "Apply"), h("p", { class: "form-error notice error", role: "alert", hidden: true }));
+  const out = h("div", { "aria-live": "polite" });
+  let pages = [null];
+  const load = async () => {
+    clearErrors(form);
+    const values = Object.fromEntries([...new FormData(form)].map(([k, v]) => [k, String(v).trim()]));
+    for (const k of ["since", "until"]) if (values[k]) values[k] = new Date(values[k]).toISOString();
+    try {
+      const { rows, next } = await fetchPage(values, pages[pages.length - 1]);
+      put(out, table(columns, rows, empty),
+        h("nav", { class: "pager", "aria-label": "Pages" },
+          h("button", { type: "button", disabled: pages.length < 2, onclick: () => { pages.pop(); load(); } }, "Previous"),
+          h("span", {}, `Page ${pages.length}`),
+          h("button", { type: "button", disabled: next === null || next === undefined, onclick: () => { pages.push(next); load(); } }, "Next")));
+    } catch (err) {
+      showErrors(form, err);
+    }
+  };
+  form.addEventListener("submit", (e) => { e.preventDefault(); pages = [null]; load(); });
+  put(view, h("h1", {}, title), intro ? h("p", {}, intro) : null, form, out);
+  return load();
+}
+
+function select(name, options) {
+  return h("select", { name }, h("option", { value: "" }, "any"), options.map((o) => h("option", { value: o }, o)));
+}
+
+export async function errors(view) {
+  const PAGE = 25;
+  await pagedTable(view, {
+    title: "Errors",
+    intro: "Errors grouped by fingerprint, most recently seen first. Messages are scrubbed of secrets before they are stored.",
+    filters: [
+      ["Category", select("category", ["database", "validation", "authentication", "network", "business_logic", "system"])],
+      ["Severity", select("severity", ["low", "medium", "high", "critical"])],
+      ["Component", h("input", { name: "component", type: "text" })],
+      ["Seen since", h("input", { name: "since", type: "datetime-local" })],
+    ],
+    columns: [
+      { label: "Last seen", cell: (g) => h("span", { title: fmtTime(g.last_seen) }, ago(g.last_seen)) },
+      { label: "Severity", cell: (g) => badge(g.severity) },
+      { label: "Category", cell: (g) => g.category },
+      { label: "Where", cell: (g) => `${g.component}: ${g.operation}` },
+      { label: "Message", cell: (g) => g.message },
+      { label: "Count", cell: (g) => String(g.count) },
+      { label: "First seen", cell: (g) => fmtTime(g.first_seen) },
+    ],
+    empty: "No errors recorded.",
+    fetchPage: async (f, offset) => {
+      const r = await api("GET", `/api/admin/errors${qs({ ...f, limit: PAGE, offset: offset || 0 })}`);
+      return { rows: r.groups, next: r.groups.length === PAGE ? (offset || 0) + PAGE : null };
+    },
+  });
+}
+
+export async function audit(view) {
+  await pagedTable(view, {
+    title: "Audit log",
+    intro: "Who did what: sign-ins, users, tokens, backups, restores, index rebuilds. Newest first.",
+    filters: [
+      ["Action", h("input", { name: "action", type: "text", placeholder: "e.g. auth.login or user." }), "An exact action, or a prefix ending in a dot."],
+      ["Actor", h("input", { name: "actor", type: "text" })],
+      ["Outcome", select("outcome", ["success", "failure", "denied"])],
+      ["Since", h("input", { name: "since", type: "datetime-local" })],
+      ["Until", h("input", { name: "until", type: "datetime-local" })],
+    ],
+    columns: [
+      { label: "When", cell: (e) => fmtTime(e.at) },
+      { label: "Actor", cell: (e) => e.actor },
+      { label: "Action", cell: (e) => h("code", {}, e.action) },
+      { label: "Target", cell: (e) => e.target || "–" },
+      { label: "Outcome", cell: (e) => badge(e.outcome, e.outcome === "success" ? "ok" : "failing") },
+      { label: "IP", cell: (e) => e.ip || "–" },
+      { label: "Details", cell: (e) => e.details ? h("code", { class: "details" }, JSON.stringify(e.details)) : "–" },
+    ],
+    empty: "No entries match.",
+    fetchPage: async (f, before) => {
+      const r = await api("GET", `/api/admin/audit${qs({ ...f, limit: 50, before })}`);
+      return { rows: r.entries, next: r.next_before };
+    },
+  });
+}
+
+export async function settings(view) {
+  const r = await api("GET", "/api/admin/settings");
+  const sections = Object.entries(r.config).filter(([, v]) => v && typeof v === "object" && !Array.isArray(v));
+  const top = Object.entries(r.config).filter(([, v]) => !(v && typeof v === "object" && !Array.isArray(v)));
+  const show = (v) => (Array.isArray(v) ? v.join(", ") || "(none)" : v === null || v === "" ? "(not set)" : String(v));
+  const kv = (entries) => table([
+    { label: "Key", cell: ([k]) => h("code", {}, k) },
+    { label: "Value", cell: ([, v]) => show(v) },
+  ], entries);
+  put(view, h("h1", {}, "Settings"),
+    h("p", {}, "The effective configuration (defaults, then /etc/appliance/appliance.toml or --config, then APPLIANCE_* variables). Secrets show as [redacted]. Change them in the file and restart; ",
+      h("code", {}, "appliance config check"), " validates a file first."),
+    h("section", { class: "card" }, h("h2", {}, "General"), kv(top)),
+    sections.map(([name, v]) => h("section", { class: "card" }, h("h2", {}, `[${name}]`), kv(Object.entries(v)))),
+    h("details", {}, h("summary", {}, "As TOML"), h("pre", { id: "settings-toml" }, r.toml)));
+}
