@@ -422,7 +422,7 @@ pub fn render_markdown(body: &str) -> String {
     use pulldown_cmark::{CowStr, Event, Options, Parser, Tag};
     fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
         let lower = url.trim_start().to_ascii_lowercase();
-        let scheme_end = lower.find(|c: char| matches!(c, ':' | '/' | '?' | '#'));
+        let scheme_end = lower.find([':', '/', '?', '#']);
         match scheme_end {
             Some(i) if lower.as_bytes()[i] == b':' => {
                 if ["http", "https", "mailto"].contains(&&lower[..i]) {

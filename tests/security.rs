@@ -206,7 +206,10 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
         Case {
             method: Method::GET,
             pattern: "/admin/{*path}",
-            requests: same("/admin/app.js", None),
+            requests: same(
+                &format!("/admin/assets/{}/app.js", appliance::http::ui::fingerprint()),
+                None,
+            ),
             expect: OPEN,
         },
         Case {

@@ -127,10 +127,7 @@ pub async fn metrics_history(State(state): State<AppState>) -> Json<Value> {
 /// database's history: applied (with date and checksum) and pending, and any problem
 /// (an edited or unknown migration) described.
 pub async fn migrations(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let status = state
-        .db()
-        .read(|c| crate::db::migrations::status(c))
-        .await?;
+    let status = state.db().read(crate::db::migrations::status).await?;
     let applied: std::collections::HashMap<i64, &crate::db::migrations::Applied> =
         status.applied.iter().map(|a| (a.version, a)).collect();
     let rows: Vec<Value> = status
