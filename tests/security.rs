@@ -207,7 +207,10 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
             method: Method::GET,
             pattern: "/admin/{*path}",
             requests: same(
-                &format!("/admin/assets/{}/app.js", appliance::http::ui::fingerprint()),
+                &format!(
+                    "/admin/assets/{}/app.js",
+                    appliance::http::ui::fingerprint()
+                ),
                 None,
             ),
             expect: OPEN,
