@@ -508,8 +508,22 @@ async fn a_backup_started_in_the_ui_is_listed_as_verified() {
     b.wait_text("#view", "applied").await;
     b.click("#nav a[href='/admin/settings']").await;
     b.wait_text("#view", "[backup]").await;
+    b.click("#nav a[href='/admin/errors']").await;
+    b.wait_text("#view", "No errors recorded").await;
     b.click("#nav a[href='/admin/audit']").await;
     b.wait_text("#view", "backup.create").await;
+    // Filter the audit log by an action prefix.
+    b.fill("view form", &[("action", "auth.")]).await;
+    b.submit("view form").await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let t = b.el("#view table").await.text().await.unwrap_or_default();
+        if t.contains("auth.login") && !t.contains("backup.create") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "audit filter not applied: {t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     b.shot("audit").await;
     b.close().await;
 }
@@ -543,6 +557,20 @@ async fn a_viewer_made_in_the_ui_cannot_reach_admin_pages() {
     b.submit("user-form").await;
     b.wait_text("[data-error-for=password]", "at least 12 characters")
         .await;
+    // A reset link for the new user, shown once.
+    b.click("#user-list tr:nth-child(2) button:nth-of-type(2)")
+        .await;
+    b.wait_text("#link-box", "Reset link for reader@example.org")
+        .await;
+    let link = b
+        .js("return document.querySelector('#link-box input').value")
+        .await;
+    assert!(
+        link.as_str()
+            .unwrap()
+            .contains("/admin/reset-password#token="),
+        "{link}"
+    );
     b.click("#signout").await;
 
     b.sign_in(&server, "reader@example.org").await;
@@ -599,6 +627,25 @@ async fn a_viewer_made_in_the_ui_cannot_reach_admin_pages() {
     b.wait_text("#who", "reader@example.org (editor)").await;
     // Back where the user was going.
     b.wait_text("h1", "Account").await;
+    // An API token: shown once, listed, revoked.
+    b.fill("token-form", &[("name", "laptop")]).await;
+    b.submit("token-form").await;
+    b.wait_text("#new-token", "shown only once").await;
+    let token = b
+        .js("return document.querySelector('#token-value').value")
+        .await;
+    assert!(token.as_str().unwrap().starts_with("apl_"), "{token}");
+    b.wait_text("#token-list", "laptop").await;
+    b.click("#token-list button.danger").await;
+    b.wait_text("#token-list", "revoked").await;
+    let status = reqwest::Client::new()
+        .get(server.url("/api/auth/me"))
+        .bearer_auth(token.as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401, "a revoked token is refused");
     b.close().await;
 }
 

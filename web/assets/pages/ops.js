@@ -68,6 +68,7 @@ export async function errors(view) {
       { label: "Message", cell: (g) => g.message },
       { label: "Count", cell: (g) => String(g.count) },
       { label: "First seen", cell: (g) => fmtTime(g.first_seen) },
+      { label: "Last request", cell: (g) => g.last_request_id ? h("code", { title: "x-request-id: find it in the log" }, g.last_request_id) : "–" },
     ],
     empty: "No errors recorded.",
     fetchPage: async (f, offset) => {
