@@ -9,8 +9,8 @@
 //!   every asset, so any change to any asset gives every asset a new URL, and relative
 //!   module imports (`./api.js`) stay inside the same version. A stale fingerprint is a
 //!   404, never another version's file cached for a year.
-//! - Every answer has a content type and an `ETag` (SHA-256) honoured with 304; the
-//!   router compresses text with gzip when the browser accepts it.
+//! - Every answer has a content type and a weak `ETag` (SHA-256) honoured with 304 (weak,
+//!   because the router gzips text when the browser accepts it, under the same header).
 
 use std::sync::OnceLock;
 
@@ -115,13 +115,17 @@ fn respond(
     cache: &'static str,
     headers: &HeaderMap,
 ) -> Response {
-    let etag = format!("\"{}\"", hex::encode(&hash[..16]));
+    // Weak: the same validator for the identity and the gzip-encoded representation
+    // (the compression layer keeps the header), which are equivalent, not byte-equal.
+    let etag = format!("W/\"{}\"", hex::encode(&hash[..16]));
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().trim_start_matches("W/") == etag)
+            v.split(',').any(|t| {
+                t.trim().trim_start_matches("W/") == etag.trim_start_matches("W/")
+                    || t.trim() == "*"
+            })
         });
     let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
     let cache = HeaderValue::from_static(cache);
