@@ -87,6 +87,12 @@ async fn api_backup(app: &TestApp) -> Value {
         if v["last_run"] != before["last_run"] && v["running"].is_null() {
             return v;
         }
+        // While it runs: its step and that step's bytes.
+        if let Some(r) = v["running"].as_object() {
+            let step = r["step"].as_str().unwrap();
+            assert!(["writing", "verifying", "pruning"].contains(&step), "{v}");
+            assert!(r["bytes_done"].is_u64() && r["bytes_total"].is_u64(), "{v}");
+        }
         assert!(Instant::now() < deadline, "backup never finished: {v}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

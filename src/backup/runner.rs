@@ -4,7 +4,8 @@
 //! functions run on tokio's blocking threads; bookkeeping goes through the writer.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -22,26 +23,62 @@ use crate::app::AppState;
 use crate::db::backups::{self as store, Run, Verification};
 use crate::db::{Checkpoint, DbError};
 
-/// The backup being written right now, if any (for `GET /api/admin/backups`).
+/// The backup being written right now, if any (for `GET /api/admin/backups`), with its
+/// step (`writing`, `verifying`, `pruning`) and the bytes of that step done so far.
 #[derive(Debug, Clone, Serialize)]
 pub struct Running {
     pub trigger: Trigger,
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
+    pub step: &'static str,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+}
+
+/// Progress of the running backup, updated from the blocking threads doing the work.
+#[derive(Debug, Default)]
+pub struct RunProgress {
+    step: AtomicU8,
+    done: AtomicU64,
+    total: AtomicU64,
+}
+
+const STEPS: [&str; 3] = ["writing", "verifying", "pruning"];
+
+impl RunProgress {
+    fn step(&self, i: u8) {
+        self.done.store(0, Ordering::Relaxed);
+        self.total.store(0, Ordering::Relaxed);
+        self.step.store(i, Ordering::Relaxed);
+    }
+    fn report(&self, done: u64, total: u64) {
+        self.done.store(done, Ordering::Relaxed);
+        self.total.store(total, Ordering::Relaxed);
+    }
 }
 
 /// In-process state of backups (the durable part is in the database).
 #[derive(Debug, Default)]
 pub struct BackupState {
     running: Mutex<Option<Running>>,
+    progress: Arc<RunProgress>,
 }
 
 impl BackupState {
     pub fn running(&self) -> Option<Running> {
-        self.running
+        let mut r = self
+            .running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+            .clone()?;
+        let p = &self.progress;
+        r.step = STEPS
+            .get(usize::from(p.step.load(Ordering::Relaxed)))
+            .copied()
+            .unwrap_or("writing");
+        r.bytes_done = p.done.load(Ordering::Relaxed);
+        r.bytes_total = p.total.load(Ordering::Relaxed);
+        Some(r)
     }
     fn set_running(&self, r: Option<Running>) {
         *self
@@ -76,9 +113,13 @@ pub async fn run(
     actor: Actor,
 ) -> Result<Outcome, BackupError> {
     let started_at = OffsetDateTime::now_utc();
+    state.backups().progress.step(0);
     state.backups().set_running(Some(Running {
         trigger,
         started_at,
+        step: STEPS[0],
+        bytes_done: 0,
+        bytes_total: 0,
     }));
     let res = run_inner(state, lock, trigger, started_at).await;
     state.backups().set_running(None);
@@ -124,13 +165,15 @@ async fn run_inner(
         .await?
         .and_then(|r| ratio(&r));
     let data_dir = state.data_dir().clone();
+    let progress = state.backups().progress.clone();
     let created = tokio::task::spawn_blocking(move || {
+        let report = |done: u64, total: u64| progress.report(done, total);
         let opts = CreateOptions {
             trigger,
             compression_level: cfg.compression_level,
             min_free_margin_bytes: cfg.min_free_margin_bytes,
             previous_ratio,
-            progress: None,
+            progress: Some(&report),
         };
         let res = snapshot::create(&lock, &data_dir, &opts);
         (lock, res)
@@ -165,7 +208,9 @@ async fn run_inner(
         trigger = trigger.as_str(),
         "backup written"
     );
+    state.backups().progress.step(1);
     let verified = verify_and_record(state, &created.name).await?;
+    state.backups().progress.step(2);
     let pruned = prune(state, &lock).await?;
     // The snapshot kept checkpoints from passing it; catch up now, off the request path.
     if let Err(e) = state.db().checkpoint(Checkpoint::Passive).await {
@@ -227,9 +272,14 @@ pub async fn verify_and_record(
 ) -> Result<Result<(), String>, BackupError> {
     let dir = state.config().backups_dir();
     let path = super::resolve(&dir, name)?;
-    let res = tokio::task::spawn_blocking(move || super::verify::verify(&path, &dir, None))
-        .await
-        .map_err(|e| BackupError::Other(e.to_string()))?;
+    // Progress shows in `running` while a run verifies its archive (ignored otherwise).
+    let progress = state.backups().progress.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let report = |done: u64, total: u64| progress.report(done, total);
+        super::verify::verify(&path, &dir, Some(&report))
+    })
+    .await
+    .map_err(|e| BackupError::Other(e.to_string()))?;
     let outcome = res.map(|_| ()).map_err(|e| e.to_string());
     if let Err(e) = &outcome {
         tracing::error!(archive = %name, error = %e, "backup verification failed");
@@ -359,5 +409,35 @@ pub async fn health(state: &AppState) -> Result<Result<String, String>, DbError>
             "no backup in {max_age_hours} h of uptime; run `appliance backup` or check backup.schedule"
         ))),
         None => Ok(Ok("no backup yet".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_reports_the_step_and_its_bytes() {
+        let b = BackupState::default();
+        assert!(b.running().is_none());
+        b.progress.step(0);
+        b.set_running(Some(Running {
+            trigger: Trigger::Api,
+            started_at: OffsetDateTime::now_utc(),
+            step: STEPS[0],
+            bytes_done: 0,
+            bytes_total: 0,
+        }));
+        b.progress.report(5, 10);
+        let r = b.running().unwrap();
+        assert_eq!((r.step, r.bytes_done, r.bytes_total), ("writing", 5, 10));
+        b.progress.step(1);
+        let r = b.running().unwrap();
+        assert_eq!((r.step, r.bytes_done, r.bytes_total), ("verifying", 0, 0));
+        b.progress.report(7, 7);
+        b.progress.step(2);
+        assert_eq!(b.running().unwrap().step, "pruning");
+        b.set_running(None);
+        assert!(b.running().is_none());
     }
 }

@@ -3,6 +3,15 @@
 import { api } from "../api.js";
 import { h, put, busy, table, badge, ago, fmtBytes, fmtTime } from "../dom.js";
 
+function runningNotice(run) {
+  const pct = run && run.bytes_total ? Math.min(100, Math.round((100 * run.bytes_done) / run.bytes_total)) : null;
+  const step = run ? { writing: "Writing the archive", verifying: "Verifying the archive", pruning: "Applying retention" }[run.step] || run.step : "Starting";
+  return h("div", { class: "notice", id: "backup-running" },
+    h("p", {}, h("span", { class: "spinner", "aria-hidden": "true" }), ` A backup is running (${run ? run.trigger : "api"}): ${step}`,
+      pct === null ? "…" : ` — ${pct}% (${fmtBytes(run.bytes_done)} of ${fmtBytes(run.bytes_total)})`),
+    h("progress", { max: 100, value: pct ?? undefined, "aria-label": "Backup progress" }));
+}
+
 export async function render(view, ctx) {
   const listEl = h("div", { id: "backup-list" });
   const status = h("div", { id: "backup-status", "aria-live": "polite" });
@@ -14,7 +23,7 @@ export async function render(view, ctx) {
   const load = async () => {
     const r = await api("GET", "/api/admin/backups");
     const last = r.last_run;
-    put(status, r.running ? h("p", { class: "notice", id: "backup-running" }, h("span", { class: "spinner", "aria-hidden": "true" }), " A backup is running…")
+    put(status, r.running ? runningNotice(r.running)
       : last ? h("p", { class: `notice ${last.ok ? "ok" : "error"}` }, `Last run ${ago(last.started_at)} (${last.trigger}): `,
         last.ok ? `ok, ${fmtBytes(last.size_bytes)} in ${(last.duration_ms / 1000).toFixed(1)} s` : `failed: ${last.error}`) : null);
     now.disabled = r.running;
@@ -50,13 +59,13 @@ export async function render(view, ctx) {
   const poll = async () => {
     if (stopped) return;
     const r = await load().catch(() => null);
-    if (r && r.running && !stopped) timer = setTimeout(poll, 1000);
+    if (r && r.running && !stopped) timer = setTimeout(poll, 500);
     else if (r && r.last_run) ctx.flash(r.last_run.ok ? "Backup finished and verified." : `Backup failed: ${r.last_run.error}`, r.last_run.ok ? "ok" : "error");
   };
   now.addEventListener("click", async () => {
     try {
       await busy(now, "Starting…", () => api("POST", "/api/admin/backups"));
-      put(status, h("p", { class: "notice", id: "backup-running" }, h("span", { class: "spinner", "aria-hidden": "true" }), " A backup is running…"));
+      put(status, runningNotice(null));
       now.disabled = true;
       timer = setTimeout(poll, 500);
     } catch (err) {
