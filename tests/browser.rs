@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 const ADMIN: &str = "boss@example.org";
 const PASSWORD: &str = "a long browser passphrase";
+const NEW_PASSWORD: &str = "another long passphrase";
 const WAIT: Duration = Duration::from_secs(15);
 
 /// A child process killed when dropped (chromedriver, the server).
@@ -230,8 +231,12 @@ impl Browser {
     }
 
     async fn sign_in(&self, server: &Server, email: &str) {
+        self.sign_in_with(server, email, PASSWORD).await;
+    }
+
+    async fn sign_in_with(&self, server: &Server, email: &str, password: &str) {
         self.go(&server.url("/admin/signin")).await;
-        self.fill("signin-form", &[("email", email), ("password", PASSWORD)])
+        self.fill("signin-form", &[("email", email), ("password", password)])
             .await;
         self.submit("signin-form").await;
         self.wait_text("#who", email).await;
@@ -572,8 +577,26 @@ async fn a_viewer_made_in_the_ui_cannot_reach_admin_pages() {
         "{link}"
     );
     b.click("#signout").await;
+    b.wait_text("#signin h1", "Sign in").await;
 
-    b.sign_in(&server, "reader@example.org").await;
+    // The reader follows the link and sets a new password (the old one stops working).
+    b.go(link.as_str().unwrap()).await;
+    b.wait_text("#reset h1", "Set a password").await;
+    b.fill("reset-form", &[("password", NEW_PASSWORD)]).await;
+    b.submit("reset-form").await;
+    b.wait_text("#flash", "Password set for reader@example.org")
+        .await;
+    b.wait_text("#signin h1", "Sign in").await;
+    b.fill(
+        "signin-form",
+        &[("email", "reader@example.org"), ("password", PASSWORD)],
+    )
+    .await;
+    b.submit("signin-form").await;
+    b.wait_text("#signin-form .form-error", "wrong email or password")
+        .await;
+    b.sign_in_with(&server, "reader@example.org", NEW_PASSWORD)
+        .await;
     b.wait_text("#who", "(viewer)").await;
     let nav = b.el("#nav").await.text().await.unwrap();
     for admin_page in ["Dashboard", "Users", "Backups", "Audit", "Settings"] {
@@ -620,7 +643,7 @@ async fn a_viewer_made_in_the_ui_cannot_reach_admin_pages() {
     b.wait_text("#expired", "session has expired").await;
     b.fill(
         "signin-form",
-        &[("email", "reader@example.org"), ("password", PASSWORD)],
+        &[("email", "reader@example.org"), ("password", NEW_PASSWORD)],
     )
     .await;
     b.submit("signin-form").await;
