@@ -530,6 +530,28 @@ async fn a_backup_started_in_the_ui_is_listed_as_verified() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     b.shot("audit").await;
+
+    // At 390 px every admin page fits without sideways scrolling (tables become cards).
+    b.c.set_window_size(390, 844).await.unwrap();
+    for (page, marker) in [
+        ("/admin/", "Health"),
+        ("/admin/backups", "verified"),
+        ("/admin/users", ADMIN),
+        ("/admin/audit", "backup.create"),
+        ("/admin/migrations", "applied"),
+        ("/admin/settings", "[backup]"),
+        ("/admin/account", "API tokens"),
+    ] {
+        b.go(&server.url(page)).await;
+        b.wait_text("#view", marker).await;
+        let fits = b
+            .js("return document.documentElement.scrollWidth <= window.innerWidth")
+            .await;
+        assert_eq!(fits, json!(true), "{page} scrolls sideways at 390 px");
+        if page == "/admin/" {
+            b.shot("dashboard-390px").await;
+        }
+    }
     b.close().await;
 }
 

@@ -33,6 +33,9 @@ export function lineChart(points, { label, unit = "", digits = 1 }) {
   svg.append(s("title", {}, `${label}: now ${fmt(last?.v)}, max ${fmt(vals.length ? max : undefined)} over the last hour`));
   svg.append(s("line", { x1: P, x2: W - P, y1: H - P, y2: H - P, class: "axis" }));
   svg.append(s("text", { x: P, y: 11, class: "chart-label" }, `max ${fmt(vals.length ? max : undefined)}`));
+  svg.append(s("text", { x: W - P, y: 11, class: "chart-label", "text-anchor": "end" }, `now ${fmt(last?.v)}`));
   if (d) svg.append(s("path", { d, class: "line" }));
+  // The latest value as a dot (a lone bucket has no line to draw).
+  if (last) svg.append(s("circle", { cx: x(last.t).toFixed(1), cy: y(last.v).toFixed(1), r: 2.5, class: "dot" }));
   return svg;
 }
