@@ -349,6 +349,12 @@ async fn setup_dashboard_sign_out_failed_sign_in_and_keyboard_sign_in() {
     // Sign out; a wrong password shows the server's message.
     b.click("#signout").await;
     b.wait_text("#signin h1", "Sign in").await;
+    // The sign-in page puts the cursor in the email field.
+    assert_eq!(
+        b.js("return document.activeElement && document.activeElement.name")
+            .await,
+        json!("email")
+    );
     b.fill(
         "signin-form",
         &[("email", ADMIN), ("password", "not the passphrase")],

@@ -103,7 +103,9 @@ async function route() {
     if (err.status === 401) return;
     put(view, h("h1", {}, r.title), h("p", { class: "notice error" }, `Could not load this page: ${err.message}`));
   }
-  view.focus({ preventScroll: true });
+  // Move focus to the new page for keyboard and screen-reader users, unless the page
+  // focused a field itself.
+  if (!view.contains(document.activeElement)) view.focus({ preventScroll: true });
 }
 
 document.addEventListener("click", (e) => {
@@ -125,7 +127,7 @@ document.getElementById("signout").addEventListener("click", async () => {
 onExpired(() => {
   if (!me) return;
   me = null;
-  flash("Your session has expired. Sign in again to continue.", "error");
+  // The sign-in page says why (expired=1).
   const next = location.pathname + location.search;
   navigate(`/admin/signin?expired=1&next=${encodeURIComponent(next)}`, { replace: true });
 });
