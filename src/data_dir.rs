@@ -40,6 +40,10 @@ impl DataDir {
     pub fn db_path(&self) -> PathBuf {
         self.root.join("appliance.db")
     }
+    /// The database's write-ahead log (beside it; absent after a clean shutdown).
+    pub fn wal_path(&self) -> PathBuf {
+        self.root.join("appliance.db-wal")
+    }
     /// The full-text index (rebuildable from the database).
     pub fn index_dir(&self) -> PathBuf {
         self.root.join("index")

@@ -55,6 +55,11 @@ pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Size of a file; none when it is absent or unreadable.
+pub fn file_len(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| m.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

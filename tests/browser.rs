@@ -55,27 +55,18 @@ impl Server {
             create_user(dir.path(), ADMIN, "admin");
         }
         let log = dir.path().join("server.log");
-        let child = common::cli(dir.path())
-            .env("APPLIANCE__SERVER__LISTEN", "127.0.0.1:0")
-            .env("APPLIANCE__LOG__FORMAT", "json")
-            // Rate limits stay on; a test signs in more often than a person would.
-            .env("APPLIANCE__RATE_LIMIT__LOGIN_PER_15_MIN", "100")
-            .env("APPLIANCE__HEALTH__MIN_FREE_DISK_BYTES", "1048576")
-            .env("APPLIANCE__HEALTH__WARN_FREE_DISK_BYTES", "2097152")
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn appliance serve");
-        let proc = Proc(child);
-        let addr = common::poll(Duration::from_secs(30), || {
-            log_lines(&log)
-                .iter()
-                .find_map(|v| v["address"].as_str().map(str::to_owned))
-        })
-        .expect("the server logs its address");
+        let (child, addr) = common::serve_logged(
+            dir.path(),
+            &[
+                // Rate limits stay on; a test signs in more often than a person would.
+                ("APPLIANCE__RATE_LIMIT__LOGIN_PER_15_MIN", "100"),
+                ("APPLIANCE__HEALTH__MIN_FREE_DISK_BYTES", "1048576"),
+                ("APPLIANCE__HEALTH__WARN_FREE_DISK_BYTES", "2097152"),
+            ],
+            &log,
+        );
         Server {
-            _proc: proc,
+            _proc: Proc(child),
             base: format!("http://{addr}"),
             dir,
             log,
@@ -88,9 +79,7 @@ impl Server {
 
     fn setup_token(&self) -> String {
         common::poll(Duration::from_secs(10), || {
-            log_lines(&self.log)
-                .iter()
-                .find_map(|v| v["setup_token"].as_str().map(str::to_owned))
+            common::log_value(&self.log, "setup_token")
         })
         .expect("setup token in the log")
     }
@@ -104,14 +93,6 @@ impl Server {
         assert!(o.status.success(), "{}", common::stderr(&o));
         common::client_with_token(common::stdout(&o).trim())
     }
-}
-
-fn log_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 fn create_user(dir: &Path, email: &str, role: &str) {
@@ -260,6 +241,20 @@ impl Browser {
             std::fs::write(docs.join(format!("{name}.png")), &png).unwrap();
         }
         assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    }
+
+    /// The page is no wider than the window (no sideways scrolling); the failure names
+    /// the elements that stick out.
+    async fn assert_fits(&self, what: &str) {
+        let fits = self
+            .js("return document.documentElement.scrollWidth <= window.innerWidth")
+            .await;
+        if fits != json!(true) {
+            let wide = self
+                .js("return [window.innerWidth, document.documentElement.scrollWidth, [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).map(e => e.tagName + '.' + e.className + '#' + e.id + ':' + Math.round(e.getBoundingClientRect().right)).slice(0, 8)]")
+                .await;
+            panic!("{what} scrolls sideways: {wide}");
+        }
     }
 
     /// No alert() ran: WebDriver reports "no such alert".
@@ -478,13 +473,7 @@ async fn create_publish_search_edit_delete_and_undo_an_article() {
     b.click("#nav a[href='/admin/articles']").await;
     b.wait_text("#results", "Tantivy in production, revised")
         .await;
-    let fits = b
-        .js("return document.documentElement.scrollWidth <= window.innerWidth")
-        .await;
-    let wide = b
-        .js("return [window.innerWidth, document.documentElement.scrollWidth, [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).map(e => e.tagName + '.' + e.className + '#' + e.id + ':' + Math.round(e.getBoundingClientRect().right)).slice(0, 8)]")
-        .await;
-    assert_eq!(fits, json!(true), "no horizontal scroll at 390 px: {wide}");
+    b.assert_fits("the article list at 390 px").await;
     b.shot("articles-390px").await;
     b.close().await;
 }
@@ -550,10 +539,7 @@ async fn a_backup_started_in_the_ui_is_listed_as_verified() {
     ] {
         b.go(&server.url(page)).await;
         b.wait_text("#view", marker).await;
-        let fits = b
-            .js("return document.documentElement.scrollWidth <= window.innerWidth")
-            .await;
-        assert_eq!(fits, json!(true), "{page} scrolls sideways at 390 px");
+        b.assert_fits(&format!("{page} at 390 px")).await;
         if page == "/admin/" {
             b.shot("dashboard-390px").await;
         }

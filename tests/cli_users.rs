@@ -48,33 +48,12 @@ fn cookie_of(res: &reqwest::Response) -> String {
 async fn first_admin_by_setup_token_then_users_and_tokens_and_no_secret_in_the_log() {
     let tmp = tempfile::tempdir().unwrap();
     let log_path = tmp.path().join("server.log");
-    let mut server = cli(tmp.path())
-        .env("APPLIANCE__SERVER__LISTEN", "127.0.0.1:0")
-        .env("APPLIANCE__LOG__FORMAT", "json")
-        .env("RUST_LOG", "debug")
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
+    let (mut server, addr) = common::serve_logged(tmp.path(), &[("RUST_LOG", "debug")], &log_path);
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let lines = || -> Vec<Value> {
-        log()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    };
-    let (addr, setup_token) = poll(Duration::from_secs(30), || {
-        let ls = lines();
-        let addr = ls
-            .iter()
-            .find_map(|v| v["address"].as_str().map(str::to_owned))?;
-        let token = ls
-            .iter()
-            .find_map(|v| v["setup_token"].as_str().map(str::to_owned))?;
-        Some((addr, token))
+    let setup_token = poll(Duration::from_secs(10), || {
+        common::log_value(&log_path, "setup_token")
     })
-    .expect("the server logs its address and a setup token");
+    .expect("the server logs a setup token");
     let base = format!("http://{addr}");
     let http = reqwest::Client::new();
     let mut secrets: Vec<String> = vec![

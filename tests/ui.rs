@@ -150,6 +150,7 @@ async fn the_dashboard_migrations_settings_and_preview_apis() {
     // A secret in the configuration (the Sentry DSN is only used by `serve`'s telemetry
     // set-up, which in-process apps skip).
     let app = common::spawn_app_with(|c| {
+        c.articles.body_max_bytes = 100;
         c.sentry.dsn = Some(appliance::config::Secret::new(
             "https://topsecretkey@sentry.invalid/1",
         ));
@@ -240,5 +241,20 @@ async fn the_dashboard_migrations_settings_and_preview_apis() {
         .await;
     assert_eq!(s, 422, "{e}");
     assert_eq!(e["error"]["fields"][0]["field"], "body");
+    // Longer than articles.body_max_bytes: refused, naming the limit.
+    let (s, e) = app
+        .post(
+            "/api/articles/preview",
+            serde_json::json!({"body": "x".repeat(101)}),
+        )
+        .await;
+    assert_eq!(s, 422, "{e}");
+    assert!(
+        e["error"]["fields"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("body_max_bytes (100 bytes)"),
+        "{e}"
+    );
     app.stop().await.unwrap();
 }

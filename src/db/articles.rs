@@ -34,6 +34,20 @@ pub fn now() -> String {
     format_time(time::OffsetDateTime::now_utc())
 }
 
+/// A stored (or any RFC 3339) time; none when it does not parse.
+pub fn parse_time(t: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+}
+
+/// Seconds from the stored time `t` until now (0 for a time in the future).
+pub fn age_secs(t: &str) -> Option<f64> {
+    parse_time(t).map(|t| {
+        (time::OffsetDateTime::now_utc() - t)
+            .as_seconds_f64()
+            .max(0.0)
+    })
+}
+
 pub fn format_time(t: time::OffsetDateTime) -> String {
     let fmt = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"

@@ -19,11 +19,7 @@ pub async fn index_status(State(state): State<AppState>) -> Result<Json<Value>, 
 fn index_facts(state: &AppState, (pending, oldest): (u64, Option<String>)) -> Value {
     let search = state.search();
     let h = search.handle();
-    let lag_secs = oldest.as_deref().and_then(parse_time).map(|t| {
-        (time::OffsetDateTime::now_utc() - t)
-            .as_seconds_f64()
-            .max(0.0)
-    });
+    let lag_secs = oldest.as_deref().and_then(store::age_secs);
     json!({
         "documents": h.num_docs(),
         "applied_outbox_seq": h.applied_seq(),
@@ -34,14 +30,6 @@ fn index_facts(state: &AppState, (pending, oldest): (u64, Option<String>)) -> Va
         "health": match search.health() { Ok(d) => json!({"status": "ok", "detail": d}),
                                          Err(e) => json!({"status": "failing", "detail": e}) },
     })
-}
-
-fn parse_time(t: &str) -> Option<time::OffsetDateTime> {
-    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-}
-
-fn file_len(path: &std::path::Path) -> Option<u64> {
-    std::fs::metadata(path).ok().map(|m| m.len())
 }
 
 /// `GET /api/admin/overview`: everything the dashboard shows in one answer — the deep
@@ -68,12 +56,12 @@ pub async fn overview(State(state): State<AppState>) -> Result<Json<Value>, ApiE
         })
         .await?;
     let db_path = state.data_dir().db_path();
+    let wal = state.data_dir().wal_path();
     let root = state.data_dir().root().to_path_buf();
-    let wal = std::path::PathBuf::from(format!("{}-wal", db_path.display()));
     let (db_bytes, wal_bytes, free, total) = tokio::task::spawn_blocking(move || {
         (
-            file_len(&db_path),
-            file_len(&wal),
+            crate::fsutil::file_len(&db_path),
+            crate::fsutil::file_len(&wal),
             fs4::available_space(&root).ok(),
             fs4::total_space(&root).ok(),
         )
@@ -102,8 +90,8 @@ pub async fn overview(State(state): State<AppState>) -> Result<Json<Value>, ApiE
             "last_run": last_run,
             "last_success": last_success,
             "last_success_age_secs": last_success.as_ref()
-                .and_then(|r| parse_time(&r.started_at))
-                .map(|t| (time::OffsetDateTime::now_utc() - t).whole_seconds().max(0)),
+                .and_then(|r| store::age_secs(&r.started_at))
+                .map(|s| s as i64),
         },
         "errors": {
             "recent": recent_errors,

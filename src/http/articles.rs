@@ -182,13 +182,11 @@ pub async fn preview(
             "is required: the Markdown text to render",
         )]));
     };
-    if text.len() > limits(&state).body_max_bytes {
+    let max = limits(&state).body_max_bytes;
+    if text.len() > max {
         return Err(ApiError::Validation(vec![FieldError::new(
             "body",
-            format!(
-                "is longer than articles.body_max_bytes ({} bytes)",
-                limits(&state).body_max_bytes
-            ),
+            format!("is longer than articles.body_max_bytes ({max} bytes)"),
         )]));
     }
     Ok(Json(json!({"html": articles::render_markdown(text)})))

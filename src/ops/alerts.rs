@@ -385,21 +385,16 @@ pub async fn evaluate(state: &AppState) -> Vec<Alert> {
         ));
     }
     if let Ok((_, Some(oldest))) = state.db().read(crate::db::articles::outbox_backlog).await
-        && let Ok(t) =
-            time::OffsetDateTime::parse(&oldest, &time::format_description::well_known::Rfc3339)
+        && let Some(lag) = crate::db::articles::age_secs(&oldest)
+        && lag > c.index_lag_secs as f64
     {
-        let lag = (time::OffsetDateTime::now_utc() - t)
-            .as_seconds_f64()
-            .max(0.0);
-        if lag > c.index_lag_secs as f64 {
-            firing.push(alert(
-                "index_lag",
-                "warning",
-                format!("the oldest change waiting for the search index is {lag:.0} s old"),
-                lag,
-                c.index_lag_secs as f64,
-            ));
-        }
+        firing.push(alert(
+            "index_lag",
+            "warning",
+            format!("the oldest change waiting for the search index is {lag:.0} s old"),
+            lag,
+            c.index_lag_secs as f64,
+        ));
     }
     firing
 }

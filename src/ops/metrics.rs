@@ -33,7 +33,7 @@ async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 fn file_len(path: &std::path::Path) -> f64 {
-    std::fs::metadata(path).map_or(0.0, |m| m.len() as f64)
+    crate::fsutil::file_len(path).unwrap_or(0) as f64
 }
 
 /// Set the scrape-time gauges and render the exposition text.
@@ -49,10 +49,7 @@ pub async fn render(state: &AppState) -> String {
     gauge!("appliance_db_readers_in_use").set(f64::from(in_use));
     let db_path = state.data_dir().db_path();
     gauge!("appliance_db_size_bytes").set(file_len(&db_path));
-    gauge!("appliance_db_wal_size_bytes").set(file_len(&std::path::PathBuf::from(format!(
-        "{}-wal",
-        db_path.display()
-    ))));
+    gauge!("appliance_db_wal_size_bytes").set(file_len(&state.data_dir().wal_path()));
     gauge!("appliance_search_documents").set(state.search().handle().num_docs() as f64);
 
     let facts = state
@@ -67,17 +64,13 @@ pub async fn render(state: &AppState) -> String {
         .await;
     if let Ok(((pending, oldest), last_run, last_ok)) = facts {
         gauge!("appliance_search_outbox_pending").set(pending as f64);
-        let lag = oldest.and_then(|t| parse_time(&t)).map_or(0.0, |t| {
-            (time::OffsetDateTime::now_utc() - t)
-                .as_seconds_f64()
-                .max(0.0)
-        });
+        let lag = oldest.as_deref().and_then(store::age_secs).unwrap_or(0.0);
         gauge!("appliance_search_outbox_lag_seconds").set(lag);
         if let Some(r) = last_run {
             gauge!("appliance_backup_last_run_ok").set(if r.ok { 1.0 } else { 0.0 });
         }
         if let Some(r) = last_ok {
-            if let Some(t) = parse_time(&r.started_at) {
+            if let Some(t) = store::parse_time(&r.started_at) {
                 gauge!("appliance_backup_last_success_timestamp_seconds")
                     .set(t.unix_timestamp() as f64);
             }
@@ -103,10 +96,6 @@ pub async fn render(state: &AppState) -> String {
     }
     handle.run_upkeep();
     handle.render()
-}
-
-fn parse_time(t: &str) -> Option<time::OffsetDateTime> {
-    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
 }
 
 /// Resident set size from /proc/self/status (VmRSS, in kB).

@@ -344,6 +344,32 @@ pub fn start_server_args(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Ser
     Server { child, addr }
 }
 
+/// `serve` with its JSON log written to the file `log` (kept for the test to read, e.g. the
+/// setup token): the child and the address it logged.
+pub fn serve_logged(dir: &Path, env: &[(&str, &str)], log: &Path) -> (Child, String) {
+    let child = cli(dir)
+        .env("APPLIANCE__SERVER__LISTEN", "127.0.0.1:0")
+        .env("APPLIANCE__LOG__FORMAT", "json")
+        .envs(env.iter().copied())
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("create the log file"))
+        .spawn()
+        .expect("spawn serve");
+    let addr = poll(Duration::from_secs(30), || log_value(log, "address"))
+        .expect("the server logs its address");
+    (child, addr)
+}
+
+/// The first string value of `key` in a JSON-lines log file.
+pub fn log_value(log: &Path, key: &str) -> Option<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v[key].as_str().map(str::to_owned))
+}
+
 /// Read one HTTP/1.1 request from `stream` (headers up to the blank line, then a body of
 /// `Content-Length` bytes) and return the body; for small local receivers in tests.
 pub fn read_request_body(stream: &std::net::TcpStream) -> Vec<u8> {
