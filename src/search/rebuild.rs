@@ -104,6 +104,7 @@ pub(super) async fn build_fresh(
         .schema(schema)
         .settings(settings)
         .create_in_dir(&tmp_dir)?;
+    super::stem::register(&index);
     let memory = usize::try_from(config.writer_memory_bytes).unwrap_or(usize::MAX);
     let writer: IndexWriter = index.writer_with_num_threads(2, memory)?;
     let (mut writer, seq, count) = db
