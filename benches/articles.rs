@@ -271,15 +271,27 @@ async fn main() {
         );
     }
 
-    let (server, stored_rate, searchable_rate) = bulk_load(bulk).await;
+    let (mut server, stored_rate, searchable_rate) = bulk_load(bulk).await;
     println!(
         "| appliance bulk load (1000/request) | {stored_rate:>8.0} articles/s stored | {searchable_rate:>8.0} articles/s until searchable (target >= 10000) |"
     );
     let pid = server.child.id();
     println!(
-        "| appliance RSS after bulk load | {:>7.1} MiB | peak {:.1} MiB |",
+        "| appliance RSS after bulk load | {:>7.1} MiB (anonymous {:.1}, mapped files {:.1}) | peak during the load {:.1} MiB |",
         rss_mib(pid, "VmRSS:"),
+        rss_mib(pid, "RssAnon:"),
+        rss_mib(pid, "RssFile:"),
         rss_mib(pid, "VmHWM:")
+    );
+    // Searches run on a restarted server, so that their memory is not the bulk load's
+    // leftovers (writer arenas, segment merges still running).
+    let restart = Instant::now();
+    server.restart().await;
+    let pid = server.child.id();
+    println!(
+        "| appliance restart (clean stop, start) to /readyz | {:>7.1} ms | RSS {:.1} MiB |",
+        restart.elapsed().as_secs_f64() * 1000.0,
+        rss_mib(pid, "VmRSS:")
     );
     let peak_reset = reset_peak_rss(pid);
     let mut http = Vec::new();

@@ -109,8 +109,34 @@ pub async fn start() -> Server {
             "bench",
         ],
     );
+    let (child, base) = spawn(dir.path(), port).await;
+    Server {
+        child,
+        base,
+        dir,
+        token,
+    }
+}
+
+impl Server {
+    /// Stop the server cleanly and start it again on the same data and port (an
+    /// operator's restart): the numbers that follow carry nothing over from before.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let port = self
+            .base
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .expect("port");
+        let (child, _) = spawn(self.dir.path(), port).await;
+        self.child = child;
+    }
+}
+
+/// Start `appliance serve` in `dir` on `port` and wait until /readyz says 200.
+async fn spawn(dir: &std::path::Path, port: u16) -> (Child, String) {
     let child = Command::new(env!("CARGO_BIN_EXE_appliance"))
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env("APPLIANCE_CONFIG", "/dev/null")
         // Load generators from one address would be throttled by the per-IP limits
         // (PocketBase, the comparison, has its limiter off by default too).
@@ -121,7 +147,10 @@ pub async fn start() -> Server {
         .stdout(Stdio::null())
         // BENCH_SERVER_LOG=FILE keeps the server's log (RUST_LOG applies).
         .stderr(match std::env::var("BENCH_SERVER_LOG") {
-            Ok(path) => std::fs::File::create(path)
+            Ok(path) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
                 .map(Stdio::from)
                 .unwrap_or_else(|_| Stdio::null()),
             Err(_) => Stdio::null(),
@@ -142,12 +171,7 @@ pub async fn start() -> Server {
         assert!(Instant::now() < deadline, "server never ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Server {
-        child,
-        base,
-        dir,
-        token,
-    }
+    (child, base)
 }
 
 pub fn rss_mib(pid: u32, key: &str) -> f64 {

@@ -5,6 +5,7 @@
 //! differently-analysed index is rebuilt from the database and swapped in atomically.
 //! Nothing here writes articles; SQLite stays the single source of truth.
 
+mod directory;
 mod execute;
 pub mod indexer;
 pub mod query;
@@ -154,7 +155,7 @@ impl IndexHandle {
     /// Open an existing index and prove it usable: the schema matches the configured
     /// analyzer, every segment file is present, a searcher opens.
     fn open(dir: &Path, config: &SearchConfig) -> Result<IndexHandle, SearchError> {
-        let index = Index::open_in_dir(dir)?;
+        let index = Index::open(directory::IndexDirectory::open(dir)?)?;
         stem::register(&index);
         let schema = index.schema();
         let fields = fields_of(&schema)?;

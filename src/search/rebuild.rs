@@ -100,10 +100,11 @@ pub(super) async fn build_fresh(
         docstore_blocksize: 4096,
         ..Default::default()
     };
-    let index = Index::builder()
-        .schema(schema)
-        .settings(settings)
-        .create_in_dir(&tmp_dir)?;
+    let index = Index::create(
+        super::directory::IndexDirectory::open(&tmp_dir)?,
+        schema,
+        settings,
+    )?;
     super::stem::register(&index);
     let memory = usize::try_from(config.writer_memory_bytes).unwrap_or(usize::MAX);
     let writer: IndexWriter = index.writer_with_num_threads(2, memory)?;
