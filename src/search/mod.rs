@@ -11,7 +11,7 @@ pub mod indexer;
 pub mod query;
 mod rebuild;
 mod snippet;
-pub mod stem;
+mod stem;
 
 pub use execute::escape_html;
 use rebuild::{build_fresh, verify_handle};

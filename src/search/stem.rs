@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::mem;
 
 use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer, Token, TokenFilter,
-    TokenStream, Tokenizer,
+    LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer, Token, TokenFilter, TokenStream,
+    Tokenizer,
 };
 
 /// The name the schema records for the English analyzer (the same as tantivy's own).
@@ -28,7 +28,7 @@ pub fn english() -> TextAnalyzer {
     TextAnalyzer::builder(SimpleTokenizer::default())
         .filter(RemoveLongFilter::limit(40))
         .filter(LowerCaser)
-        .filter(MemoStemmer::new(Language::English))
+        .filter(MemoStemmer)
         .build()
 }
 
@@ -37,29 +37,17 @@ pub fn register(index: &tantivy::Index) {
     index.tokenizers().register(EN_STEM, english());
 }
 
+/// English Snowball stemming with a memo (the only stemming language `search.analyzer`
+/// offers).
 #[derive(Clone)]
-pub struct MemoStemmer {
-    algorithm: frostem::Algorithm,
-}
-
-impl MemoStemmer {
-    pub fn new(language: Language) -> MemoStemmer {
-        let algorithm = match language {
-            Language::English => frostem::Algorithm::English,
-            // Only English is configurable (config `search.analyzer`); other languages
-            // would be added here with their own algorithm.
-            _ => frostem::Algorithm::English,
-        };
-        MemoStemmer { algorithm }
-    }
-}
+pub struct MemoStemmer;
 
 impl TokenFilter for MemoStemmer {
     type Tokenizer<T: Tokenizer> = MemoStemmerFilter<T>;
 
     fn transform<T: Tokenizer>(self, tokenizer: T) -> MemoStemmerFilter<T> {
         MemoStemmerFilter {
-            stemmer: frostem::Stemmer::new(self.algorithm),
+            stemmer: frostem::Stemmer::new(frostem::Algorithm::English),
             inner: tokenizer,
             memo: HashMap::new(),
         }
