@@ -27,37 +27,17 @@ use corpus::Corpus;
 use serde_json::Value;
 use server::{Stats, bulk_load, cpu_secs, env_num, post_all, rss_mib, start, stats};
 
-/// `articles` POSTed one per request to `url` at `concurrency`; latencies and the CPU
-/// the server process `pid` used meanwhile (in cores).
-async fn creates(
-    url: String,
-    client: reqwest::Client,
-    pid: u32,
-    articles: Arc<Vec<Value>>,
-    concurrency: usize,
-) -> (Stats, f64) {
+/// Run `concurrency` workers (each given its index, each returning its request
+/// latencies) to the end; their latencies and the CPU the server process `pid` used
+/// meanwhile, in cores.
+async fn load<F, Fut>(pid: u32, concurrency: usize, worker: F) -> (Stats, f64)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Vec<Duration>> + Send + 'static,
+{
     let cpu0 = cpu_secs(pid);
-    let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (articles, next, url, client) =
-                (articles.clone(), next.clone(), url.clone(), client.clone());
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(a) = articles.get(i) else { break };
-                    let t = Instant::now();
-                    let res = client.post(&url).json(a).send().await.expect("create");
-                    assert!(res.status().is_success(), "{}", res.status());
-                    let _ = res.bytes().await;
-                    lat.push(t.elapsed());
-                }
-                lat
-            })
-        })
-        .collect();
+    let tasks: Vec<_> = (0..concurrency).map(|t| tokio::spawn(worker(t))).collect();
     let mut lat = Vec::new();
     for t in tasks {
         lat.extend(t.await.expect("task"));
@@ -65,6 +45,35 @@ async fn creates(
     let secs = started.elapsed().as_secs_f64();
     let cores = (cpu_secs(pid) - cpu0) / secs;
     (stats(lat, secs), cores)
+}
+
+/// `articles` POSTed one per request to `url` at `concurrency`.
+async fn creates(
+    url: String,
+    client: reqwest::Client,
+    pid: u32,
+    articles: Arc<Vec<Value>>,
+    concurrency: usize,
+) -> (Stats, f64) {
+    let next = Arc::new(AtomicUsize::new(0));
+    load(pid, concurrency, |_| {
+        let (articles, next, url, client) =
+            (articles.clone(), next.clone(), url.clone(), client.clone());
+        async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(a) = articles.get(i) else { break };
+                let t = Instant::now();
+                let res = client.post(&url).json(a).send().await.expect("create");
+                assert!(res.status().is_success(), "{}", res.status());
+                let _ = res.bytes().await;
+                lat.push(t.elapsed());
+            }
+            lat
+        }
+    })
+    .await
 }
 
 /// 10,000 seeded queries of `words` words each.
@@ -81,7 +90,7 @@ fn queries(words: usize) -> Vec<String> {
 }
 
 /// GET `url` with the query string `params(q)` for each query of `words` words, at
-/// `concurrency` for `secs`; latencies and the server's (`pid`) CPU in cores.
+/// `concurrency` for `secs`.
 async fn searches(
     url: String,
     client: reqwest::Client,
@@ -91,41 +100,31 @@ async fn searches(
     secs: u64,
     concurrency: usize,
 ) -> (Stats, f64) {
-    let cpu0 = cpu_secs(pid);
     let qs = Arc::new(queries(words));
-    let started = Instant::now();
-    let until = started + Duration::from_secs(secs);
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|t| {
-            let (qs, url, client) = (qs.clone(), url.clone(), client.clone());
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                let mut i = t * 1000;
-                while Instant::now() < until {
-                    let q = &qs[i % qs.len()];
-                    i += 1;
-                    let t0 = Instant::now();
-                    let res = client
-                        .get(&url)
-                        .query(&params(q))
-                        .send()
-                        .await
-                        .expect("search");
-                    assert_eq!(res.status(), 200);
-                    let _ = res.bytes().await;
-                    lat.push(t0.elapsed());
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.expect("task"));
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let cores = (cpu_secs(pid) - cpu0) / elapsed;
-    (stats(lat, elapsed), cores)
+    let until = Instant::now() + Duration::from_secs(secs);
+    load(pid, concurrency, |t| {
+        let (qs, url, client) = (qs.clone(), url.clone(), client.clone());
+        async move {
+            let mut lat = Vec::new();
+            let mut i = t * 1000;
+            while Instant::now() < until {
+                let q = &qs[i % qs.len()];
+                i += 1;
+                let t0 = Instant::now();
+                let res = client
+                    .get(&url)
+                    .query(&params(q))
+                    .send()
+                    .await
+                    .expect("search");
+                assert_eq!(res.status(), 200);
+                let _ = res.bytes().await;
+                lat.push(t0.elapsed());
+            }
+            lat
+        }
+    })
+    .await
 }
 
 fn our_search_query(q: &str) -> Vec<(String, String)> {

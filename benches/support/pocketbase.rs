@@ -5,10 +5,10 @@
 //! ours: the same fields, a unique `external_id`, an index for category listings.
 #![allow(dead_code)]
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+
+use super::server::{client, free_port, run_ok, wait_for_200};
 
 const EMAIL: &str = "bench@example.org";
 const PASSWORD: &str = "bench-password-123";
@@ -44,7 +44,7 @@ pub fn binary() -> Option<String> {
 
 impl PocketBase {
     pub fn client(&self) -> reqwest::Client {
-        super::server::client(&self.token)
+        client(&self.token)
     }
 
     pub fn records_url(&self) -> String {
@@ -57,25 +57,13 @@ impl PocketBase {
 pub async fn start(bin: &str) -> PocketBase {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("pb_data");
-    let version = Command::new(bin)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let out = Command::new(bin)
-        .args(["superuser", "upsert", EMAIL, PASSWORD, "--dir"])
-        .arg(&data)
-        .output()
-        .expect("run pocketbase");
-    assert!(
-        out.status.success(),
-        "pocketbase superuser: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let version = run_ok(Command::new(bin).arg("--version"));
+    run_ok(
+        Command::new(bin)
+            .args(["superuser", "upsert", EMAIL, PASSWORD, "--dir"])
+            .arg(&data),
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_port();
     let child = Command::new(bin)
         .args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir"])
         .arg(&data)
@@ -84,19 +72,8 @@ pub async fn start(bin: &str) -> PocketBase {
         .spawn()
         .expect("spawn pocketbase");
     let base = format!("http://127.0.0.1:{port}");
+    wait_for_200(&format!("{base}/api/health")).await;
     let plain = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while plain
-        .get(format!("{base}/api/health"))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .ok()
-        != Some(200)
-    {
-        assert!(Instant::now() < deadline, "pocketbase never healthy");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let auth: Value = plain
         .post(format!(
             "{base}/api/collections/_superusers/auth-with-password"

@@ -46,20 +46,50 @@ pub fn client(token: &str) -> reqwest::Client {
         .expect("client")
 }
 
-/// Run the binary in `dir` with the bench environment; its stdout.
-fn admin_cli(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_appliance"))
-        .current_dir(dir)
-        .env("APPLIANCE_CONFIG", "/dev/null")
-        .args(args)
-        .output()
-        .expect("run appliance");
+/// Run a command that must succeed; its stdout, trimmed.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
-        "{args:?}: {}",
+        "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Run the binary in `dir` with the bench environment; its stdout.
+fn admin_cli(dir: &std::path::Path, args: &[&str]) -> String {
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_appliance"))
+            .current_dir(dir)
+            .env("APPLIANCE_CONFIG", "/dev/null")
+            .args(args),
+    )
+}
+
+/// A loopback port that is free now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Poll `url` until it answers 200 (30 s at most).
+pub async fn wait_for_200(url: &str) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client
+        .get(url)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .ok()
+        != Some(200)
+    {
+        assert!(Instant::now() < deadline, "{url} never answered 200");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 impl Server {
@@ -83,10 +113,7 @@ impl Drop for Server {
 /// The release binary with production defaults (log level info, to /dev/null here).
 pub async fn start() -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_port();
     admin_cli(
         dir.path(),
         &[
@@ -158,19 +185,7 @@ async fn spawn(dir: &std::path::Path, port: u16) -> (Child, String) {
         .spawn()
         .expect("spawn");
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .ok()
-        != Some(200)
-    {
-        assert!(Instant::now() < deadline, "server never ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_200(&format!("{base}/readyz")).await;
     (child, base)
 }
 

@@ -71,7 +71,7 @@ pub struct Fields {
 
 fn tokenizer_name(a: Analyzer) -> &'static str {
     match a {
-        Analyzer::English => "en_stem",
+        Analyzer::English => stem::EN_STEM,
         Analyzer::Simple => "default",
     }
 }
