@@ -685,3 +685,61 @@ async fn a_missing_index_is_rebuilt_at_start() {
     );
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_index_of_another_analyzer_or_version_is_rebuilt_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // Built with the simple analyzer: no stemming.
+    let app = common::spawn_in(&data, |c| {
+        c.search.analyzer = appliance::config::Analyzer::Simple
+    })
+    .await
+    .unwrap();
+    app.create(json!({"title": "Platypuses at dusk", "body": "", "status": "published"}))
+        .await;
+    app.search_until("q=platypuses", |v| total(v) == 1).await;
+    let (_, v) = app.get_json("/api/search?q=platypus").await;
+    assert_eq!(total(&v), 0, "the simple analyzer does not stem: {v}");
+    app.stop().await.unwrap();
+
+    // The English analyzer in the config: rebuilt, stemming, before serving.
+    let app = common::spawn_in(&data, |_| {}).await.unwrap();
+    let (_, v) = app.get_json("/api/search?q=platypus").await;
+    assert_eq!(total(&v), 1, "rebuilt with the English analyzer: {v}");
+    app.stop().await.unwrap();
+
+    // An index left by an earlier version: title and body indexed, no `text` field.
+    let dir = data.join("index");
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    {
+        use tantivy::schema::{
+            FAST, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
+            TextOptions,
+        };
+        let text = TextOptions::default()
+            .set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer("en_stem")
+                    .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+            )
+            .set_stored();
+        let mut b = Schema::builder();
+        b.add_u64_field("id", INDEXED | STORED | FAST);
+        b.add_text_field("slug", STRING | STORED);
+        b.add_text_field("title", text.clone());
+        b.add_text_field("body", text);
+        b.add_text_field("category", STRING | STORED);
+        b.add_text_field("tags", STRING | STORED);
+        b.add_text_field("status", STRING | STORED);
+        b.add_date_field("updated_at", INDEXED | STORED);
+        let index = tantivy::Index::create_in_dir(&dir, b.build()).unwrap();
+        let mut w: tantivy::IndexWriter = index.writer(15_000_000).unwrap();
+        w.commit().unwrap();
+    }
+    let app = common::spawn_in(&data, |_| {}).await.unwrap();
+    let (_, v) = app.get_json("/api/search?q=platypus+dusk").await;
+    assert_eq!(total(&v), 1, "rebuilt with this version's schema: {v}");
+    app.stop().await.unwrap();
+}

@@ -61,8 +61,14 @@ impl From<std::io::Error> for SearchError {
 pub struct Fields {
     pub id: Field,
     pub slug: Field,
+    /// Indexed (for `title:` and the title boost) and stored.
     pub title: Field,
+    /// Stored only, for snippets: its words are indexed in `text`.
     pub body: Field,
+    /// Title and body, indexed as two values (a phrase does not run from one into the
+    /// other): what a word has to match. One field instead of `title OR body` per word
+    /// makes a query an intersection of plain posting lists.
+    pub text: Field,
     pub category: Field,
     pub tags: Field,
     pub status: Field,
@@ -78,18 +84,17 @@ fn tokenizer_name(a: Analyzer) -> &'static str {
 
 fn build_schema(analyzer: Analyzer) -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let text = TextOptions::default()
-        .set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(tokenizer_name(analyzer))
-                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-        )
-        .set_stored();
+    let indexed = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(tokenizer_name(analyzer))
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
     let fields = Fields {
         id: b.add_u64_field("id", INDEXED | STORED | FAST),
         slug: b.add_text_field("slug", STRING | STORED),
-        title: b.add_text_field("title", text.clone()),
-        body: b.add_text_field("body", text),
+        title: b.add_text_field("title", indexed.clone().set_stored()),
+        body: b.add_text_field("body", STORED),
+        text: b.add_text_field("text", indexed),
         category: b.add_text_field("category", STRING | STORED),
         tags: b.add_text_field("tags", STRING | STORED),
         status: b.add_text_field("status", STRING | STORED),
@@ -109,6 +114,7 @@ fn fields_of(schema: &Schema) -> Result<Fields, SearchError> {
         slug: f("slug")?,
         title: f("title")?,
         body: f("body")?,
+        text: f("text")?,
         category: f("category")?,
         tags: f("tags")?,
         status: f("status")?,
@@ -152,25 +158,29 @@ pub struct IndexHandle {
 }
 
 impl IndexHandle {
-    /// Open an existing index and prove it usable: the schema matches the configured
-    /// analyzer, every segment file is present, a searcher opens.
+    /// Open an existing index and prove it usable: the schema is this version's with
+    /// the configured analyzer, every segment file is present, a searcher opens.
     fn open(dir: &Path, config: &SearchConfig) -> Result<IndexHandle, SearchError> {
         let index = Index::open(directory::IndexDirectory::open(dir)?)?;
         stem::register(&index);
         let schema = index.schema();
-        let fields = fields_of(&schema)?;
-        let tokenizer = match schema.get_field_entry(fields.title).field_type() {
-            tantivy::schema::FieldType::Str(opts) => opts
-                .get_indexing_options()
-                .map(|i| i.tokenizer().to_string()),
-            _ => None,
-        };
-        if tokenizer.as_deref() != Some(tokenizer_name(config.analyzer)) {
+        if schema != build_schema(config.analyzer).0 {
+            let tokenizer = schema
+                .get_field("title")
+                .ok()
+                .and_then(|f| match schema.get_field_entry(f).field_type() {
+                    tantivy::schema::FieldType::Str(opts) => opts
+                        .get_indexing_options()
+                        .map(|i| i.tokenizer().to_string()),
+                    _ => None,
+                });
             return Err(SearchError::Other(format!(
-                "index was built with analyzer {tokenizer:?}, config says {:?}",
+                "index schema differs from this version's (built with analyzer {tokenizer:?}, \
+                 config says {:?})",
                 config.analyzer
             )));
         }
+        let fields = fields_of(&schema)?;
         missing_segment_files(&index, dir)?;
         Self::from_index(index, fields, dir, config)
     }
@@ -254,6 +264,8 @@ fn document(f: &Fields, a: &Article) -> TantivyDocument {
     d.add_text(f.slug, &a.slug);
     d.add_text(f.title, &a.title);
     d.add_text(f.body, &a.body);
+    d.add_text(f.text, &a.title);
+    d.add_text(f.text, &a.body);
     if let Some(c) = &a.category {
         d.add_text(f.category, c);
     }

@@ -3,9 +3,13 @@
 //! profiled at half of a query's CPU. Here a word is stemmed only if it could stem to a
 //! query term — English stems keep a word's first letters, so a word whose start does
 //! not match any term's first three letters is skipped — and `prefix*` matches are
-//! highlighted too.
+//! highlighted too. ASCII text (the common case) is not walked character by character:
+//! an Aho-Corasick automaton finds the places where a word starts with a term's first
+//! letters or a prefix, and only those words are looked at.
 
 use std::collections::HashSet;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
 
 use tantivy::tokenizer::TextAnalyzer;
 
@@ -27,6 +31,9 @@ pub struct Highlighter {
     /// Lowercase first characters of all of the above: most words fail this test and
     /// are passed over without lowercasing or allocating.
     firsts: Vec<char>,
+    /// Finds, case-insensitively, the ASCII `starts` and `prefixes` in ASCII text; `None`
+    /// when there is none (then no ASCII word can match).
+    ascii_finder: Option<AhoCorasick>,
     analyzer: TextAnalyzer,
     max_chars: usize,
 }
@@ -52,11 +59,32 @@ impl Highlighter {
             .collect();
         firsts.sort_unstable();
         firsts.dedup();
+        // Every word `matches` accepts starts with one of these (a term's start, or a
+        // prefix); in ASCII text only ASCII alphanumeric ones can occur in a word.
+        let patterns: Vec<&String> = starts
+            .iter()
+            .chain(&prefixes)
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .collect();
+        let ascii_finder = if patterns.is_empty() {
+            None
+        } else {
+            // Leftmost: a word-start match is found before any match inside that word.
+            // Built per query for a few patterns: an NFA, not a DFA (profiled: building
+            // the DFA cost more than searching with it).
+            AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::LeftmostFirst)
+                .kind(Some(AhoCorasickKind::ContiguousNFA))
+                .build(patterns)
+                .ok()
+        };
         Highlighter {
             terms,
             starts,
             prefixes,
             firsts,
+            ascii_finder,
             analyzer,
             max_chars,
         }
@@ -89,11 +117,10 @@ impl Highlighter {
         found
     }
 
-    /// A fragment of about `max_chars` around the densest run of matches, escaped, with
-    /// matches in `<mark>`; the start of the text when nothing matches.
-    pub fn snippet(&mut self, text: &str) -> String {
-        // Words: maximal runs of alphanumeric characters (as tantivy's SimpleTokenizer).
-        let mut hits: Vec<(usize, usize)> = Vec::new();
+    /// The byte ranges of matching words. Words: maximal runs of alphanumeric
+    /// characters (as tantivy's SimpleTokenizer).
+    fn hits(&mut self, text: &str) -> Vec<(usize, usize)> {
+        let mut hits = Vec::new();
         let mut start = None;
         for (i, c) in text
             .char_indices()
@@ -110,6 +137,44 @@ impl Highlighter {
                 _ => {}
             }
         }
+        hits
+    }
+
+    /// [`Self::hits`] for ASCII text: only the words that start with a term's first
+    /// letters or a prefix are looked at.
+    fn ascii_hits(&mut self, text: &str) -> Vec<(usize, usize)> {
+        let mut hits = Vec::new();
+        let Some(finder) = self.ascii_finder.take() else {
+            return hits;
+        };
+        let bytes = text.as_bytes();
+        let mut pos = 0;
+        while let Some(m) = finder.find(Input::new(text).span(pos..text.len())) {
+            let s = m.start();
+            let end = bytes[s..]
+                .iter()
+                .position(|b| !b.is_ascii_alphanumeric())
+                .map_or(text.len(), |n| s + n);
+            // A match inside a word is not a word start; the word's own start, if it
+            // matched, came first.
+            let at_word_start = s == 0 || !bytes[s - 1].is_ascii_alphanumeric();
+            if at_word_start && self.matches(&text[s..end]) {
+                hits.push((s, end));
+            }
+            pos = end;
+        }
+        self.ascii_finder = Some(finder);
+        hits
+    }
+
+    /// A fragment of about `max_chars` around the densest run of matches, escaped, with
+    /// matches in `<mark>`; the start of the text when nothing matches.
+    pub fn snippet(&mut self, text: &str) -> String {
+        let hits = if text.is_ascii() {
+            self.ascii_hits(text)
+        } else {
+            self.hits(text)
+        };
         let budget = self.max_chars;
         let Some(&(first, _)) = hits.first() else {
             return escape_html(&take_chars(text, 0, budget));
@@ -222,5 +287,40 @@ mod tests {
         let text = format!("{}café crème", "é ".repeat(200));
         let s = h.snippet(&text);
         assert!(s.contains("<mark>café</mark>"), "{s}");
+    }
+
+    #[test]
+    fn the_ascii_path_finds_exactly_what_the_character_walk_finds() {
+        let words = [
+            "Logging", "logs", "xlog", "log", "LOGGER", "catalog", "logs2", "2logs", "tantivy",
+            "Tantivies", "ant", "an", "a", "relational", "relation", "RELATE", "re", "-", ", ",
+            "&", "<b>", "\"", "log-in", "c++", "x", "9", "nation", "nationally",
+        ];
+        let queries: [(&[&str], &[&str]); 6] = [
+            (&["log"], &[]),
+            (&["relat", "nation"], &["tant"]),
+            (&["a"], &[]),
+            (&[], &["c++", "lo"]),
+            (&["log", "logger"], &["re"]),
+            (&["élan"], &["é"]),
+        ];
+        // A deterministic walk over word sequences (splitmix-style steps).
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for (terms, prefixes) in queries {
+            for _ in 0..200 {
+                let mut text = String::new();
+                for _ in 0..40 {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    text.push_str(words[(state % words.len() as u64) as usize]);
+                    if state & 0x100 == 0 {
+                        text.push(' ');
+                    }
+                }
+                let mut h = en(terms, prefixes);
+                assert_eq!(h.ascii_hits(&text), h.hits(&text), "{terms:?} {prefixes:?} {text}");
+            }
+        }
     }
 }
