@@ -1,6 +1,8 @@
 //! Running a search: the parsed query (see [`super::query`]) becomes tantivy queries
-//! (title boosted, filters as constant-score clauses), top-k and count are collected,
-//! and each hit gets an HTML-safe highlighted snippet ([`super::snippet`]).
+//! (words must be in `text`, title matches add a boosted score, filters are
+//! constant-score clauses), top-k and count are collected in the cheapest way the
+//! query's shape allows, and each hit gets an HTML-safe highlighted snippet
+//! ([`super::snippet`]).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -185,7 +187,10 @@ fn two_phase(
     let k = limit.saturating_add(offset).max(1);
     let top = || TopDocs::with_limit(k).order_by_score();
     let any_title: Box<dyn Query> = Box::new(BooleanQuery::new(
-        title_boosts.into_iter().map(|q| (Occur::Should, q)).collect(),
+        title_boosts
+            .into_iter()
+            .map(|q| (Occur::Should, q))
+            .collect(),
     ));
     let titled = conjunction(text_terms.iter().map(|q| q.box_clone()).chain([any_title]));
     let plain = conjunction(text_terms);
@@ -339,8 +344,18 @@ mod tests {
     use crate::search::{IndexHandle, build_schema, stem};
 
     const WORDS: [&str; 12] = [
-        "wal", "checkpoint", "reader", "writer", "index", "merge", "segment", "backup",
-        "restore", "mentor", "article", "logging",
+        "wal",
+        "checkpoint",
+        "reader",
+        "writer",
+        "index",
+        "merge",
+        "segment",
+        "backup",
+        "restore",
+        "mentor",
+        "article",
+        "logging",
     ];
 
     /// A real index in a temp dir: 3 segments, some deletions, titles of 3 words and
@@ -473,7 +488,13 @@ mod tests {
     #[test]
     fn title_matches_rank_first_and_scopes_and_exclusions_are_one_pass() {
         let (_dir, h) = index();
-        for q in ["\"wal checkpoint\"", "wal -reader", "title:wal reader", "body:wal", "wa*"] {
+        for q in [
+            "\"wal checkpoint\"",
+            "wal -reader",
+            "title:wal reader",
+            "body:wal",
+            "wa*",
+        ] {
             let plan = build_query(&h, &words(q)).unwrap();
             assert!(matches!(plan.shape, Shape::Other), "{q}");
         }

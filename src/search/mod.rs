@@ -165,15 +165,14 @@ impl IndexHandle {
         stem::register(&index);
         let schema = index.schema();
         if schema != build_schema(config.analyzer).0 {
-            let tokenizer = schema
-                .get_field("title")
-                .ok()
-                .and_then(|f| match schema.get_field_entry(f).field_type() {
+            let tokenizer = schema.get_field("title").ok().and_then(|f| {
+                match schema.get_field_entry(f).field_type() {
                     tantivy::schema::FieldType::Str(opts) => opts
                         .get_indexing_options()
                         .map(|i| i.tokenizer().to_string()),
                     _ => None,
-                });
+                }
+            });
             return Err(SearchError::Other(format!(
                 "index schema differs from this version's (built with analyzer {tokenizer:?}, \
                  config says {:?})",

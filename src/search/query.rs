@@ -1,7 +1,8 @@
 //! The search query language, parsed here rather than by tantivy's parser (which has no
 //! single-word `prefix*`): words (all must match), `"phrases"`, `-exclusion` (of a word
-//! or phrase), `prefix*`, and `title:` / `body:` scoping. A syntax error says where it
-//! is; in lenient mode the query falls back to its plain words.
+//! or phrase), `prefix*`, and `title:` / `body:` scoping (`body:` runs on the index's
+//! whole-text field: see `execute`). A syntax error says where it is; in lenient mode the
+//! query falls back to its plain words.
 
 use std::fmt;
 
