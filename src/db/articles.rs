@@ -58,21 +58,26 @@ pub fn format_time(t: time::OffsetDateTime) -> String {
 }
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Article> {
-    let tags: String = r.get(6)?;
-    let status: String = r.get(7)?;
+    from_row_at(r, 0)
+}
+
+/// An article from `COLUMNS` starting at column `at`.
+fn from_row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Article> {
+    let tags: String = r.get(at + 6)?;
+    let status: String = r.get(at + 7)?;
     Ok(Article {
-        id: r.get(0)?,
-        external_id: r.get(1)?,
-        slug: r.get(2)?,
-        title: r.get(3)?,
-        body: r.get(4)?,
-        category: r.get(5)?,
+        id: r.get(at)?,
+        external_id: r.get(at + 1)?,
+        slug: r.get(at + 2)?,
+        title: r.get(at + 3)?,
+        body: r.get(at + 4)?,
+        category: r.get(at + 5)?,
         tags: serde_json::from_str(&tags).unwrap_or_default(),
         status: Status::parse(&status).unwrap_or(Status::Draft),
-        created_at: r.get(8)?,
-        updated_at: r.get(9)?,
-        published_at: r.get(10)?,
-        deleted_at: r.get(11)?,
+        created_at: r.get(at + 8)?,
+        updated_at: r.get(at + 9)?,
+        published_at: r.get(at + 10)?,
+        deleted_at: r.get(at + 11)?,
     })
 }
 
@@ -81,7 +86,10 @@ pub fn get(conn: &Connection, key: &ArticleKey) -> Result<Option<Article>, DbErr
         ArticleKey::Id(id) => (format!("SELECT {COLUMNS} FROM articles WHERE id = ?1"), id),
         ArticleKey::Slug(s) => (format!("SELECT {COLUMNS} FROM articles WHERE slug = ?1"), s),
     };
-    Ok(conn.query_row(&sql, [arg], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([arg], from_row)
+        .optional()?)
 }
 
 pub fn get_by_id(conn: &Connection, id: i64) -> Result<Option<Article>, DbError> {
@@ -446,6 +454,48 @@ pub fn outbox_after(
         })?
         .collect::<Result<_, _>>()?;
     Ok(rows)
+}
+
+/// What the indexer applies next: outbox rows after a sequence number, with the
+/// current state of each article they name.
+#[derive(Debug, Default)]
+pub struct OutboxBatch {
+    /// The highest sequence number read; `None` when the outbox has nothing after.
+    pub max_seq: Option<i64>,
+    pub rows: usize,
+    /// Each article named once, by id: `None` when it was purged.
+    pub articles: Vec<(i64, Option<Article>)>,
+}
+
+/// The outbox rows after `after_seq` (at most `limit`) and their articles, in one query.
+pub fn outbox_batch(conn: &Connection, after_seq: i64, limit: u32) -> Result<OutboxBatch, DbError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT o.seq, o.article_id, {} FROM search_outbox o \
+         LEFT JOIN articles a ON a.id = o.article_id \
+         WHERE o.seq > ?1 ORDER BY o.seq LIMIT ?2",
+        COLUMNS
+            .split(',')
+            .map(|c| format!("a.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))?;
+    let mut rows = stmt.query(params![after_seq, limit])?;
+    let mut batch = OutboxBatch::default();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(r) = rows.next()? {
+        batch.max_seq = Some(r.get(0)?);
+        batch.rows += 1;
+        let id: i64 = r.get(1)?;
+        if seen.insert(id) {
+            let present: Option<i64> = r.get(2)?;
+            let article = match present {
+                Some(_) => Some(from_row_at(r, 2)?),
+                None => None,
+            };
+            batch.articles.push((id, article));
+        }
+    }
+    Ok(batch)
 }
 
 pub fn outbox_delete_through(conn: &Connection, seq: i64) -> Result<usize, DbError> {

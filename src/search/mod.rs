@@ -492,18 +492,9 @@ impl Search {
             // Outbox rows and the articles' current state from one snapshot.
             let batch = self
                 .db
-                .read(move |c| {
-                    let tx = c.unchecked_transaction()?;
-                    let rows = store::outbox_after(&tx, after, limit)?;
-                    let ids: BTreeSet<i64> = rows.iter().map(|r| r.article_id).collect();
-                    let mut docs = Vec::with_capacity(ids.len());
-                    for id in ids {
-                        docs.push((id, store::get_by_id(&tx, id)?));
-                    }
-                    Ok((rows.last().map(|r| r.seq), rows.len(), docs))
-                })
+                .read(move |c| store::outbox_batch(c, after, limit))
                 .await?;
-            let (Some(max_seq), n, docs) = batch else {
+            let (Some(max_seq), n, docs) = (batch.max_seq, batch.rows, batch.articles) else {
                 break;
             };
             let h = handle.clone();

@@ -8,9 +8,9 @@
 //! Each analyzer clone has its own memo (tantivy clones the analyzer per segment writer
 //! and per query), so there is no lock; a memo that reaches [`MAX_WORDS`] is cleared.
 
-use std::collections::HashMap;
 use std::mem;
 
+use rustc_hash::FxHashMap;
 use tantivy::tokenizer::{
     LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer, Token, TokenFilter, TokenStream,
     Tokenizer,
@@ -49,7 +49,7 @@ impl TokenFilter for MemoStemmer {
         MemoStemmerFilter {
             stemmer: frostem::Stemmer::new(frostem::Algorithm::English),
             inner: tokenizer,
-            memo: HashMap::new(),
+            memo: FxHashMap::default(),
         }
     }
 }
@@ -59,7 +59,7 @@ pub struct MemoStemmerFilter<T> {
     stemmer: frostem::Stemmer,
     inner: T,
     /// Word → its stem. Clones start with what the original had learnt.
-    memo: HashMap<Box<str>, Box<str>>,
+    memo: FxHashMap<Box<str>, Box<str>>,
 }
 
 impl<T: Tokenizer> Tokenizer for MemoStemmerFilter<T> {
@@ -81,7 +81,7 @@ impl<T: Tokenizer> Tokenizer for MemoStemmerFilter<T> {
 pub struct MemoStemmerStream<'a, T> {
     tail: T,
     stemmer: &'a frostem::Stemmer,
-    memo: &'a mut HashMap<Box<str>, Box<str>>,
+    memo: &'a mut FxHashMap<Box<str>, Box<str>>,
     buffer: String,
 }
 
