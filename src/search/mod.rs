@@ -27,6 +27,7 @@ use serde::Serialize;
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
+use tantivy::indexer::UserOperation;
 use tantivy::{DateTime, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::articles::{Article, Status};
@@ -484,6 +485,10 @@ impl Search {
     async fn feed_and_commit(&self, handle: &Arc<IndexHandle>) -> Result<usize, SearchError> {
         let interval = std::time::Duration::from_millis(self.config.commit_interval_ms);
         let limit = self.config.batch_size;
+        // Text per indexing group: a quarter of one indexing thread's memory budget.
+        let group_bytes = usize::try_from(self.config.writer_memory_bytes / 8)
+            .unwrap_or(usize::MAX)
+            .max(1 << 20);
         let started = Instant::now();
         let mut fed_through = handle.applied_seq();
         let mut total = 0;
@@ -503,15 +508,28 @@ impl Search {
                     .writer
                     .lock()
                     .map_err(|_| SearchError::Other("index writer poisoned".into()))?;
+                // A group of operations goes to one indexing thread: a pass of a few
+                // creates makes one small segment, not one per thread (each segment
+                // builds a term dictionary and is merged later), while a backlog's
+                // groups spread over both threads. tantivy checks its memory budget
+                // between groups, so a group holds a bounded amount of text.
+                let mut ops = Vec::new();
+                let mut text_bytes = 0;
                 for (id, article) in docs {
-                    writer.delete_term(Term::from_field_u64(
+                    ops.push(UserOperation::Delete(Term::from_field_u64(
                         h.fields.id,
                         u64::try_from(id).unwrap_or(0),
-                    ));
+                    )));
                     if let Some(a) = article.filter(searchable) {
-                        writer.add_document(document(&h.fields, &a))?;
+                        text_bytes += a.title.len() + a.body.len();
+                        ops.push(UserOperation::Add(document(&h.fields, &a)));
+                    }
+                    if text_bytes >= group_bytes {
+                        writer.run(std::mem::take(&mut ops))?;
+                        text_bytes = 0;
                     }
                 }
+                writer.run(ops)?;
                 Ok(())
             })
             .await
