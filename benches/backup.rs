@@ -106,7 +106,7 @@ async fn main() {
     let write_secs = env_num("BENCH_WRITE_SECS", 8) as u64;
     println!("appliance backup benchmark: {n} articles");
     let t = Instant::now();
-    let (mut server, _, _) = bulk_load(n).await;
+    let (mut server, _) = bulk_load(n).await;
     let dir = server.dir.path().to_path_buf();
     let data = dir.join("data");
     let db = data.join("appliance.db");

@@ -271,9 +271,18 @@ pub async fn post_all(url: &str, client: &reqwest::Client, bodies: Vec<Value>) {
     }
 }
 
+/// What a bulk load measured.
+pub struct Bulk {
+    /// Articles per second until all were stored, and until all were searchable.
+    pub stored_rate: f64,
+    pub searchable_rate: f64,
+    /// The server's CPU time (user + system) from the first request until searchable.
+    pub cpu_secs: f64,
+}
+
 /// Bulk-load `n` articles (1,000 per request, 2 requests at a time) and wait until all
-/// are searchable. Returns the server (loaded), articles/s stored and until searchable.
-pub async fn bulk_load(n: usize) -> (Server, f64, f64) {
+/// are searchable. Returns the server (loaded) and what was measured.
+pub async fn bulk_load(n: usize) -> (Server, Bulk) {
     let server = start().await;
     let mut corpus = Corpus::new(2);
     let batches: Vec<Value> = (0..n)
@@ -283,6 +292,7 @@ pub async fn bulk_load(n: usize) -> (Server, f64, f64) {
         .map(|c| Value::Array(c.to_vec()))
         .collect();
     let started = Instant::now();
+    let cpu_before = cpu_secs(server.child.id());
     post_all(
         &format!("{}/api/articles/bulk", server.base),
         &server.client(),
@@ -306,5 +316,11 @@ pub async fn bulk_load(n: usize) -> (Server, f64, f64) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let searchable = started.elapsed().as_secs_f64();
-    (server, n as f64 / stored, n as f64 / searchable)
+    let cpu_secs = cpu_secs(server.child.id()) - cpu_before;
+    let bulk = Bulk {
+        stored_rate: n as f64 / stored,
+        searchable_rate: n as f64 / searchable,
+        cpu_secs,
+    };
+    (server, bulk)
 }
