@@ -1,8 +1,9 @@
 //! Full-text search over articles with tantivy, kept in step with SQLite through the
 //! `search_outbox` (DESIGN.md, search index rules): the index under `data/index/` is
 //! opened once and shared, the indexer ([`indexer`]) applies outbox rows in batches and
-//! commits with the highest applied sequence as payload, and a damaged, missing or
-//! differently-analysed index is rebuilt from the database and swapped in atomically.
+//! commits with the highest applied sequence as payload, and a damaged or missing index,
+//! or one built with another analyzer or schema, is rebuilt from the database and
+//! swapped in atomically.
 //! Nothing here writes articles; SQLite stays the single source of truth.
 
 mod directory;
@@ -356,7 +357,7 @@ pub struct SearchResults {
 
 impl Search {
     /// Open the index under `data_dir/index`, rebuilding it from the database when it
-    /// is missing, damaged or built with another analyzer.
+    /// is missing, damaged, or built with another analyzer or schema.
     pub async fn open(
         data_dir: &Path,
         config: &SearchConfig,
