@@ -743,3 +743,24 @@ async fn an_index_of_another_analyzer_or_version_is_rebuilt_at_start() {
     assert_eq!(total(&v), 1, "rebuilt with this version's schema: {v}");
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_pass_with_more_text_than_one_indexing_group_indexes_every_article() {
+    // 32 MiB of writer memory makes a group 4 MiB of text; these 10 articles (~5 MiB)
+    // arrive in one bulk request, so one indexer pass hands them over in two groups.
+    let app = common::spawn_app_with(|c| c.search.writer_memory_bytes = 32 * 1024 * 1024).await;
+    let filler = "paragraph of filler words ".repeat(20_000);
+    let items: Vec<Value> = (0..10)
+        .map(|i| {
+            json!({"title": format!("Long article {i}"),
+                   "body": format!("{filler} marker{i}"), "status": "published"})
+        })
+        .collect();
+    let (s, v) = app.post("/api/articles/bulk", Value::Array(items)).await;
+    assert_eq!(s, 200, "{v}");
+    app.search_until("q=filler", |v| total(v) == 10).await;
+    for i in 0..10 {
+        let v = app.search_until(&format!("q=marker{i}"), |_| true).await;
+        assert_eq!(total(&v), 1, "article {i}: {v}");
+    }
+}
