@@ -764,3 +764,54 @@ async fn a_pass_with_more_text_than_one_indexing_group_indexes_every_article() {
         assert_eq!(total(&v), 1, "article {i}: {v}");
     }
 }
+
+#[tokio::test]
+async fn a_fresh_search_sees_every_write_acknowledged_before_it() {
+    // A long commit interval: without `fresh` these searches would run before the
+    // indexer's next pass and miss the writes.
+    let app = common::spawn_app_with(|c| c.search.commit_interval_ms = 2_000).await;
+    let fresh = |q: &str| format!("/api/search?q={q}&fresh=true");
+    let a = app
+        .create(json!({"title": "Numbat habits", "body": "termites", "status": "published"}))
+        .await;
+    let (s, v) = app.get_json(&fresh("numbat")).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(ids(&v), [a["id"].as_i64().unwrap()], "{v}");
+    assert!(v.get("warnings").is_none(), "{v}");
+    // An edit and a delete are seen at once too.
+    let (s, v) = app
+        .patch(
+            &format!("/api/articles/{}", a["id"]),
+            json!({"title": "Bilby habits"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(total(&app.get_json(&fresh("bilby")).await.1), 1);
+    assert_eq!(total(&app.get_json(&fresh("numbat")).await.1), 0);
+    assert_eq!(app.delete(&format!("/api/articles/{}", a["id"])).await, 204);
+    assert_eq!(total(&app.get_json(&fresh("bilby")).await.1), 0);
+
+    let (s, v) = app.get_json("/api/search?q=bilby&fresh=maybe").await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(field_names(&v), ["fresh"], "{v}");
+
+    // An index that cannot commit (a backup holds the commit lock): the search does not
+    // wait forever, and says its results may be stale.
+    let dd = appliance::data_dir::DataDir::new(&app.data_dir);
+    let lock = tokio::task::spawn_blocking(move || dd.index_commit_guard(true))
+        .await
+        .unwrap()
+        .unwrap();
+    app.create(json!({"title": "Dunnart habits", "body": "insects", "status": "published"}))
+        .await;
+    let (s, v) = app.get_json(&fresh("dunnart")).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(total(&v), 0, "{v}");
+    let warning = v["warnings"][0].as_str().unwrap_or_default();
+    assert!(warning.contains("not caught up"), "{v}");
+    drop(lock);
+    let (_, v) = app.get_json(&fresh("dunnart")).await;
+    assert_eq!(total(&v), 1, "{v}");
+    assert!(v.get("warnings").is_none(), "{v}");
+    app.stop().await.unwrap();
+}

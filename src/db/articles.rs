@@ -508,11 +508,8 @@ pub fn outbox_delete_through(conn: &Connection, seq: i64) -> Result<usize, DbErr
 /// has applied everything up to it.
 pub fn outbox_high_water(conn: &Connection) -> Result<i64, DbError> {
     Ok(conn
-        .query_row(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'search_outbox'",
-            [],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'search_outbox'")?
+        .query_row([], |r| r.get(0))
         .optional()?
         .unwrap_or(0))
 }

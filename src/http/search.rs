@@ -1,8 +1,10 @@
-//! `GET /api/search?q=&category=&tag=&limit=&offset=&strict=`: ranked hits over published
-//! articles with HTML-safe highlighted snippets. The query language is in
-//! `crate::search::query`.
+//! `GET /api/search?q=&category=&tag=&limit=&offset=&strict=&fresh=`: ranked hits over
+//! published articles with HTML-safe highlighted snippets. The query language is in
+//! `crate::search::query`. With `fresh=true` the search first waits for the index to
+//! take in every article change committed before the request (read-your-writes).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -13,6 +15,9 @@ use crate::search::{SearchError, SearchRequest, SearchResults};
 
 /// Deepest result page a client may ask for (offset + limit); deep paging is a scan.
 const MAX_WINDOW: usize = 10_000;
+
+/// How long a `fresh=true` search waits for the indexer beyond one commit interval.
+const FRESH_SLACK: Duration = Duration::from_secs(5);
 
 pub async fn search(
     State(state): State<AppState>,
@@ -30,6 +35,7 @@ pub async fn search(
     };
     let mut errs = Vec::new();
     let mut has_q = false;
+    let mut fresh = false;
     for (name, value) in &params {
         match name.as_str() {
             "q" => {
@@ -54,9 +60,14 @@ pub async fn search(
                 "false" | "0" => req.strict = false,
                 _ => errs.push(FieldError::new("strict", "must be true or false")),
             },
+            "fresh" => match value.as_str() {
+                "true" | "1" => fresh = true,
+                "false" | "0" => fresh = false,
+                _ => errs.push(FieldError::new("fresh", "must be true or false")),
+            },
             other => errs.push(FieldError::new(
                 other,
-                "unknown parameter; allowed: q, category, tag, limit, offset, strict",
+                "unknown parameter; allowed: q, category, tag, limit, offset, strict, fresh",
             )),
         }
     }
@@ -66,8 +77,27 @@ pub async fn search(
     if !errs.is_empty() {
         return Err(ApiError::Validation(errs));
     }
-    match state.search().search(req).await {
-        Ok(r) => Ok(Json(r)),
+    let search = state.search();
+    let caught_up = if fresh {
+        let limit = Duration::from_millis(search.config().commit_interval_ms) + FRESH_SLACK;
+        search
+            .catch_up(limit)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("search is unavailable: {e}")))?
+    } else {
+        true
+    };
+    match search.search(req).await {
+        Ok(mut r) => {
+            if !caught_up {
+                r.warnings.push(
+                    "The search index has not caught up with the latest changes yet; \
+                     these results may miss them."
+                        .into(),
+                );
+            }
+            Ok(Json(r))
+        }
         Err(SearchError::Syntax(e)) => Err(ApiError::BadParameter {
             message: format!("invalid query: {e}"),
             fields: vec![FieldError::new("q", e.to_string())],

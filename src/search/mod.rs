@@ -298,6 +298,8 @@ pub struct Search {
     config: SearchConfig,
     db: Db,
     notify: tokio::sync::Notify,
+    /// The outbox seq the live index has committed through, for [`Search::catch_up`].
+    applied: tokio::sync::watch::Sender<i64>,
     /// Held by an indexer batch or a rebuild: they never overlap.
     indexing: tokio::sync::Mutex<()>,
     last_error: Mutex<Option<String>>,
@@ -388,7 +390,9 @@ impl Search {
                 build_fresh(data_dir, config, &db, None).await?.0
             }
         };
+        let applied = tokio::sync::watch::Sender::new(handle.applied_seq());
         Ok(Search {
+            applied,
             handle: RwLock::new(Arc::new(handle)),
             data_dir: data_dir.to_path_buf(),
             config: config.clone(),
@@ -448,6 +452,30 @@ impl Search {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some(time::OffsetDateTime::now_utc());
+    }
+
+    fn set_applied(&self, seq: i64) {
+        self.applied.send_if_modified(|v| {
+            let newer = seq > *v;
+            *v = (*v).max(seq);
+            newer
+        });
+    }
+
+    /// Wait until every article change committed to the database before this call is
+    /// searchable (read-your-writes), for at most `limit`. Wakes the indexer but does
+    /// not commit itself, so callers cannot force a commit per request. Returns whether
+    /// the index caught up in time.
+    pub async fn catch_up(&self, limit: std::time::Duration) -> Result<bool, SearchError> {
+        let target = self.db.read(store::outbox_high_water).await?;
+        let mut rx = self.applied.subscribe();
+        if *rx.borrow_and_update() >= target {
+            return Ok(true);
+        }
+        self.notify();
+        // The sender lives as long as `self`, so `wait_for` only ends on the condition.
+        let waited = tokio::time::timeout(limit, rx.wait_for(|s| *s >= target)).await;
+        Ok(matches!(waited, Ok(Ok(_))))
     }
 
     /// Apply every pending outbox row; returns how many rows were applied.
@@ -562,6 +590,7 @@ impl Search {
         .await
         .map_err(|e| SearchError::Other(e.to_string()))??;
         let committed = Instant::now();
+        self.set_applied(fed_through);
         self.set_last_commit();
         metrics::histogram!("appliance_search_commit_seconds")
             .record((committed - fed).as_secs_f64());
@@ -591,6 +620,7 @@ impl Search {
             .handle
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(handle);
+        self.set_applied(seq);
         self.db
             .write(move |tx| store::outbox_delete_through(tx, seq))
             .await?;

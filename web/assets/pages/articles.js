@@ -35,7 +35,8 @@ export async function list(view, ctx) {
     try {
       if (search.value.trim()) {
         status.disabled = true;
-        const r = await api("GET", `/api/search${qs({ q: search.value.trim(), ...params, limit: 20 })}`);
+        // fresh: an article published a moment ago is found (the server waits for the index).
+        const r = await api("GET", `/api/search${qs({ q: search.value.trim(), ...params, limit: 20, fresh: true })}`);
         if (mine !== seq) return;
         put(results, h("p", { class: "muted" }, `${r.total} found in ${r.took_ms.toFixed(1)} ms (published articles only)`),
           r.warnings?.length ? h("p", { class: "notice" }, r.warnings.join(" ")) : null,
