@@ -298,6 +298,10 @@ pub struct Search {
     config: SearchConfig,
     db: Db,
     notify: tokio::sync::Notify,
+    /// Searches run here, one per core at a time: more would only time-slice the cores
+    /// (each query slower, the tail longer); the rest wait their turn in order, and a
+    /// thread that finishes one takes the next without a hand-off.
+    pool: rayon::ThreadPool,
     /// The outbox seq the live index has committed through, for [`Search::catch_up`].
     applied: tokio::sync::watch::Sender<i64>,
     /// Held by an indexer batch or a rebuild: they never overlap.
@@ -391,7 +395,17 @@ impl Search {
             }
         };
         let applied = tokio::sync::watch::Sender::new(handle.applied_seq());
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cores)
+            .thread_name(|i| format!("search-{i}"))
+            // A panicking search fails that request (its reply channel is dropped, so
+            // the caller gets an error); without a handler rayon would abort.
+            .panic_handler(|_| tracing::error!("a search panicked"))
+            .build()
+            .map_err(|e| SearchError::Other(format!("cannot start the search threads: {e}")))?;
         Ok(Search {
+            pool,
             applied,
             handle: RwLock::new(Arc::new(handle)),
             data_dir: data_dir.to_path_buf(),
@@ -657,9 +671,13 @@ impl Search {
 
     pub async fn search(&self, req: SearchRequest) -> Result<SearchResults, SearchError> {
         let handle = self.handle();
-        tokio::task::spawn_blocking(move || execute::run_search(&handle, &req))
-            .await
-            .map_err(|e| SearchError::Other(e.to_string()))?
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.pool.spawn(move || {
+            // The caller may have gone (client disconnected): nothing to deliver then.
+            let _ = tx.send(execute::run_search(&handle, &req));
+        });
+        rx.await
+            .map_err(|_| SearchError::Other("the search failed unexpectedly".into()))?
     }
 }
 
