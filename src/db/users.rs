@@ -3,6 +3,8 @@
 //! [`super::Db::write`] / [`super::Db::read`]) and the CLI share them. Nothing here
 //! returns a password hash except [`find_login`], which the login check needs.
 
+use std::sync::LazyLock;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
@@ -33,17 +35,31 @@ fn role_of(s: String) -> Role {
 }
 
 fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
+    user_at(r, 0)
+}
+
+/// The user columns ([`USER_COLUMNS`]) starting at column `base` of a row.
+fn user_at(r: &Row<'_>, base: usize) -> rusqlite::Result<User> {
     Ok(User {
-        id: r.get(0)?,
-        email: r.get(1)?,
-        display_name: r.get(2)?,
-        role: role_of(r.get(3)?),
-        disabled: r.get(4)?,
-        password_set: r.get(5)?,
-        created_at: r.get(6)?,
-        updated_at: r.get(7)?,
-        last_login_at: r.get(8)?,
+        id: r.get(base)?,
+        email: r.get(base + 1)?,
+        display_name: r.get(base + 2)?,
+        role: role_of(r.get(base + 3)?),
+        disabled: r.get(base + 4)?,
+        password_set: r.get(base + 5)?,
+        created_at: r.get(base + 6)?,
+        updated_at: r.get(base + 7)?,
+        last_login_at: r.get(base + 8)?,
     })
+}
+
+/// [`USER_COLUMNS`] of the table aliased `u`, for joins.
+fn joined_user_columns() -> String {
+    USER_COLUMNS
+        .split(", ")
+        .map(|c| format!("u.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn count(conn: &Connection) -> Result<i64, DbError> {
@@ -216,38 +232,27 @@ pub fn session_lookup(
     now: &str,
     idle_cutoff: &str,
 ) -> Result<Option<SessionRow>, DbError> {
-    // A cached statement: this runs for every request with a session cookie.
-    Ok(conn
-        .prepare_cached(&format!(
-                "SELECT s.id_hash, s.csrf_token, s.last_seen_at, s.expires_at, {}
-                 FROM sessions s JOIN users u ON u.id = s.user_id
-                 WHERE s.id_hash = ?1 AND s.expires_at > ?2 AND s.last_seen_at > ?3 AND u.disabled = 0",
-                USER_COLUMNS
-                    .split(", ")
-                    .map(|c| format!("u.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-        ))?
-        .query_row(params![id_hash, now, idle_cutoff], |r| {
-                Ok(SessionRow {
-                    id_hash: r.get(0)?,
-                    csrf_token: r.get(1)?,
-                    last_seen_at: r.get(2)?,
-                    expires_at: r.get(3)?,
-                    user: User {
-                        id: r.get(4)?,
-                        email: r.get(5)?,
-                        display_name: r.get(6)?,
-                        role: role_of(r.get(7)?),
-                        disabled: r.get(8)?,
-                        password_set: r.get(9)?,
-                        created_at: r.get(10)?,
-                        updated_at: r.get(11)?,
-                        last_login_at: r.get(12)?,
-                    },
-                })
-            },
+    // A cached statement, its text built once: this runs for every request with a
+    // session cookie.
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT s.id_hash, s.csrf_token, s.last_seen_at, s.expires_at, {}
+             FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.id_hash = ?1 AND s.expires_at > ?2 AND s.last_seen_at > ?3 AND u.disabled = 0",
+            joined_user_columns()
         )
+    });
+    Ok(conn
+        .prepare_cached(&SQL)?
+        .query_row(params![id_hash, now, idle_cutoff], |r| {
+            Ok(SessionRow {
+                id_hash: r.get(0)?,
+                csrf_token: r.get(1)?,
+                last_seen_at: r.get(2)?,
+                expires_at: r.get(3)?,
+                user: user_at(r, 4)?,
+            })
+        })
         .optional()?)
 }
 
@@ -360,35 +365,35 @@ pub fn token_lookup(
     prefix: &str,
     now: &str,
 ) -> Result<Option<(String, Token, User)>, DbError> {
-    // A cached statement: this runs for every token-authenticated request.
-    let Some((hash, token)) = conn
-        .prepare_cached(&format!(
-                "SELECT t.secret_hash, {TOKEN_COLUMNS} FROM api_tokens t JOIN users u ON u.id = t.user_id
-                 WHERE t.prefix = ?1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)
-                   AND u.disabled = 0"
-        ))?
-        .query_row(params![prefix, now], |r| {
-                let hash: String = r.get(0)?;
-                let t = Token {
-                    id: r.get(1)?,
-                    user_id: r.get(2)?,
-                    user_email: r.get(3)?,
-                    name: r.get(4)?,
-                    role: role_of(r.get(5)?),
-                    prefix: r.get(6)?,
-                    created_at: r.get(7)?,
-                    expires_at: r.get(8)?,
-                    last_used_at: r.get(9)?,
-                    revoked_at: r.get(10)?,
-                };
-                Ok((hash, t))
-            },
+    // One cached statement for the token and its user, its text built once: this runs
+    // for every token-authenticated request.
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT t.secret_hash, {TOKEN_COLUMNS}, {} FROM api_tokens t JOIN users u ON u.id = t.user_id
+             WHERE t.prefix = ?1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)
+               AND u.disabled = 0",
+            joined_user_columns()
         )
-        .optional()?
-    else {
-        return Ok(None);
-    };
-    Ok(get(conn, token.user_id)?.map(|u| (hash, token, u)))
+    });
+    Ok(conn
+        .prepare_cached(&SQL)?
+        .query_row(params![prefix, now], |r| {
+            let hash: String = r.get(0)?;
+            let t = Token {
+                id: r.get(1)?,
+                user_id: r.get(2)?,
+                user_email: r.get(3)?,
+                name: r.get(4)?,
+                role: role_of(r.get(5)?),
+                prefix: r.get(6)?,
+                created_at: r.get(7)?,
+                expires_at: r.get(8)?,
+                last_used_at: r.get(9)?,
+                revoked_at: r.get(10)?,
+            };
+            Ok((hash, t, user_at(r, 11)?))
+        })
+        .optional()?)
 }
 
 pub fn touch_token(conn: &Connection, id: i64) -> Result<(), DbError> {
