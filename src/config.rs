@@ -76,6 +76,9 @@ pub struct DatabaseConfig {
     /// `PRAGMA mmap_size` of the reader connections (bytes). Without it the bundled
     /// SQLite's shared page-cache lock keeps two readers no faster than one (DESIGN.md).
     pub mmap_size_bytes: u64,
+    /// `PRAGMA cache_size` of the writer connection (bytes): its page cache for the
+    /// B-tree pages that inserts and updates touch.
+    pub writer_cache_bytes: u64,
     /// `PRAGMA journal_size_limit`: the WAL file is truncated to this size after a reset.
     pub journal_size_limit_bytes: u64,
     /// Interval of the background WAL checkpoint (SQLite's automatic checkpoint inside
@@ -210,6 +213,7 @@ impl Default for DatabaseConfig {
             busy_timeout_ms: 5000,
             write_timeout_ms: 5000,
             mmap_size_bytes: 256 * 1024 * 1024,
+            writer_cache_bytes: 32 * 1024 * 1024,
             journal_size_limit_bytes: 64 * 1024 * 1024,
             checkpoint_interval_ms: 1000,
             migrate_on_start: true,
@@ -809,6 +813,13 @@ impl Config {
                 "must be between 1 and 64",
             ));
         }
+        if !(1024 * 1024..=16 * 1024 * 1024 * 1024).contains(&d.writer_cache_bytes) {
+            return Err(ConfigError::invalid(
+                "database.writer_cache_bytes",
+                d.writer_cache_bytes,
+                "must be between 1 MiB (1048576) and 16 GiB",
+            ));
+        }
         for (key, value) in [
             ("database.busy_timeout_ms", d.busy_timeout_ms),
             ("database.write_timeout_ms", d.write_timeout_ms),
@@ -1217,6 +1228,11 @@ mod tests {
                 "[database]\nwrite_timeout_ms = 0",
                 "database.write_timeout_ms",
                 "between",
+            ),
+            (
+                "[database]\nwriter_cache_bytes = 4096",
+                "database.writer_cache_bytes",
+                "1 MiB",
             ),
         ];
         for (toml, key, allowed) in cases {

@@ -92,6 +92,14 @@ impl Db {
         // Checkpoints run from a background task (Db::spawn_checkpointer), not inside
         // an unlucky writer's commit (DESIGN.md: a ~1 s commit was measured).
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // A negative cache_size is in KiB. SQLite's default (2 MiB) misses on the index
+        // pages that every insert descends (slug, external id, listings) once there are
+        // tens of thousands of articles.
+        writer.pragma_update(
+            None,
+            "cache_size",
+            -clamp_i64(config.writer_cache_bytes / 1024).max(1),
+        )?;
 
         let reader_config = config.clone();
         let manager = SqliteConnectionManager::file(path)
@@ -555,6 +563,15 @@ mod tests {
         assert_eq!(mode, "wal");
         assert_eq!(fk, 1);
         assert_eq!(ts, 0);
+        // The writer's page cache is the configured size (negative: KiB).
+        let cache: i64 = db
+            .write(|tx| Ok::<_, DbError>(tx.query_row("PRAGMA cache_size", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(
+            cache,
+            -i64::try_from(DatabaseConfig::default().writer_cache_bytes / 1024).unwrap()
+        );
     }
 
     #[tokio::test]
