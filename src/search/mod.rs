@@ -673,8 +673,11 @@ impl Search {
         let handle = self.handle();
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.pool.spawn(move || {
-            // The caller may have gone (client disconnected): nothing to deliver then.
-            let _ = tx.send(execute::run_search(&handle, &req));
+            // A caller that went away while this waited its turn (the client hung up)
+            // costs no search; one that goes during it gets nothing delivered.
+            if !tx.is_closed() {
+                let _ = tx.send(execute::run_search(&handle, &req));
+            }
         });
         rx.await
             .map_err(|_| SearchError::Other("the search failed unexpectedly".into()))?
