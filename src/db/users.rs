@@ -302,17 +302,22 @@ pub struct Token {
 const TOKEN_COLUMNS: &str = "t.id, t.user_id, u.email, t.name, t.role, t.prefix, t.created_at, t.expires_at, t.last_used_at, t.revoked_at";
 
 fn token_from_row(r: &Row<'_>) -> rusqlite::Result<Token> {
+    token_at(r, 0)
+}
+
+/// The token columns ([`TOKEN_COLUMNS`]) starting at column `base` of a row.
+fn token_at(r: &Row<'_>, base: usize) -> rusqlite::Result<Token> {
     Ok(Token {
-        id: r.get(0)?,
-        user_id: r.get(1)?,
-        user_email: r.get(2)?,
-        name: r.get(3)?,
-        role: role_of(r.get(4)?),
-        prefix: r.get(5)?,
-        created_at: r.get(6)?,
-        expires_at: r.get(7)?,
-        last_used_at: r.get(8)?,
-        revoked_at: r.get(9)?,
+        id: r.get(base)?,
+        user_id: r.get(base + 1)?,
+        user_email: r.get(base + 2)?,
+        name: r.get(base + 3)?,
+        role: role_of(r.get(base + 4)?),
+        prefix: r.get(base + 5)?,
+        created_at: r.get(base + 6)?,
+        expires_at: r.get(base + 7)?,
+        last_used_at: r.get(base + 8)?,
+        revoked_at: r.get(base + 9)?,
     })
 }
 
@@ -378,20 +383,7 @@ pub fn token_lookup(
     Ok(conn
         .prepare_cached(&SQL)?
         .query_row(params![prefix, now], |r| {
-            let hash: String = r.get(0)?;
-            let t = Token {
-                id: r.get(1)?,
-                user_id: r.get(2)?,
-                user_email: r.get(3)?,
-                name: r.get(4)?,
-                role: role_of(r.get(5)?),
-                prefix: r.get(6)?,
-                created_at: r.get(7)?,
-                expires_at: r.get(8)?,
-                last_used_at: r.get(9)?,
-                revoked_at: r.get(10)?,
-            };
-            Ok((hash, t, user_at(r, 11)?))
+            Ok((r.get(0)?, token_at(r, 1)?, user_at(r, 11)?))
         })
         .optional()?)
 }
