@@ -469,16 +469,16 @@ pub struct OutboxBatch {
 
 /// The outbox rows after `after_seq` (at most `limit`) and their articles, in one query.
 pub fn outbox_batch(conn: &Connection, after_seq: i64, limit: u32) -> Result<OutboxBatch, DbError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT o.seq, o.article_id, {} FROM search_outbox o \
-         LEFT JOIN articles a ON a.id = o.article_id \
-         WHERE o.seq > ?1 ORDER BY o.seq LIMIT ?2",
-        COLUMNS
-            .split(',')
-            .map(|c| format!("a.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ))?;
+    // Its text is built once: this runs for every indexer batch.
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT o.seq, o.article_id, {} FROM search_outbox o \
+             LEFT JOIN articles a ON a.id = o.article_id \
+             WHERE o.seq > ?1 ORDER BY o.seq LIMIT ?2",
+            super::prefixed("a", COLUMNS)
+        )
+    });
+    let mut stmt = conn.prepare_cached(&SQL)?;
     let mut rows = stmt.query(params![after_seq, limit])?;
     let mut batch = OutboxBatch::default();
     let mut seen = std::collections::HashSet::new();

@@ -380,6 +380,16 @@ fn apply_common_pragmas(conn: &Connection, config: &DatabaseConfig) -> rusqlite:
     Ok(())
 }
 
+/// A comma-separated column list with each column qualified by a table alias, for
+/// joins: `prefixed("a", "id, title")` is `a.id, a.title`.
+pub(crate) fn prefixed(alias: &str, columns: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// SQLite integers are signed; a configured size beyond i64 means "as large as possible".
 fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -546,6 +556,11 @@ mod tests {
             matches!(err, DbError::ReadOnly { .. } | DbError::Sqlite(_)),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn prefixed_qualifies_every_column() {
+        assert_eq!(prefixed("a", "id, title,\n body"), "a.id, a.title, a.body");
     }
 
     #[tokio::test]

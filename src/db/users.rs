@@ -53,15 +53,6 @@ fn user_at(r: &Row<'_>, base: usize) -> rusqlite::Result<User> {
     })
 }
 
-/// [`USER_COLUMNS`] of the table aliased `u`, for joins.
-fn joined_user_columns() -> String {
-    USER_COLUMNS
-        .split(", ")
-        .map(|c| format!("u.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 pub fn count(conn: &Connection) -> Result<i64, DbError> {
     Ok(conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
 }
@@ -239,7 +230,7 @@ pub fn session_lookup(
             "SELECT s.id_hash, s.csrf_token, s.last_seen_at, s.expires_at, {}
              FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.id_hash = ?1 AND s.expires_at > ?2 AND s.last_seen_at > ?3 AND u.disabled = 0",
-            joined_user_columns()
+            super::prefixed("u", USER_COLUMNS)
         )
     });
     Ok(conn
@@ -377,7 +368,7 @@ pub fn token_lookup(
             "SELECT t.secret_hash, {TOKEN_COLUMNS}, {} FROM api_tokens t JOIN users u ON u.id = t.user_id
              WHERE t.prefix = ?1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)
                AND u.disabled = 0",
-            joined_user_columns()
+            super::prefixed("u", USER_COLUMNS)
         )
     });
     Ok(conn

@@ -19,6 +19,15 @@ const MAX_WINDOW: usize = 10_000;
 /// How long a `fresh=true` search waits for the indexer beyond one commit interval.
 const FRESH_SLACK: Duration = Duration::from_secs(5);
 
+/// A true/false parameter (`1`/`0` too) into `out`, or an error naming it.
+fn flag(name: &str, value: &str, out: &mut bool, errs: &mut Vec<FieldError>) {
+    match value {
+        "true" | "1" => *out = true,
+        "false" | "0" => *out = false,
+        _ => errs.push(FieldError::new(name, "must be true or false")),
+    }
+}
+
 pub async fn search(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
@@ -55,16 +64,8 @@ pub async fn search(
                     format!("must be 0 to {MAX_WINDOW}"),
                 )),
             },
-            "strict" => match value.as_str() {
-                "true" | "1" => req.strict = true,
-                "false" | "0" => req.strict = false,
-                _ => errs.push(FieldError::new("strict", "must be true or false")),
-            },
-            "fresh" => match value.as_str() {
-                "true" | "1" => fresh = true,
-                "false" | "0" => fresh = false,
-                _ => errs.push(FieldError::new("fresh", "must be true or false")),
-            },
+            "strict" => flag(name, value, &mut req.strict, &mut errs),
+            "fresh" => flag(name, value, &mut fresh, &mut errs),
             other => errs.push(FieldError::new(
                 other,
                 "unknown parameter; allowed: q, category, tag, limit, offset, strict, fresh",

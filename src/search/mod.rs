@@ -302,8 +302,9 @@ pub struct Search {
     /// (each query slower, the tail longer); the rest wait their turn in order, and a
     /// thread that finishes one takes the next without a hand-off.
     pool: rayon::ThreadPool,
-    /// The outbox seq the live index has committed through, for [`Search::catch_up`].
-    applied: tokio::sync::watch::Sender<i64>,
+    /// Woken after every index commit and swap, for [`Search::catch_up`] (which reads
+    /// the live handle's applied seq).
+    committed: tokio::sync::Notify,
     /// Held by an indexer batch or a rebuild: they never overlap.
     indexing: tokio::sync::Mutex<()>,
     last_error: Mutex<Option<String>>,
@@ -394,7 +395,6 @@ impl Search {
                 build_fresh(data_dir, config, &db, None).await?.0
             }
         };
-        let applied = tokio::sync::watch::Sender::new(handle.applied_seq());
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(cores)
@@ -406,7 +406,7 @@ impl Search {
             .map_err(|e| SearchError::Other(format!("cannot start the search threads: {e}")))?;
         Ok(Search {
             pool,
-            applied,
+            committed: tokio::sync::Notify::new(),
             handle: RwLock::new(Arc::new(handle)),
             data_dir: data_dir.to_path_buf(),
             config: config.clone(),
@@ -468,28 +468,26 @@ impl Search {
             Some(time::OffsetDateTime::now_utc());
     }
 
-    fn set_applied(&self, seq: i64) {
-        self.applied.send_if_modified(|v| {
-            let newer = seq > *v;
-            *v = (*v).max(seq);
-            newer
-        });
-    }
-
     /// Wait until every article change committed to the database before this call is
     /// searchable (read-your-writes), for at most `limit`. Wakes the indexer but does
     /// not commit itself, so callers cannot force a commit per request. Returns whether
     /// the index caught up in time.
     pub async fn catch_up(&self, limit: std::time::Duration) -> Result<bool, SearchError> {
         let target = self.db.read(store::outbox_high_water).await?;
-        let mut rx = self.applied.subscribe();
-        if *rx.borrow_and_update() >= target {
-            return Ok(true);
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            // Registered before the check, so a commit in between is not missed.
+            let committed = self.committed.notified();
+            tokio::pin!(committed);
+            committed.as_mut().enable();
+            if self.handle().applied_seq() >= target {
+                return Ok(true);
+            }
+            self.notify();
+            if tokio::time::timeout_at(deadline, committed).await.is_err() {
+                return Ok(false);
+            }
         }
-        self.notify();
-        // The sender lives as long as `self`, so `wait_for` only ends on the condition.
-        let waited = tokio::time::timeout(limit, rx.wait_for(|s| *s >= target)).await;
-        Ok(matches!(waited, Ok(Ok(_))))
     }
 
     /// Apply every pending outbox row; returns how many rows were applied.
@@ -604,7 +602,7 @@ impl Search {
         .await
         .map_err(|e| SearchError::Other(e.to_string()))??;
         let committed = Instant::now();
-        self.set_applied(fed_through);
+        self.committed.notify_waiters();
         self.set_last_commit();
         metrics::histogram!("appliance_search_commit_seconds")
             .record((committed - fed).as_secs_f64());
@@ -634,7 +632,7 @@ impl Search {
             .handle
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(handle);
-        self.set_applied(seq);
+        self.committed.notify_waiters();
         self.db
             .write(move |tx| store::outbox_delete_through(tx, seq))
             .await?;
