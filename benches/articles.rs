@@ -14,6 +14,8 @@
 
 #[path = "support/corpus.rs"]
 mod corpus;
+#[path = "support/loadgen.rs"]
+mod loadgen;
 #[path = "support/pocketbase.rs"]
 mod pocketbase;
 #[path = "support/server.rs"]
@@ -23,19 +25,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use corpus::Corpus;
+use loadgen::{Conn, path_with_query};
 use serde_json::Value;
 use server::{Stats, bulk_load, cpu_secs, env_num, post_all, rss_mib, start, stats};
 
 /// Run `concurrency` workers (each given its index, each returning its request
 /// latencies) to the end; their latencies and the CPU the server process `pid` used
-/// meanwhile, in cores.
+/// meanwhile, in cores. The load generator's own CPU goes to stderr.
 async fn load<F, Fut>(pid: u32, concurrency: usize, worker: F) -> (Stats, f64)
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = Vec<Duration>> + Send + 'static,
 {
-    let cpu0 = cpu_secs(pid);
+    let (cpu0, me0) = (cpu_secs(pid), cpu_secs(std::process::id()));
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency).map(|t| tokio::spawn(worker(t))).collect();
     let mut lat = Vec::new();
@@ -44,37 +48,39 @@ where
     }
     let secs = started.elapsed().as_secs_f64();
     let cores = (cpu_secs(pid) - cpu0) / secs;
-    (stats(lat, secs), cores)
+    let st = stats(lat, secs);
+    eprintln!(
+        "(load generator used {:.2} cores, {:.0} us per request)",
+        (cpu_secs(std::process::id()) - me0) / secs,
+        (cpu_secs(std::process::id()) - me0) * 1e6 / st.count.max(1) as f64
+    );
+    (st, cores)
 }
 
 /// `articles` (JSON, serialised before the clock starts, as a load generator like wrk
-/// sends prepared bodies) POSTed one per request to `url` at `concurrency`.
+/// sends prepared bodies) POSTed one per request to `base` + `path` at `concurrency`,
+/// each worker on a keep-alive connection of its own.
 async fn creates(
-    url: String,
-    client: reqwest::Client,
+    base: String,
+    path: &'static str,
+    token: String,
     pid: u32,
-    articles: Arc<Vec<Vec<u8>>>,
+    articles: Arc<Vec<Bytes>>,
     concurrency: usize,
 ) -> (Stats, f64) {
     let next = Arc::new(AtomicUsize::new(0));
     load(pid, concurrency, |_| {
-        let (articles, next, url, client) =
-            (articles.clone(), next.clone(), url.clone(), client.clone());
+        let (articles, next, base, token) =
+            (articles.clone(), next.clone(), base.clone(), token.clone());
         async move {
+            let mut conn = Conn::open(&base, &token).await;
             let mut lat = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(a) = articles.get(i) else { break };
                 let t = Instant::now();
-                let res = client
-                    .post(&url)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(a.clone())
-                    .send()
-                    .await
-                    .expect("create");
-                assert!(res.status().is_success(), "{}", res.status());
-                let _ = res.bytes().await;
+                let status = conn.post_json(path, a.clone()).await;
+                assert!(status.is_success(), "{status}");
                 lat.push(t.elapsed());
             }
             lat
@@ -96,36 +102,39 @@ fn queries(words: usize) -> Vec<String> {
         .collect()
 }
 
-/// GET `url` with the query string `params(q)` for each query of `words` words, at
-/// `concurrency` for `secs`.
+/// GET `base` + `path` with the query string `params(q)` (prepared before the clock
+/// starts) for each query of `words` words, at `concurrency` for `secs`, each worker on
+/// a keep-alive connection of its own.
+#[allow(clippy::too_many_arguments)]
 async fn searches(
-    url: String,
-    client: reqwest::Client,
+    base: String,
+    path: &str,
+    token: String,
     pid: u32,
     params: fn(&str) -> Vec<(String, String)>,
     words: usize,
     secs: u64,
     concurrency: usize,
 ) -> (Stats, f64) {
-    let qs = Arc::new(queries(words));
+    let qs: Arc<Vec<String>> = Arc::new(
+        queries(words)
+            .iter()
+            .map(|q| path_with_query(path, &params(q)))
+            .collect(),
+    );
     let until = Instant::now() + Duration::from_secs(secs);
     load(pid, concurrency, |t| {
-        let (qs, url, client) = (qs.clone(), url.clone(), client.clone());
+        let (qs, base, token) = (qs.clone(), base.clone(), token.clone());
         async move {
+            let mut conn = Conn::open(&base, &token).await;
             let mut lat = Vec::new();
             let mut i = t * 1000;
             while Instant::now() < until {
                 let q = &qs[i % qs.len()];
                 i += 1;
                 let t0 = Instant::now();
-                let res = client
-                    .get(&url)
-                    .query(&params(q))
-                    .send()
-                    .await
-                    .expect("search");
-                assert_eq!(res.status(), 200);
-                let _ = res.bytes().await;
+                let status = conn.get(q).await;
+                assert_eq!(status, 200);
                 lat.push(t0.elapsed());
             }
             lat
@@ -251,17 +260,18 @@ async fn main() {
         ),
     }
     let mut corpus = Corpus::new(1);
-    let articles: Arc<Vec<Vec<u8>>> = Arc::new(
+    let articles: Arc<Vec<Bytes>> = Arc::new(
         (0..singles)
-            .map(|i| serde_json::to_vec(&corpus.article(i)).expect("json"))
+            .map(|i| Bytes::from(serde_json::to_vec(&corpus.article(i)).expect("json")))
             .collect(),
     );
 
     // Single creates: ours, then PocketBase's, with the same articles and client.
     let server = start().await;
     let (ours, cores) = creates(
-        format!("{}/api/articles", server.base),
-        server.client(),
+        server.base.clone(),
+        "/api/articles",
+        server.token.clone(),
         server.child.id(),
         articles.clone(),
         16,
@@ -272,8 +282,15 @@ async fn main() {
     if let Some(bin) = &pb_bin {
         let pb = pocketbase::start(bin).await;
         println!("PocketBase version: {}", pb.version);
-        let (theirs, cores) =
-            creates(pb.records_url(), pb.client(), pb.child.id(), articles, 16).await;
+        let (theirs, cores) = creates(
+            pb.base.clone(),
+            pocketbase::RECORDS,
+            pb.token.clone(),
+            pb.child.id(),
+            articles,
+            16,
+        )
+        .await;
         print_rate("PocketBase single create, c=16", &theirs, cores, "records");
         println!(
             "| single creates: appliance / PocketBase = {:.2}x (target >= 3x) |",
@@ -310,8 +327,9 @@ async fn main() {
     let mut http = Vec::new();
     for words in [1, 2] {
         let (st, cores) = searches(
-            format!("{}/api/search", server.base),
-            server.client(),
+            server.base.clone(),
+            "/api/search",
+            server.token.clone(),
             pid,
             our_search_query,
             words,
@@ -349,8 +367,9 @@ async fn main() {
         let peak_reset = reset_peak_rss(pid);
         for words in [1, 2] {
             let (st, cores) = searches(
-                pb.records_url(),
-                pb.client(),
+                pb.base.clone(),
+                pocketbase::RECORDS,
+                pb.token.clone(),
                 pid,
                 pocketbase::search_query,
                 words,

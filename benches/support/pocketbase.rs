@@ -48,9 +48,12 @@ impl PocketBase {
     }
 
     pub fn records_url(&self) -> String {
-        format!("{}/api/collections/articles/records", self.base)
+        format!("{}{RECORDS}", self.base)
     }
 }
+
+/// The articles collection's records.
+pub const RECORDS: &str = "/api/collections/articles/records";
 
 /// Start PocketBase in a fresh directory with the articles collection and the batch API
 /// enabled (up to 1,000 requests per batch, as our bulk requests carry).
