@@ -43,6 +43,8 @@ struct Inner {
     argon2: tokio::sync::Semaphore,
     /// The last hour of request rate, latency and errors (dashboard charts).
     history: crate::ops::history::History,
+    /// API tokens verified, remembered per generation of users and tokens.
+    tokens: crate::http::token_cache::TokenCache,
 }
 
 impl AppState {
@@ -57,6 +59,9 @@ impl AppState {
     }
     pub fn search(&self) -> &Arc<Search> {
         &self.0.search
+    }
+    pub fn token_cache(&self) -> &crate::http::token_cache::TokenCache {
+        &self.0.tokens
     }
     pub fn backups(&self) -> &crate::backup::runner::BackupState {
         &self.0.backups
@@ -196,6 +201,7 @@ impl App {
                 setup_token: Default::default(),
                 argon2: tokio::sync::Semaphore::new(2),
                 history: crate::ops::history::History::default(),
+                tokens: Default::default(),
             })),
             listener,
             metrics_listener,
@@ -246,6 +252,7 @@ impl App {
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let checkpointer = state.db().spawn_checkpointer(stop_rx.clone());
+        let auth_recheck = state.db().spawn_auth_recheck(stop_rx.clone());
         let error_writer =
             crate::ops::errors::spawn_writer(state.db().clone(), error_rx, stop_rx.clone());
         let indexer = crate::search::indexer::spawn(
@@ -348,6 +355,9 @@ impl App {
         }
         if let Err(e) = checkpointer.await {
             tracing::warn!(error = %e, "checkpoint task ended abnormally");
+        }
+        if let Err(e) = auth_recheck.await {
+            tracing::warn!(error = %e, "token-change check ended abnormally");
         }
         // The final checkpoint runs even when serving failed, so the database file is whole.
         let closed = state.db().close().await;

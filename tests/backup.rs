@@ -900,12 +900,13 @@ fn cli_backup_list_prune_and_errors() {
 #[tokio::test]
 async fn an_older_snapshot_is_migrated_and_reindexed_at_the_next_start() {
     let (tmp, data, _) = small_backup().await;
-    // Make it the database of an earlier release: migrations V3 to V5 not applied yet.
+    // Make it the database of an earlier release: migrations V3 to V6 not applied yet.
     let conn = rusqlite::Connection::open(data.join("appliance.db")).unwrap();
     conn.execute_batch(
         "DROP TABLE backup_runs; DROP TABLE backup_verifications;
          DROP TABLE audit_log; DROP TABLE password_resets; DROP TABLE api_tokens;
          DROP TABLE sessions; DROP TABLE users; DROP TABLE error_groups;
+         DROP TABLE auth_epoch;
          DELETE FROM refinery_schema_history WHERE version >= 3;",
     )
     .unwrap();
@@ -917,7 +918,7 @@ async fn an_older_snapshot_is_migrated_and_reindexed_at_the_next_start() {
     let out = cli(tmp.path()).args(["restore", &name]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("applies 3 pending migration"),
+        stdout(&out).contains("applies 4 pending migration"),
         "{}",
         stdout(&out)
     );
@@ -932,7 +933,7 @@ async fn an_older_snapshot_is_migrated_and_reindexed_at_the_next_start() {
                 .unwrap()
                 .file_name()
                 .to_string_lossy()
-                .starts_with("pre-migrate-v2-to-v5")
+                .starts_with("pre-migrate-v2-to-v6")
         })
         .count();
     assert_eq!(

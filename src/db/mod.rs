@@ -10,6 +10,7 @@
 
 pub mod articles;
 pub mod audit;
+pub mod auth_epoch;
 pub mod backups;
 pub mod error;
 pub mod migrations;
@@ -41,6 +42,8 @@ struct Inner {
     readers: r2d2::Pool<SqliteConnectionManager>,
     write_timeout: Duration,
     config: DatabaseConfig,
+    /// Announces and notices changes of users and API tokens across processes.
+    auth: Arc<auth_epoch::AuthEpoch>,
 }
 
 /// How [`Db::checkpoint`] runs (`PRAGMA wal_checkpoint(MODE)`).
@@ -120,10 +123,15 @@ impl Db {
             .connection_timeout(Duration::from_millis(config.busy_timeout_ms))
             .build(manager)
             .map_err(|e| DbError::Other(format!("cannot open reader connections: {e}")))?;
+        let auth = Arc::new(auth_epoch::AuthEpoch::open(
+            path,
+            auth_epoch::read(&writer).ok(),
+        ));
+        let writer_auth = auth.clone();
         let (jobs, queue) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer::run(writer, queue))
+            .spawn(move || writer::run(writer, queue, &writer_auth))
             .map_err(|e| DbError::Other(format!("cannot start the writer thread: {e}")))?;
         Ok(Db {
             inner: Arc::new(Inner {
@@ -133,6 +141,7 @@ impl Db {
                 readers,
                 write_timeout: Duration::from_millis(config.write_timeout_ms),
                 config: config.clone(),
+                auth,
             }),
         })
     }
@@ -337,6 +346,40 @@ impl Db {
                     ),
                     Err(e) => tracing::warn!(error = %e, "background WAL checkpoint failed"),
                 }
+            }
+        })
+    }
+
+    /// The current generation of users and API tokens (see [`auth_epoch`]): what was
+    /// verified in another generation must be looked up again. `None`: trust nothing.
+    pub fn auth_generation(&self) -> Option<u64> {
+        self.inner.auth.generation()
+    }
+
+    /// Start the once-a-second check for changes of users and API tokens that no
+    /// writer announced (see [`auth_epoch::AuthEpoch::recheck`]). Stops when `stop`
+    /// turns true.
+    pub fn spawn_auth_recheck(
+        &self,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let db = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                let counter = db
+                    .read(|c| auth_epoch::read(c).map_err(DbError::from))
+                    .await
+                    .ok();
+                let db2 = db.clone();
+                let _ = blocking(move || {
+                    db2.inner.auth.recheck(&db2.inner.path, counter);
+                    Ok::<_, DbError>(())
+                })
+                .await;
             }
         })
     }

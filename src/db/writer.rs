@@ -19,6 +19,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::DbError;
+use super::auth_epoch::{self, AuthEpoch};
 
 /// Most jobs committed together; bounds the time one COMMIT holds its callers.
 const MAX_GROUP: usize = 512;
@@ -107,8 +108,10 @@ where
     }
 }
 
-/// The writer thread's loop: until every sender is gone.
-pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>) {
+/// The writer thread's loop: until every sender is gone. After every commit (and every
+/// job run alone) a change of users or API tokens is announced to other processes and
+/// to this one's token cache, before the callers hear of the commit.
+pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>, auth: &AuthEpoch) {
     let mut next: Option<Job> = None;
     loop {
         let job = match next.take() {
@@ -126,6 +129,7 @@ pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>) {
                         tracing::error!("an exclusive database job panicked");
                         let _ = conn.execute_batch("ROLLBACK");
                     }
+                    auth.observe(auth_epoch::read(&conn).ok());
                 }
             }
             Job::Tx(first) => {
@@ -141,13 +145,13 @@ pub(crate) fn run(mut conn: Connection, jobs: Receiver<Job>) {
                     }
                 }
                 group.retain(|j| j.claim().start());
-                run_group(&conn, group);
+                run_group(&conn, group, auth);
             }
         }
     }
 }
 
-fn run_group(conn: &Connection, mut group: Vec<Box<dyn TxJob>>) {
+fn run_group(conn: &Connection, mut group: Vec<Box<dyn TxJob>>, auth: &AuthEpoch) {
     if group.is_empty() {
         return;
     }
@@ -176,7 +180,7 @@ fn run_group(conn: &Connection, mut group: Vec<Box<dyn TxJob>>) {
             }
             job.finish(Err(&e));
             let remaining: Vec<Box<dyn TxJob>> = rest.collect();
-            return run_group(conn, remaining);
+            return run_group(conn, remaining, auth);
         }
         let end = if ok {
             "RELEASE job"
@@ -193,6 +197,7 @@ fn run_group(conn: &Connection, mut group: Vec<Box<dyn TxJob>>) {
         .record(began.elapsed().as_secs_f64());
     match committed {
         Ok(()) => {
+            auth.observe(auth_epoch::read(conn).ok());
             for j in done {
                 j.finish(Ok(()));
             }

@@ -216,6 +216,15 @@ fn time_ago(d: time::Duration) -> String {
     format_time(time::OffsetDateTime::now_utc() - d)
 }
 
+/// Record that API token `id` was used (in the background; at most once a
+/// [`TOUCH_EVERY`] per token).
+fn touch_token(state: &AppState, id: i64) {
+    let db = state.db().clone();
+    tokio::spawn(async move {
+        let _ = db.write(move |c| users::touch_token(c, id)).await;
+    });
+}
+
 /// Resolve the credentials of a request. `Err` only for a presented API token that is
 /// not valid (a client should learn at once); a stale cookie is just anonymous.
 async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Principal>, ApiError> {
@@ -224,36 +233,56 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Princip
         let invalid =
             || ApiError::Unauthorized("the API token is invalid, expired or revoked".into());
         let token = presented.map_err(|()| invalid())?;
+        let hash = auth::secret_hash(&token);
+        let touch_before = time_ago(TOUCH_EVERY);
+        // Read before any lookup: a change announced after this makes what the lookup
+        // finds belong to an older generation.
+        let generation = state.db().auth_generation();
+        if let Some(g) = generation
+            && let Some(hit) = state.token_cache().get(&hash, g, &now, &touch_before)
+        {
+            if let Some(id) = hit.touch {
+                touch_token(state, id);
+            }
+            return Ok(Some(hit.principal));
+        }
         let prefix = auth::token_prefix(&token).ok_or_else(invalid)?.to_string();
+        let lookup_now = now.clone();
         let found = state
             .db()
-            .read(move |c| users::token_lookup(c, &prefix, &now))
+            .read(move |c| users::token_lookup(c, &prefix, &lookup_now))
             .await?;
         let Some((stored, t, user)) = found else {
             return Err(invalid());
         };
-        if !auth::secrets_equal(&stored, &auth::secret_hash(&token)) {
+        if !auth::secrets_equal(&stored, &hash) {
             return Err(invalid());
         }
-        if t.last_used_at
-            .as_deref()
-            .is_none_or(|at| *at < *time_ago(TOUCH_EVERY))
-        {
-            let db = state.db().clone();
-            let id = t.id;
-            tokio::spawn(async move {
-                let _ = db.write(move |c| users::touch_token(c, id)).await;
-            });
+        let mut last_used_at = t.last_used_at;
+        if last_used_at.as_deref().is_none_or(|at| *at < *touch_before) {
+            touch_token(state, t.id);
+            last_used_at = Some(now);
         }
         let role = t.role.min(user.role);
-        return Ok(Some(Principal {
+        let principal = Principal {
             user,
             role,
             via: Via::Token {
                 id: t.id,
                 prefix: t.prefix,
             },
-        }));
+        };
+        if let Some(g) = generation {
+            state.token_cache().insert(
+                hash,
+                g,
+                principal.clone(),
+                t.id,
+                t.expires_at,
+                last_used_at,
+            );
+        }
+        return Ok(Some(principal));
     }
     let Some(cookie) = session_cookie(headers) else {
         return Ok(None);

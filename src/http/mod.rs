@@ -11,6 +11,7 @@ pub mod health;
 pub mod json;
 pub mod limits;
 pub mod search;
+pub mod token_cache;
 pub mod ui;
 pub mod users;
 

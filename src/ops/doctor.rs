@@ -155,7 +155,7 @@ fn check_permissions(data_dir: &DataDir, f: &mut Findings) {
         data_dir.backups_dir(),
         data_dir.index_dir(),
     ];
-    for suffix in ["-wal", "-shm"] {
+    for suffix in ["-wal", "-shm", "-auth"] {
         paths.push(std::path::PathBuf::from(format!(
             "{}{suffix}",
             data_dir.db_path().display()
