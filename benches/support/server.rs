@@ -271,6 +271,25 @@ pub async fn post_all(url: &str, client: &reqwest::Client, bodies: Vec<Value>) {
     }
 }
 
+/// Wait until a search for the corpus marker word counts `n` articles.
+pub async fn wait_searchable(server: &Server, n: usize) {
+    let client = reqwest::Client::new();
+    loop {
+        let v: Value = client
+            .get(format!("{}/api/search?q={MARKER}&limit=1", server.base))
+            .send()
+            .await
+            .expect("search")
+            .json()
+            .await
+            .expect("json");
+        if v["total"].as_u64() == Some(n as u64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// What a bulk load measured.
 pub struct Bulk {
     /// Articles per second until all were stored, and until all were searchable.
@@ -300,21 +319,7 @@ pub async fn bulk_load(n: usize) -> (Server, Bulk) {
     )
     .await;
     let stored = started.elapsed().as_secs_f64();
-    let client = reqwest::Client::new();
-    loop {
-        let v: Value = client
-            .get(format!("{}/api/search?q={MARKER}&limit=1", server.base))
-            .send()
-            .await
-            .expect("search")
-            .json()
-            .await
-            .expect("json");
-        if v["total"].as_u64() == Some(n as u64) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_searchable(&server, n).await;
     let searchable = started.elapsed().as_secs_f64();
     let cpu_secs = cpu_secs(server.child.id()) - cpu_before;
     let bulk = Bulk {
