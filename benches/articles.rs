@@ -30,7 +30,7 @@ use corpus::Corpus;
 use loadgen::{Conn, path_with_query};
 use serde_json::Value;
 use server::{
-    Stats, bulk_load, cpu_secs, env_num, post_all, rss_mib, start, stats, wait_searchable,
+    Stats, bulk_load, cpu_secs, env_num, post_all, rss_mib, settle, start, stats, wait_searchable,
 };
 
 /// Run `concurrency` workers (each given its index, each returning its request
@@ -269,6 +269,7 @@ async fn main() {
     );
 
     // Single creates: ours, then PocketBase's, with the same articles and client.
+    settle();
     let server = start().await;
     let (pid, cpu0, started) = (
         server.child.id(),
@@ -295,6 +296,7 @@ async fn main() {
     );
     drop(server);
     if let Some(bin) = &pb_bin {
+        settle();
         let pb = pocketbase::start(bin).await;
         println!("PocketBase version: {}", pb.version);
         let (theirs, cores) = creates(
@@ -364,6 +366,7 @@ async fn main() {
     drop(server);
 
     if let Some(bin) = &pb_bin {
+        settle();
         let pb = pocketbase::start(bin).await;
         let mut corpus = Corpus::new(2);
         let batches: Vec<Value> = (0..bulk)

@@ -201,6 +201,13 @@ pub fn rss_mib(pid: u32, key: &str) -> f64 {
         / 1024.0
 }
 
+/// Write every dirty page of the machine to disk before a phase, so that a phase does not
+/// pay for the writeback of what came before it (a build just finished, the previous
+/// phase's database): the first phase would otherwise be measured against a busy disk.
+pub fn settle() {
+    rustix::fs::sync();
+}
+
 /// CPU seconds (user + system) the process has used so far.
 pub fn cpu_secs(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -302,6 +309,7 @@ pub struct Bulk {
 /// Bulk-load `n` articles (1,000 per request, 2 requests at a time) and wait until all
 /// are searchable. Returns the server (loaded) and what was measured.
 pub async fn bulk_load(n: usize) -> (Server, Bulk) {
+    settle();
     let server = start().await;
     let mut corpus = Corpus::new(2);
     let batches: Vec<Value> = (0..n)

@@ -24,7 +24,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use rusqlite::Connection;
@@ -45,6 +45,7 @@ pub fn marker_path(db_path: &Path) -> PathBuf {
 }
 
 pub struct AuthEpoch {
+    db_path: PathBuf,
     marker: PathBuf,
     /// The counter as this process last announced it (`None`: unknown or unreadable).
     announced: Mutex<Option<i64>>,
@@ -53,6 +54,8 @@ pub struct AuthEpoch {
     /// The marker value the current generation began with.
     seen: AtomicU64,
     generation: AtomicU64,
+    /// Whether the marker's trouble has been logged (once, until it is fixed).
+    warned: AtomicBool,
 }
 
 impl AuthEpoch {
@@ -61,31 +64,38 @@ impl AuthEpoch {
     /// nothing is ever trusted from memory ([`AuthEpoch::generation`] is `None`).
     pub fn open(db_path: &Path, counter: Option<i64>) -> AuthEpoch {
         let epoch = AuthEpoch {
+            db_path: db_path.to_path_buf(),
             marker: marker_path(db_path),
             announced: Mutex::new(counter),
             file: RwLock::new(None),
             seen: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            warned: AtomicBool::new(false),
         };
-        if let Err(e) = epoch.reopen(db_path) {
-            tracing::warn!(marker = %epoch.marker.display(), error = %e,
-                "cannot open the token-change marker: API tokens are looked up on every request");
-        }
+        epoch.reopen_or_warn();
         epoch
     }
 
-    /// Open the marker (creating it with a fresh value if it is missing, owned like the
-    /// database when root creates it) and start a new generation.
-    fn reopen(&self, db_path: &Path) -> io::Result<()> {
+    fn reopen_or_warn(&self) {
+        match self.reopen() {
+            Ok(()) => self.warned.store(false, Ordering::SeqCst),
+            Err(e) => {
+                *self.file.write().unwrap_or_else(|p| p.into_inner()) = None;
+                if !self.warned.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(marker = %self.marker.display(), error = %e,
+                        "cannot open the token-change marker: API tokens are looked up on every request until it can be");
+                }
+            }
+        }
+    }
+
+    /// Open the marker (creating it with a fresh value if it is missing) and start a new
+    /// generation.
+    fn reopen(&self) -> io::Result<()> {
         let file = match OpenOptions::new().read(true).open(&self.marker) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.announce()?;
-                if crate::fsutil::running_as_root()
-                    && let Ok(db) = std::fs::metadata(db_path)
-                {
-                    std::os::unix::fs::chown(&self.marker, Some(db.uid()), Some(db.gid()))?;
-                }
                 File::open(&self.marker)?
             }
             Err(e) => return Err(e),
@@ -97,15 +107,24 @@ impl AuthEpoch {
         Ok(())
     }
 
-    /// Write a value no process has seen into the marker.
+    /// Write a value no process has seen into the marker. One that root creates is
+    /// given to the database's owner, as SQLite does with `-wal` and `-shm`, so that the
+    /// server's user can still read it.
     fn announce(&self) -> io::Result<()> {
-        OpenOptions::new()
+        let created = !self.marker.exists();
+        let file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .open(&self.marker)?
-            .write_all_at(&rand::random::<u64>().to_le_bytes(), 0)
+            .open(&self.marker)?;
+        if created
+            && crate::fsutil::running_as_root()
+            && let Ok(db) = std::fs::metadata(&self.db_path)
+        {
+            std::os::unix::fs::fchown(&file, Some(db.uid()), Some(db.gid()))?;
+        }
+        file.write_all_at(&rand::random::<u64>().to_le_bytes(), 0)
     }
 
     /// After a commit (or a read of the counter): announce when the counter moved since
@@ -118,8 +137,12 @@ impl AuthEpoch {
         }
         match self.announce() {
             Ok(()) => *announced = counter,
-            Err(e) => tracing::warn!(marker = %self.marker.display(), error = %e,
-                "cannot announce a change of users or API tokens; a running server notices it within a second"),
+            Err(e) => {
+                if !self.warned.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(marker = %self.marker.display(), error = %e,
+                        "cannot announce a change of users or API tokens; a running server notices it within a second");
+                }
+            }
         }
     }
 
@@ -149,7 +172,7 @@ impl AuthEpoch {
 
     /// The server's check every second: announce what no writer announced (`counter`
     /// is the counter read now), and reopen a marker that was deleted or replaced.
-    pub fn recheck(&self, db_path: &Path, counter: Option<i64>) {
+    pub fn recheck(&self, counter: Option<i64>) {
         self.observe(counter);
         let current = std::fs::metadata(&self.marker)
             .ok()
@@ -160,12 +183,8 @@ impl AuthEpoch {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .map(|(_, id)| *id);
-        if (current.is_none() || current != open)
-            && let Err(e) = self.reopen(db_path)
-        {
-            tracing::warn!(marker = %self.marker.display(), error = %e,
-                "cannot reopen the token-change marker: API tokens are looked up on every request");
-            *self.file.write().unwrap_or_else(|p| p.into_inner()) = None;
+        if current.is_none() || current != open {
+            self.reopen_or_warn();
         }
     }
 }
@@ -201,7 +220,7 @@ mod tests {
         // file, until its recheck opens the new one.
         let cli = AuthEpoch::open(&db, Some(3));
         cli.observe(Some(4));
-        server.recheck(&db, Some(4));
+        server.recheck(Some(4));
         let g2 = server.generation().unwrap();
         assert!(g2 > g);
         cli.observe(Some(5));

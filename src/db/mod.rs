@@ -376,7 +376,7 @@ impl Db {
                     .ok();
                 let db2 = db.clone();
                 let _ = blocking(move || {
-                    db2.inner.auth.recheck(&db2.inner.path, counter);
+                    db2.inner.auth.recheck(counter);
                     Ok::<_, DbError>(())
                 })
                 .await;
