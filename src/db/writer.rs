@@ -166,8 +166,12 @@ fn run_group(conn: &Connection, mut group: Vec<Box<dyn TxJob>>, auth: &AuthEpoch
     let mut done: Vec<Box<dyn TxJob>> = Vec::with_capacity(group.len());
     let mut rest = group.drain(..);
     while let Some(mut job) = rest.next() {
-        let ok = match conn.execute_batch("SAVEPOINT job") {
-            Ok(()) => job.run(conn),
+        // Cached statements: these run twice for every write.
+        let ok = match conn
+            .prepare_cached("SAVEPOINT job")
+            .and_then(|mut s| s.execute([]))
+        {
+            Ok(_) => job.run(conn),
             Err(_) => false,
         };
         if conn.is_autocommit() {
@@ -182,12 +186,14 @@ fn run_group(conn: &Connection, mut group: Vec<Box<dyn TxJob>>, auth: &AuthEpoch
             let remaining: Vec<Box<dyn TxJob>> = rest.collect();
             return run_group(conn, remaining, auth);
         }
-        let end = if ok {
-            "RELEASE job"
+        let ended = if ok {
+            conn.prepare_cached("RELEASE job")
+                .and_then(|mut s| s.execute([]))
+                .map(drop)
         } else {
-            "ROLLBACK TO job; RELEASE job"
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")
         };
-        if let Err(e) = conn.execute_batch(end) {
+        if let Err(e) = ended {
             tracing::error!(error = %e, "cannot end a savepoint");
         }
         done.push(job);

@@ -228,18 +228,18 @@ fn touch_token(state: &AppState, id: i64) {
 /// Resolve the credentials of a request. `Err` only for a presented API token that is
 /// not valid (a client should learn at once); a stale cookie is just anonymous.
 async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Principal>, ApiError> {
-    let now = crate::db::articles::now();
+    let now_utc = time::OffsetDateTime::now_utc();
+    let now = format_time(now_utc);
     if let Some(presented) = bearer(headers) {
         let invalid =
             || ApiError::Unauthorized("the API token is invalid, expired or revoked".into());
         let token = presented.map_err(|()| invalid())?;
         let hash = auth::secret_hash(&token);
-        let touch_before = time_ago(TOUCH_EVERY);
         // Read before any lookup: a change announced after this makes what the lookup
         // finds belong to an older generation.
         let generation = state.db().auth_generation();
         if let Some(g) = generation
-            && let Some(hit) = state.token_cache().get(&hash, g, &now, &touch_before)
+            && let Some(hit) = state.token_cache().get(&hash, g, now_utc, TOUCH_EVERY)
         {
             if let Some(id) = hit.touch {
                 touch_token(state, id);
@@ -259,7 +259,10 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Princip
             return Err(invalid());
         }
         let mut last_used_at = t.last_used_at;
-        if last_used_at.as_deref().is_none_or(|at| *at < *touch_before) {
+        if last_used_at
+            .as_deref()
+            .is_none_or(|at| *at < *format_time(now_utc - TOUCH_EVERY))
+        {
             touch_token(state, t.id);
             last_used_at = Some(now);
         }
@@ -278,8 +281,8 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Princip
                 g,
                 principal.clone(),
                 t.id,
-                t.expires_at,
-                last_used_at,
+                t.expires_at.as_deref(),
+                last_used_at.as_deref(),
             );
         }
         return Ok(Some(principal));

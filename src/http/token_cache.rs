@@ -9,6 +9,7 @@
 use std::sync::Mutex;
 
 use rustc_hash::FxHashMap;
+use time::{Duration, OffsetDateTime};
 
 use super::auth::Principal;
 
@@ -25,8 +26,8 @@ struct Entry {
     principal: Principal,
     generation: u64,
     token_id: i64,
-    expires_at: Option<String>,
-    last_used_at: Option<String>,
+    expires_at: Option<OffsetDateTime>,
+    last_used_at: Option<OffsetDateTime>,
 }
 
 /// A remembered token: who it is, and the token's id when its `last_used_at` is due to
@@ -38,27 +39,26 @@ pub struct Hit {
 
 impl TokenCache {
     /// The principal of the token whose secret hash is `secret_hash`, if it was verified
-    /// in `generation` and has not expired by `now`. `touch_before`: a `last_used_at`
-    /// older than this is due to be written again.
+    /// in `generation` and has not expired by `now`. Its last use is due to be written
+    /// when it is older than `touch_every`.
     pub fn get(
         &self,
         secret_hash: &str,
         generation: u64,
-        now: &str,
-        touch_before: &str,
+        now: OffsetDateTime,
+        touch_every: Duration,
     ) -> Option<Hit> {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let e = entries.get_mut(secret_hash)?;
-        if e.generation != generation || e.expires_at.as_deref().is_some_and(|at| at <= now) {
+        if e.generation != generation || e.expires_at.is_some_and(|at| at <= now) {
             entries.remove(secret_hash);
             return None;
         }
         let touch = e
             .last_used_at
-            .as_deref()
-            .is_none_or(|at| at < touch_before)
+            .is_none_or(|at| at < now - touch_every)
             .then(|| {
-                e.last_used_at = Some(now.to_string());
+                e.last_used_at = Some(now);
                 e.token_id
             });
         Some(Hit {
@@ -68,16 +68,21 @@ impl TokenCache {
     }
 
     /// Remember a token verified against the database in `generation` (read before the
-    /// lookup began).
+    /// lookup began), with its stored expiry and last use. A time that does not parse is
+    /// not remembered at all.
     pub fn insert(
         &self,
         secret_hash: String,
         generation: u64,
         principal: Principal,
         token_id: i64,
-        expires_at: Option<String>,
-        last_used_at: Option<String>,
+        expires_at: Option<&str>,
+        last_used_at: Option<&str>,
     ) {
+        let (Some(expires_at), Some(last_used_at)) = (stored(expires_at), stored(last_used_at))
+        else {
+            return;
+        };
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= MAX_ENTRIES && !entries.contains_key(&secret_hash) {
             entries.clear();
@@ -92,6 +97,14 @@ impl TokenCache {
                 last_used_at,
             },
         );
+    }
+}
+
+/// An optional stored time: `None` when it is there but does not parse.
+fn stored(t: Option<&str>) -> Option<Option<OffsetDateTime>> {
+    match t {
+        None => Some(None),
+        Some(t) => crate::db::articles::parse_time(t).map(Some),
     }
 }
 
@@ -123,8 +136,12 @@ mod tests {
         }
     }
 
+    fn at(t: &str) -> OffsetDateTime {
+        crate::db::articles::parse_time(t).unwrap()
+    }
+
     const NOW: &str = "2026-06-01T12:00:00.000Z";
-    const TOUCH_BEFORE: &str = "2026-06-01T11:59:00.000Z";
+    const MINUTE: Duration = Duration::minutes(1);
 
     #[test]
     fn only_the_generation_it_was_verified_in_and_never_after_expiry() {
@@ -134,27 +151,32 @@ mod tests {
             4,
             principal(),
             7,
-            Some("2026-06-01T12:00:01.000Z".into()),
-            Some(NOW.into()),
+            Some("2026-06-01T12:00:01.000Z"),
+            Some(NOW),
         );
-        assert!(cache.get("other", 4, NOW, TOUCH_BEFORE).is_none());
-        let hit = cache.get("h", 4, NOW, TOUCH_BEFORE).expect("remembered");
+        assert!(cache.get("other", 4, at(NOW), MINUTE).is_none());
+        let hit = cache.get("h", 4, at(NOW), MINUTE).expect("remembered");
         assert_eq!(hit.principal.user.email, "a@b.example");
         assert_eq!(hit.touch, None, "used a moment ago");
         assert!(
             cache
-                .get("h", 4, "2026-06-01T12:00:01.000Z", TOUCH_BEFORE)
+                .get("h", 4, at("2026-06-01T12:00:01.000Z"), MINUTE)
                 .is_none(),
             "expired at that instant"
         );
-        cache.insert("h".into(), 4, principal(), 7, None, Some(NOW.into()));
+        cache.insert("h".into(), 4, principal(), 7, None, Some(NOW));
         assert!(
-            cache.get("h", 5, NOW, TOUCH_BEFORE).is_none(),
+            cache.get("h", 5, at(NOW), MINUTE).is_none(),
             "a new generation"
         );
         assert!(
-            cache.get("h", 4, NOW, TOUCH_BEFORE).is_none(),
+            cache.get("h", 4, at(NOW), MINUTE).is_none(),
             "dropped once found stale"
+        );
+        cache.insert("g".into(), 4, principal(), 7, Some("garbage"), None);
+        assert!(
+            cache.get("g", 4, at(NOW), MINUTE).is_none(),
+            "an expiry that does not parse is not remembered"
         );
     }
 
@@ -167,9 +189,9 @@ mod tests {
             principal(),
             7,
             None,
-            Some("2026-06-01T11:00:00.000Z".into()),
+            Some("2026-06-01T11:00:00.000Z"),
         );
-        assert_eq!(cache.get("h", 1, NOW, TOUCH_BEFORE).unwrap().touch, Some(7));
-        assert_eq!(cache.get("h", 1, NOW, TOUCH_BEFORE).unwrap().touch, None);
+        assert_eq!(cache.get("h", 1, at(NOW), MINUTE).unwrap().touch, Some(7));
+        assert_eq!(cache.get("h", 1, at(NOW), MINUTE).unwrap().touch, None);
     }
 }
