@@ -370,16 +370,15 @@ impl Db {
                     _ = stop.changed() => break,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
-                let counter = db
-                    .read(|c| auth_epoch::read(c).map_err(DbError::from))
-                    .await
-                    .ok();
-                let db2 = db.clone();
-                let _ = blocking(move || {
-                    db2.inner.auth.recheck(counter);
-                    Ok::<_, DbError>(())
-                })
-                .await;
+                // One blocking hop: read the counter, then announce and check the
+                // marker's file with it.
+                let auth = db.inner.auth.clone();
+                let _ = db
+                    .read(move |c| {
+                        auth.recheck(auth_epoch::read(c).ok());
+                        Ok(())
+                    })
+                    .await;
             }
         })
     }

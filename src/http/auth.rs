@@ -229,7 +229,6 @@ fn touch_token(state: &AppState, id: i64) {
 /// not valid (a client should learn at once); a stale cookie is just anonymous.
 async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Principal>, ApiError> {
     let now_utc = time::OffsetDateTime::now_utc();
-    let now = format_time(now_utc);
     if let Some(presented) = bearer(headers) {
         let invalid =
             || ApiError::Unauthorized("the API token is invalid, expired or revoked".into());
@@ -246,6 +245,8 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Princip
             }
             return Ok(Some(hit.principal));
         }
+        // Formatted only now: a remembered token needs no stored-form times.
+        let now = format_time(now_utc);
         let prefix = auth::token_prefix(&token).ok_or_else(invalid)?.to_string();
         let lookup_now = now.clone();
         let found = state
@@ -291,6 +292,7 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Princip
         return Ok(None);
     };
     let id_hash = auth::secret_hash(&cookie);
+    let now = format_time(now_utc);
     let idle = state.config().security.session_idle();
     let cutoff = time_ago(idle);
     let lookup_hash = id_hash.clone();
