@@ -21,8 +21,12 @@ pub fn init_tracing(config: &LogConfig, default_filter: Option<&str>) -> anyhow:
         _ => EnvFilter::try_new(default_filter.unwrap_or(&config.level))
             .with_context(|| format!("log.level={:?} is not a filter", config.level))?,
     };
+    // Colour codes only for a person at a terminal: under systemd stderr is the journal,
+    // where escape sequences would show up as text in every line.
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = match config.format {
         LogFormat::Text => builder.try_init(),

@@ -394,3 +394,29 @@ fn packaged_config_is_valid_and_documents_every_key() {
         toml::to_string(&expected).unwrap()
     );
 }
+
+#[test]
+fn the_text_log_has_no_colour_codes_when_stderr_is_not_a_terminal() {
+    // Under systemd stderr is the journal: escape sequences would be stored as text.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let mut child = cli(dir.path())
+        .env("APPLIANCE__LOG__FORMAT", "text")
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn serve");
+    let text = poll(Duration::from_secs(30), || {
+        let t = std::fs::read_to_string(&log).ok()?;
+        t.contains("listening on http://").then_some(t)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = text.expect("the server logs where it listens");
+    assert!(text.contains("INFO"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "escape sequences in the log: {text:?}"
+    );
+}
