@@ -12,7 +12,7 @@ pub mod indexer;
 pub mod query;
 mod rebuild;
 mod snippet;
-mod stem;
+pub mod stem;
 
 pub use execute::escape_html;
 use rebuild::{build_fresh, verify_handle};
