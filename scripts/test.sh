@@ -41,10 +41,43 @@ echo "==> cargo clippy (all targets, -D warnings)"
 cargo clippy --all-targets --locked -- -D warnings
 echo "==> cargo test (unit, integration, CLI)"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+watchdog=""
+trap 'rm -f "$log"; [ -z "$watchdog" ] || kill "$watchdog" 2>/dev/null || true' EXIT
+
+# A test binary that runs longer than this is taken for hung: the stacks of its threads
+# are printed (gdb, else each thread's kernel wait channel) and it is killed, so the run
+# fails with the reason in its log instead of running out of CI's time. The slowest
+# binary takes a few minutes on 2 cores.
+limit=${APPLIANCE_TEST_BINARY_LIMIT_SECS:-900}
+deps="$PWD/target/debug/deps/"
+watch_tests() {
+  while sleep 5; do
+    for pid in $(pgrep -f "target/debug/deps/" || true); do
+      exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
+      case "$exe" in "$deps"*) ;; *) continue ;; esac
+      age=$(ps -o etimes= -p "$pid" 2>/dev/null | tr -d ' ') || continue
+      [ -n "$age" ] && [ "$age" -gt "$limit" ] || continue
+      echo "==> HUNG TEST BINARY: ${exe#"$PWD"/} has run ${age}s (limit ${limit}s); its threads:"
+      if command -v gdb >/dev/null 2>&1; then
+        gdb -p "$pid" -batch -ex 'thread apply all bt 30' 2>&1 | grep -v '^\[New LWP' | head -n 600
+      else
+        for t in /proc/"$pid"/task/*; do
+          echo "  thread $(basename "$t") $(cat "$t/comm" 2>/dev/null): waits in $(cat "$t/wchan" 2>/dev/null)"
+        done
+      fi
+      kill -9 "$pid" 2>/dev/null || true
+      echo "==> killed ${exe#"$PWD"/}: the test run fails"
+    done
+  done
+}
+watch_tests &
+watchdog=$!
+
 # --lib --bins --tests: every test target; benches only print numbers and are built by
 # clippy above; there are no doc-tests.
 cargo test --locked --lib --bins --tests 2>&1 | tee "$log"
+kill "$watchdog" 2>/dev/null || true
+watchdog=""
 # One closing line with the totals over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f; if (p == 0) exit 1 }' "$log"

@@ -273,7 +273,7 @@ impl App {
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
-            let _ = drain_rx.changed().await;
+            stopped(&mut drain_rx).await;
         });
         let mut server = tokio::spawn(async move { server.await });
         let metrics_server = metrics_listener.map(|l| {
@@ -285,7 +285,7 @@ impl App {
             tokio::spawn(async move {
                 let served = axum::serve(l, app)
                     .with_graceful_shutdown(async move {
-                        let _ = stop.changed().await;
+                        stopped(&mut stop).await;
                     })
                     .await;
                 if let Err(e) = served {
@@ -375,6 +375,15 @@ impl App {
     }
 }
 
+/// Completes once the stop signal of the background tasks is set — at once when it
+/// already is — or when its sender is gone. Level-triggered on purpose: `changed()`
+/// completes once per change, so a task that took the signal in one place (an inner
+/// wait) and waited for it again in another (its main loop) would wait forever, and the
+/// server with it at shutdown.
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
 /// Completes on SIGTERM or SIGINT (Ctrl-C).
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -418,5 +427,31 @@ async fn offer_setup(state: &AppState, addr: SocketAddr) {
         }
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "cannot count users"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stop_signal_once_taken_still_ends_every_later_wait() {
+        let (tx, mut rx) = watch::channel(false);
+        let early = tokio::time::timeout(Duration::from_millis(50), stopped(&mut rx)).await;
+        assert!(early.is_err(), "no stop yet");
+        // Sent twice, as the server does (at shutdown, and again once serving ended).
+        tx.send(true).unwrap();
+        tx.send(true).unwrap();
+        for wait in ["an inner wait", "the main loop's wait after it"] {
+            tokio::time::timeout(Duration::from_secs(5), stopped(&mut rx))
+                .await
+                .unwrap_or_else(|_| panic!("{wait} did not see the stop signal"));
+        }
+        drop(tx);
+        let (tx, mut rx) = watch::channel(false);
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(5), stopped(&mut rx))
+            .await
+            .expect("a gone sender ends the wait");
     }
 }

@@ -1,5 +1,6 @@
-//! Alerts: a filled search outbox makes the index-lag alert fire (API, /readyz, metric)
-//! and resolve when drained; both transitions reach a webhook receiver that fails, then
+//! Alerts: a filled search outbox that the indexer cannot commit (the index-commit lock
+//! is held, as by a backup) makes the index-lag alert fire (API, /readyz, metric) and
+//! resolve when drained; both transitions reach a webhook receiver that fails, then
 //! hangs past the timeout, then recovers — each exactly once. A dead receiver opens the
 //! circuit breaker while the API keeps answering.
 
@@ -74,17 +75,30 @@ fn block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
 
-/// Fill the outbox with changes "from long ago" for articles that do not exist; with a
-/// batch size of 1 the indexer needs a long while to drain them.
+/// Fill the outbox with changes "from long ago" for articles that do not exist, in one
+/// transaction. Hold [`hold_index_commits`] first, or the indexer may drain them before
+/// the alert is evaluated.
 fn fill_outbox(app: &TestApp, n: usize) {
-    let c = rusqlite::Connection::open(app.db_path()).unwrap();
+    let mut c = rusqlite::Connection::open(app.db_path()).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    let tx = c.transaction().unwrap();
     for i in 0..n {
-        c.execute(
+        tx.execute(
             "INSERT INTO search_outbox (article_id, created_at) VALUES (?1, '2000-01-01T00:00:00.000Z')",
             [900_000 + i as i64],
         )
         .unwrap();
     }
+    tx.commit().unwrap();
+}
+
+/// Take the index-commit lock exclusively, as a backup does: the indexer may read the
+/// outbox but cannot commit, so no outbox row goes until the returned file is dropped.
+/// (Drop it before `stop()`: the final index pass waits for it.)
+fn hold_index_commits(app: &TestApp) -> std::fs::File {
+    appliance::data_dir::DataDir::new(&app.data_dir)
+        .index_commit_guard(true)
+        .unwrap()
 }
 
 fn active(app: &TestApp) -> Value {
@@ -105,7 +119,6 @@ async fn index_lag_fires_and_resolves_and_a_flaky_webhook_gets_each_transition_o
     let app = spawn_app_with(|c| {
         c.alerts.interval_ms = 100;
         c.alerts.index_lag_secs = 1;
-        c.search.batch_size = 1;
         c.alerts.webhook_url = Some(appliance::config::Secret::new(hook.url.clone()));
         c.alerts.webhook_timeout_ms = 500;
         c.alerts.webhook_backoff_ms = 20;
@@ -115,6 +128,7 @@ async fn index_lag_fires_and_resolves_and_a_flaky_webhook_gets_each_transition_o
     .await;
     assert!(!firing(&active(&app), "index_lag"));
 
+    let commits = hold_index_commits(&app);
     fill_outbox(&app, 2000);
     let v = poll(Duration::from_secs(20), || {
         let v = active(&app);
@@ -157,11 +171,8 @@ async fn index_lag_fires_and_resolves_and_a_flaky_webhook_gets_each_transition_o
         .expect("the lag metric");
     assert!(lag_metric > 1.0, "outbox lag metric {lag_metric}");
 
-    // Drain the outbox: the alert resolves.
-    rusqlite::Connection::open(app.db_path())
-        .unwrap()
-        .execute("DELETE FROM search_outbox", [])
-        .unwrap();
+    // Let the indexer drain the outbox: the alert resolves.
+    drop(commits);
     poll(Duration::from_secs(20), || {
         (!firing(&active(&app), "index_lag")).then_some(())
     })
@@ -209,7 +220,6 @@ async fn a_dead_webhook_opens_the_breaker_and_the_api_keeps_answering() {
     let app = spawn_app_with(|c| {
         c.alerts.interval_ms = 100;
         c.alerts.index_lag_secs = 1;
-        c.search.batch_size = 1;
         c.alerts.webhook_url = Some(appliance::config::Secret::new(dead));
         c.alerts.webhook_backoff_ms = 10;
         c.alerts.breaker_failures = 3;
@@ -217,6 +227,7 @@ async fn a_dead_webhook_opens_the_breaker_and_the_api_keeps_answering() {
         c.alerts.webhook_max_attempts = 100;
     })
     .await;
+    let commits = hold_index_commits(&app);
     fill_outbox(&app, 2000);
     let w = poll(Duration::from_secs(20), || {
         let w = active(&app)["webhook"].clone();
@@ -249,5 +260,6 @@ async fn a_dead_webhook_opens_the_breaker_and_the_api_keeps_answering() {
         assert_eq!(res.status(), 201);
     }
     assert_eq!(active(&app)["webhook"]["breaker"], "open");
+    drop(commits);
     app.stop().await.unwrap();
 }

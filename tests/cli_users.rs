@@ -367,7 +367,7 @@ async fn first_admin_by_setup_token_then_users_and_tokens_and_no_secret_in_the_l
     let _ = Command::new("kill")
         .args(["-TERM", &server.child_id()])
         .status();
-    let _ = server.wait();
+    common::exit_within(&mut server, Duration::from_secs(60));
     let logged = log();
     assert!(logged.contains("signed in"), "debug log was captured");
     for s in &secrets {

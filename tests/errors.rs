@@ -174,7 +174,7 @@ fn sentry_gets_tagged_events_without_personal_data() {
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status();
-    let _ = server.child.wait();
+    common::exit_within(&mut server.child, Duration::from_secs(60));
     // An envelope: a header line, an item header, the event JSON.
     let event: Value = envelope
         .lines()

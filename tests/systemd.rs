@@ -150,5 +150,5 @@ fn ready_status_watchdog_withheld_when_stuck_and_stopping() {
     assert!(ok.success());
     let seen = wait_for(&sock, "STOPPING=1", Duration::from_secs(10));
     assert!(seen.last().unwrap().contains("STATUS=stopping"), "{seen:?}");
-    assert!(server.child.wait().unwrap().success());
+    assert!(common::exit_within(&mut server.child, Duration::from_secs(60)).success());
 }

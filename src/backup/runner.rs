@@ -345,7 +345,7 @@ pub fn spawn_scheduler(state: AppState, mut stop: watch::Receiver<bool>) -> Opti
             };
             let wait = Duration::try_from(next - now).unwrap_or(Duration::ZERO);
             tokio::select! {
-                _ = stop.changed() => break,
+                () = crate::app::stopped(&mut stop) => break,
                 () = tokio::time::sleep(wait) => {}
             }
             if *stop.borrow() {

@@ -327,7 +327,7 @@ impl Db {
             };
             loop {
                 tokio::select! {
-                    _ = stop.changed() => break,
+                    () = crate::app::stopped(&mut stop) => break,
                     _ = tokio::time::sleep(interval) => {}
                 }
                 let conn = conn.clone();
@@ -367,7 +367,7 @@ impl Db {
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = stop.changed() => break,
+                    () = crate::app::stopped(&mut stop) => break,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
                 // One blocking hop: read the counter, then announce and check the

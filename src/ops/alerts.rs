@@ -435,7 +435,7 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> Option<JoinHan
     Some(tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = stop.changed() => break,
+                () = crate::app::stopped(&mut stop) => break,
                 () = tokio::time::sleep(every) => {}
             }
             tick(&state).await;
@@ -469,7 +469,7 @@ pub fn spawn_webhook(
         loop {
             let t = tokio::select! {
                 t = rx.recv() => t,
-                _ = stop.changed() => None,
+                () = crate::app::stopped(&mut stop) => None,
             };
             let Some(t) = t else { break };
             state.alerts().stats.queued.fetch_sub(1, Ordering::Relaxed);
@@ -488,7 +488,7 @@ pub fn spawn_webhook(
                 if let Some(until) = until {
                     let wait = until.saturating_duration_since(Instant::now());
                     tokio::select! {
-                        _ = stop.changed() => break false,
+                        () = crate::app::stopped(&mut stop) => break false,
                         () = tokio::time::sleep(wait) => {}
                     }
                     state.alerts().set_breaker(Breaker::HalfOpen, None);
@@ -539,7 +539,7 @@ pub fn spawn_webhook(
                 );
                 let wait = cap.mul_f64(rand::rng().random::<f64>());
                 tokio::select! {
-                    _ = stop.changed() => break false,
+                    () = crate::app::stopped(&mut stop) => break false,
                     () = tokio::time::sleep(wait) => {}
                 }
             };

@@ -375,7 +375,7 @@ pub fn spawn_scheduler(
             };
             let wait = std::time::Duration::try_from(next - now).unwrap_or_default();
             tokio::select! {
-                _ = stop.changed() => break,
+                () = crate::app::stopped(&mut stop) => break,
                 () = tokio::time::sleep(wait) => {}
             }
             if *stop.borrow() {

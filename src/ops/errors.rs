@@ -411,7 +411,7 @@ pub fn spawn_writer(
         loop {
             let first = tokio::select! {
                 e = rx.recv() => e,
-                _ = stop.changed() => None,
+                () = crate::app::stopped(&mut stop) => None,
             };
             let Some(first) = first else { break };
             let mut batch = vec![first];

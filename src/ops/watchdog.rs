@@ -106,7 +106,7 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> Option<JoinHan
                 withheld = !ok;
             }
             tokio::select! {
-                _ = stop.changed() => break,
+                () = crate::app::stopped(&mut stop) => break,
                 () = tokio::time::sleep(interval) => {}
             }
         }

@@ -28,7 +28,7 @@ pub fn spawn(
                 && since < interval
             {
                 tokio::select! {
-                    _ = stop.changed() => break,
+                    () = crate::app::stopped(&mut stop) => break,
                     () = tokio::time::sleep(interval - since) => {}
                 }
             }
@@ -51,7 +51,7 @@ pub fn spawn(
                 }
             }
             tokio::select! {
-                _ = stop.changed() => break,
+                () = crate::app::stopped(&mut stop) => break,
                 () = search.notified() => {}
                 () = tokio::time::sleep(interval) => {}
             }

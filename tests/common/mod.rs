@@ -89,7 +89,10 @@ pub async fn spawn_in(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> anyho
         base: format!("http://{addr}"),
         data_dir: data_dir.to_path_buf(),
         client: client_with_token(&token),
-        anon: reqwest::Client::new(),
+        anon: reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .expect("client"),
         token,
         state: Some(state),
         shutdown: Some(tx),
@@ -97,6 +100,13 @@ pub async fn spawn_in(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> anyho
         _tmp: None,
     })
 }
+
+/// A request of a test client that gets no answer in this long fails the test (a server
+/// that stopped answering must not hang the test run).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Longest wait for a clean stop before the test fails.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Email of the admin every TestApp has.
 pub const ADMIN_EMAIL: &str = "admin@test.example";
@@ -143,6 +153,7 @@ pub fn client_with_token(token: &str) -> reqwest::Client {
     );
     reqwest::Client::builder()
         .default_headers(headers)
+        .timeout(REQUEST_TIMEOUT)
         .build()
         .expect("client")
 }
@@ -219,7 +230,9 @@ impl TestApp {
             let _ = tx.send(());
         }
         match self.handle.take() {
-            Some(h) => h.await?,
+            Some(h) => tokio::time::timeout(STOP_TIMEOUT, h).await.map_err(|_| {
+                anyhow::anyhow!("the server did not stop within {STOP_TIMEOUT:?}")
+            })??,
             None => Ok(()),
         }
     }
@@ -292,6 +305,19 @@ pub fn poll<T>(deadline: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Wait for a server `child` sent SIGTERM to exit, at most `within`; past it, kill it
+/// and fail the test (a server that cannot stop must not hang the test run).
+pub fn exit_within(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    match poll(within, || child.try_wait().ok().flatten()) {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server did not exit within {within:?}");
+        }
     }
 }
 
