@@ -213,7 +213,7 @@ impl Default for DatabaseConfig {
             busy_timeout_ms: 5000,
             write_timeout_ms: 5000,
             mmap_size_bytes: 256 * 1024 * 1024,
-            writer_cache_bytes: 32 * 1024 * 1024,
+            writer_cache_bytes: 8 * 1024 * 1024,
             journal_size_limit_bytes: 64 * 1024 * 1024,
             checkpoint_interval_ms: 1000,
             migrate_on_start: true,

@@ -95,9 +95,10 @@ impl Db {
         // Checkpoints run from a background task (Db::spawn_checkpointer), not inside
         // an unlucky writer's commit (DESIGN.md: a ~1 s commit was measured).
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
-        // A negative cache_size is in KiB. SQLite's default (2 MiB) misses on the index
-        // pages that every insert descends (slug, external id, listings) once there are
-        // tens of thousands of articles.
+        // A negative cache_size is in KiB. SQLite's default (2 MiB) missed on the index
+        // pages that every insert descends (slug, external id, listings) once there were
+        // tens of thousands of articles; much more costs single writes, because a
+        // COMMIT after an index page split walks every cached page (README, Performance).
         writer.pragma_update(
             None,
             "cache_size",
