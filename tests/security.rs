@@ -28,10 +28,10 @@ async fn user_with_token(app: &TestApp, email: &str, role: Role) -> (i64, String
             let u = ops::create_user(
                 c,
                 &NewUser {
-                    email,
+                    email: email.clone(),
                     display_name: String::new(),
                     role,
-                    password_hash: Some(hash),
+                    password_hash: Some(hash.clone()),
                 },
                 &actor,
             )?;
@@ -140,7 +140,7 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
         .db()
         .write(move |c| {
             let change = users::Change {
-                password_hash: Some(hash),
+                password_hash: Some(hash.clone()),
                 ..Default::default()
             };
             ops::change_user(c, admin, &change, &Actor::cli())

@@ -157,29 +157,29 @@ impl Db {
         &self.inner.path
     }
 
-    /// Run `f` inside `BEGIN IMMEDIATE … COMMIT` on the writer (grouped with other
-    /// queued writes, each under its own savepoint). If `f` fails, its changes roll back
-    /// and nothing of it is written; the result comes back only after the COMMIT. A
-    /// write that could not start within `database.write_timeout_ms` is
-    /// [`DbError::Busy`] and is guaranteed never to run.
+    /// Run `f` inside `BEGIN IMMEDIATE … COMMIT` on the writer, grouped with other
+    /// queued writes. If `f` fails, its changes roll back and nothing of it is written;
+    /// the result comes back only after the COMMIT. A write that could not start within
+    /// `database.write_timeout_ms` is [`DbError::Busy`] and is guaranteed never to run.
+    ///
+    /// `f` may run more than once: when another write of its group fails, the group is
+    /// rolled back and `f` runs again in a fresh transaction (see `writer`). Only the
+    /// last run's result is returned, and only its changes are committed, so `f` must do
+    /// nothing outside the transaction that must not happen twice.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        F: Fn(&Connection) -> Result<T, E> + Send + 'static,
     {
         let claim = writer::Claim::default();
         let (reply, rx) = oneshot::channel();
-        let queued = std::time::Instant::now();
         let job = writer::TxJobOf {
             claim: claim.clone(),
-            work: Some(move |c: &Connection| {
-                metrics::histogram!("appliance_db_write_wait_seconds")
-                    .record(queued.elapsed().as_secs_f64());
-                f(c)
-            }),
+            work: f,
             out: None,
             reply: Some(reply),
+            queued: Some(std::time::Instant::now()),
         };
         self.submit(writer::Job::Tx(Box::new(job)))?;
         self.await_reply(claim, rx, self.inner.write_timeout).await
@@ -691,6 +691,82 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 199, "every other write committed");
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_rolls_its_group_back_and_the_others_run_again_once() {
+        use std::future::Future;
+        use std::pin::Pin;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (_dir, db) = open_temp().await;
+        db.write(|c| {
+            c.execute_batch("CREATE TABLE g(id INTEGER PRIMARY KEY, x INTEGER UNIQUE)")?;
+            Ok::<_, DbError>(())
+        })
+        .await
+        .unwrap();
+        let (release, holder) = hold_writer(&db).await;
+        // 30 writes queued behind the held writer, so they form one group. Write 10
+        // inserts a row and then fails (a duplicate of write 3): nothing of it may stay.
+        // Write 20 fails too, in the second try of the group.
+        let runs: Vec<Arc<AtomicUsize>> = (0..30).map(|_| Arc::default()).collect();
+        type Write = Pin<Box<dyn Future<Output = Result<i64, DbError>> + Send>>;
+        let mut writes: Vec<Write> = (0..30i64)
+            .map(|i| {
+                let (db, runs) = (db.clone(), runs[i as usize].clone());
+                Box::pin(async move {
+                    db.write(move |c| {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        match i {
+                            10 => {
+                                c.execute("INSERT INTO g(x) VALUES (1000)", [])?;
+                                c.execute("INSERT INTO g(x) VALUES (3)", [])?;
+                            }
+                            20 => {
+                                c.execute("INSERT INTO g(x) VALUES (4)", [])?;
+                            }
+                            _ => {
+                                c.execute("INSERT INTO g(x) VALUES (?1)", [i])?;
+                            }
+                        }
+                        Ok::<_, DbError>(c.last_insert_rowid())
+                    })
+                    .await
+                }) as Write
+            })
+            .collect();
+        // One poll each queues every write before the writer is free.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        for w in &mut writes {
+            assert!(w.as_mut().poll(&mut cx).is_pending());
+        }
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        let mut ids = Vec::new();
+        for (i, w) in writes.into_iter().enumerate() {
+            match (i, w.await) {
+                (10 | 20, Err(DbError::Unique { .. })) => {}
+                (10 | 20, other) => panic!("write {i}: {other:?}"),
+                (_, Ok(id)) => ids.push((i as i64, id)),
+                (_, Err(e)) => panic!("write {i}: {e:?}"),
+            }
+        }
+        let rows: Vec<(i64, i64)> = db
+            .read(|c| {
+                let mut st = c.prepare("SELECT x, id FROM g ORDER BY x")?;
+                let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+            .unwrap();
+        // Every other write is there, each with the id its caller was given (the id of
+        // the run that was committed), and nothing of the failed ones.
+        assert_eq!(rows, ids);
+        let counts: Vec<usize> = runs.iter().map(|r| r.load(Ordering::SeqCst)).collect();
+        // Before the first failure: run, rolled back, run again. The failed ones once.
+        // After it: once, each under its own savepoint, whatever fails there.
+        let expected: Vec<usize> = (0..30).map(|i| if i < 10 { 2 } else { 1 }).collect();
+        assert_eq!(counts, expected);
     }
 
     #[tokio::test]

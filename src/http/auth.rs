@@ -707,10 +707,10 @@ pub async fn setup(
             let u = ops::create_user(
                 c,
                 &NewUser {
-                    email,
-                    display_name,
+                    email: email.clone(),
+                    display_name: display_name.clone(),
                     role: Role::Admin,
-                    password_hash: Some(phc),
+                    password_hash: Some(phc.clone()),
                 },
                 &actor,
             )?;
@@ -792,7 +792,7 @@ pub async fn change_password(
         .db()
         .write(move |c| {
             let change = Change {
-                password_hash: Some(phc),
+                password_hash: Some(phc.clone()),
                 ..Change::default()
             };
             ops::change_user(c, id, &change, &actor)
@@ -860,7 +860,7 @@ pub async fn reset_password(
                 ));
             }
             let change = Change {
-                password_hash: Some(phc),
+                password_hash: Some(phc.clone()),
                 ..Change::default()
             };
             let u = ops::change_user(c, user_id, &change, &actor)?;
@@ -954,9 +954,9 @@ pub async fn create_token(
                 c,
                 &TokenRequest {
                     owner,
-                    name: body.name,
+                    name: body.name.clone(),
                     role,
-                    expires_at,
+                    expires_at: expires_at.clone(),
                 },
                 &actor,
             )

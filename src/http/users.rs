@@ -72,10 +72,10 @@ pub async fn create(
             let u = ops::create_user(
                 c,
                 &NewUser {
-                    email,
-                    display_name,
+                    email: email.clone(),
+                    display_name: display_name.clone(),
                     role: body.role,
-                    password_hash,
+                    password_hash: password_hash.clone(),
                 },
                 &actor,
             )?;
