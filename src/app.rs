@@ -1,4 +1,4 @@
-//! The running appliance: [`AppState`] shared with every handler, and [`App`], which
+//! The running appliance: [`App`], which
 //! owns the start-up sequence (lock the data dir, open and check the database, migrate,
 //! bind) and the graceful shutdown (stop accepting, drain with a deadline, stop
 //! background tasks, final WAL checkpoint, release the lock).
@@ -20,100 +20,8 @@ use crate::data_dir::{DataDir, DataDirLock};
 use crate::db::Db;
 use crate::db::migrations::{self, MigrateReport, MigrationError};
 use crate::search::Search;
-
-/// Shared state handed to handlers through axum's `State`; cheap to clone.
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-struct Inner {
-    config: Config,
-    data_dir: DataDir,
-    db: Db,
-    search: Arc<Search>,
-    backups: crate::backup::runner::BackupState,
-    started_at: Instant,
-    in_flight: InFlightRequestsCounter,
-    /// Last overall readiness status reported, to log transitions only.
-    last_readiness: std::sync::Mutex<Option<crate::ops::health::Status>>,
-    limiters: crate::http::limits::Limiters,
-    errors: Arc<crate::ops::errors::Tracker>,
-    alerts: crate::ops::alerts::Alerts,
-    setup_token: crate::auth::SetupToken,
-    /// Password hashes in flight (19 MiB and a core each).
-    argon2: tokio::sync::Semaphore,
-    /// The last hour of request rate, latency and errors (dashboard charts).
-    history: crate::ops::history::History,
-    /// API tokens verified, remembered per generation of users and tokens.
-    tokens: crate::http::token_cache::TokenCache,
-}
-
-impl AppState {
-    pub fn config(&self) -> &Config {
-        &self.0.config
-    }
-    pub fn data_dir(&self) -> &DataDir {
-        &self.0.data_dir
-    }
-    pub fn db(&self) -> &Db {
-        &self.0.db
-    }
-    pub fn search(&self) -> &Arc<Search> {
-        &self.0.search
-    }
-    pub fn token_cache(&self) -> &crate::http::token_cache::TokenCache {
-        &self.0.tokens
-    }
-    pub fn backups(&self) -> &crate::backup::runner::BackupState {
-        &self.0.backups
-    }
-    pub fn uptime(&self) -> Duration {
-        self.0.started_at.elapsed()
-    }
-    /// HTTP requests being handled right now.
-    pub fn in_flight(&self) -> usize {
-        self.0.in_flight.get()
-    }
-    /// Record the overall readiness status; returns the previous one when it changed.
-    pub fn readiness_changed(
-        &self,
-        now: crate::ops::health::Status,
-    ) -> Option<Option<crate::ops::health::Status>> {
-        let mut last = self
-            .0
-            .last_readiness
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let before = last.replace(now);
-        (before != Some(now)).then_some(before)
-    }
-    /// The error recorder (see `ops::errors`).
-    pub fn errors(&self) -> &Arc<crate::ops::errors::Tracker> {
-        &self.0.errors
-    }
-    /// Alert state and the webhook queue (see `ops::alerts`).
-    pub fn alerts(&self) -> &crate::ops::alerts::Alerts {
-        &self.0.alerts
-    }
-    pub fn limiters(&self) -> &crate::http::limits::Limiters {
-        &self.0.limiters
-    }
-    /// The one-time first-admin token (active only while no user exists).
-    pub fn setup_token(&self) -> &crate::auth::SetupToken {
-        &self.0.setup_token
-    }
-    /// Wait for a slot to hash or verify a password (at most two at once).
-    pub async fn argon2_permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        self.0.argon2.acquire().await.ok()
-    }
-    /// The last hour of HTTP traffic (see `ops::history`).
-    pub fn history(&self) -> &crate::ops::history::History {
-        &self.0.history
-    }
-    /// The counter the router's in-flight layer updates.
-    pub fn in_flight_counter(&self) -> InFlightRequestsCounter {
-        self.0.in_flight.clone()
-    }
-}
+use crate::shutdown::stopped;
+use crate::state::AppState;
 
 /// A built, bound, not yet serving appliance.
 pub struct App {
@@ -124,7 +32,7 @@ pub struct App {
     local_addr: SocketAddr,
     migrate_report: MigrateReport,
     lock: DataDirLock,
-    error_rx: tokio::sync::mpsc::Receiver<crate::ops::errors::ErrorEvent>,
+    error_rx: tokio::sync::mpsc::Receiver<crate::telemetry::errors::ErrorEvent>,
     webhook_rx: Option<tokio::sync::mpsc::Receiver<crate::ops::alerts::Transition>>,
 }
 
@@ -183,10 +91,10 @@ impl App {
         };
         let rate_limit = config.rate_limit.clone();
         let (errors, error_rx) =
-            crate::ops::errors::Tracker::new(crate::ops::errors::QUEUE_CAPACITY);
+            crate::telemetry::errors::Tracker::new(crate::telemetry::errors::QUEUE_CAPACITY);
         let (alerts, webhook_rx) = crate::ops::alerts::Alerts::new(&config.alerts);
         Ok(App {
-            state: AppState(Arc::new(Inner {
+            state: AppState::new(crate::state::Parts {
                 config,
                 data_dir,
                 db,
@@ -202,7 +110,7 @@ impl App {
                 argon2: tokio::sync::Semaphore::new(2),
                 history: crate::ops::history::History::default(),
                 tokens: Default::default(),
-            })),
+            }),
             listener,
             metrics_listener,
             local_addr,
@@ -254,7 +162,7 @@ impl App {
         let checkpointer = state.db().spawn_checkpointer(stop_rx.clone());
         let auth_recheck = state.db().spawn_auth_recheck(stop_rx.clone());
         let error_writer =
-            crate::ops::errors::spawn_writer(state.db().clone(), error_rx, stop_rx.clone());
+            crate::db::errors::spawn_writer(state.db().clone(), error_rx, stop_rx.clone());
         let indexer = crate::search::indexer::spawn(
             state.search().clone(),
             state.errors().clone(),
@@ -375,40 +283,6 @@ impl App {
     }
 }
 
-/// Completes once the stop signal of the background tasks is set — at once when it
-/// already is — or when its sender is gone. Level-triggered on purpose: `changed()`
-/// completes once per change, so a task that took the signal in one place (an inner
-/// wait) and waited for it again in another (its main loop) would wait forever, and the
-/// server with it at shutdown.
-pub async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopping| *stopping).await;
-}
-
-/// Completes on SIGTERM or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-}
-
 /// While no user exists, log a one-time token that lets the first admin be created
 /// through the API or the UI (valid until used or the process ends).
 async fn offer_setup(state: &AppState, addr: SocketAddr) {
@@ -427,31 +301,5 @@ async fn offer_setup(state: &AppState, addr: SocketAddr) {
         }
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "cannot count users"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_stop_signal_once_taken_still_ends_every_later_wait() {
-        let (tx, mut rx) = watch::channel(false);
-        let early = tokio::time::timeout(Duration::from_millis(50), stopped(&mut rx)).await;
-        assert!(early.is_err(), "no stop yet");
-        // Sent twice, as the server does (at shutdown, and again once serving ended).
-        tx.send(true).unwrap();
-        tx.send(true).unwrap();
-        for wait in ["an inner wait", "the main loop's wait after it"] {
-            tokio::time::timeout(Duration::from_secs(5), stopped(&mut rx))
-                .await
-                .unwrap_or_else(|_| panic!("{wait} did not see the stop signal"));
-        }
-        drop(tx);
-        let (tx, mut rx) = watch::channel(false);
-        drop(tx);
-        tokio::time::timeout(Duration::from_secs(5), stopped(&mut rx))
-            .await
-            .expect("a gone sender ends the wait");
     }
 }

@@ -1,28 +1,15 @@
 //! The article domain: types, input validation with field-level errors, and slugs.
-//! Validation reads a `serde_json::Value` by hand so that every bad field (and every
-//! unknown one) is reported at once, by name. Storage lives in `db::articles`; HTTP in
+//! Validation reads a `serde_json::Value` by hand (the readers are in `validate`) so
+//! that every bad field (and every unknown one) is reported at once, by name. Storage lives in `db::articles`; HTTP in
 //! `http::articles`; the index in `search`.
 
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-/// A field that failed validation, named as the client sent it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
+pub use crate::validate::FieldError;
+use crate::validate::{object, opt, short_text, string, unknown_fields};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -217,58 +204,6 @@ pub fn parse_patch(v: &Value, limits: Limits) -> Result<ArticlePatch, Vec<FieldE
     }
 }
 
-fn object<'a>(
-    v: &'a Value,
-    prefix: &str,
-    errs: &mut Vec<FieldError>,
-) -> Option<&'a Map<String, Value>> {
-    match v.as_object() {
-        Some(o) => Some(o),
-        None => {
-            errs.push(FieldError::new(
-                prefix.trim_end_matches('.'),
-                "expected a JSON object",
-            ));
-            None
-        }
-    }
-}
-
-fn unknown_fields(
-    obj: &Map<String, Value>,
-    allowed: &[&str],
-    prefix: &str,
-    errs: &mut Vec<FieldError>,
-) {
-    for key in obj.keys() {
-        if !allowed.contains(&key.as_str()) {
-            errs.push(FieldError::new(
-                format!("{prefix}{key}"),
-                format!("unknown field; allowed: {}", allowed.join(", ")),
-            ));
-        }
-    }
-}
-
-/// A present, non-null value.
-fn opt<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    obj.get(name).filter(|v| !v.is_null())
-}
-
-fn string<'a>(v: &'a Value, field: &str, errs: &mut Vec<FieldError>) -> Option<&'a str> {
-    match v.as_str() {
-        Some(s) => Some(s),
-        None => {
-            errs.push(FieldError::new(field, "must be a string"));
-            None
-        }
-    }
-}
-
-fn has_control(s: &str) -> bool {
-    s.chars().any(char::is_control)
-}
-
 fn title(v: &Value, field: &str, errs: &mut Vec<FieldError>) -> Option<String> {
     short_text(v, field, TITLE_MAX_CHARS, errs)
 }
@@ -283,26 +218,6 @@ fn body(v: &Value, field: &str, limits: Limits, errs: &mut Vec<FieldError>) -> O
                 limits.body_max_bytes,
                 s.len()
             ),
-        ));
-        return None;
-    }
-    Some(s.to_string())
-}
-
-fn short_text(v: &Value, field: &str, max: usize, errs: &mut Vec<FieldError>) -> Option<String> {
-    let s = string(v, field, errs)?.trim();
-    let n = s.chars().count();
-    if n == 0 || n > max {
-        errs.push(FieldError::new(
-            field,
-            format!("must be 1 to {max} characters (got {n})"),
-        ));
-        return None;
-    }
-    if has_control(s) {
-        errs.push(FieldError::new(
-            field,
-            "must not contain control characters",
         ));
         return None;
     }
@@ -414,59 +329,6 @@ pub fn slugify(title: &str) -> String {
     }
 }
 
-/// Render an article body (CommonMark with tables, strikethrough and task lists) to
-/// HTML for the editor's preview. Raw HTML in the source is shown as text, never passed
-/// through, and link and image targets other than http(s), mailto and relative ones
-/// become `#`: the output is safe to insert into the admin page.
-pub fn render_markdown(body: &str) -> String {
-    use pulldown_cmark::{CowStr, Event, Options, Parser, Tag};
-    fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
-        let lower = url.trim_start().to_ascii_lowercase();
-        let scheme_end = lower.find([':', '/', '?', '#']);
-        match scheme_end {
-            Some(i) if lower.as_bytes()[i] == b':' => {
-                if ["http", "https", "mailto"].contains(&&lower[..i]) {
-                    url
-                } else {
-                    CowStr::Borrowed("#")
-                }
-            }
-            _ => url,
-        }
-    }
-    let options =
-        Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
-    let events = Parser::new_ext(body, options).map(|e| match e {
-        Event::Html(t) | Event::InlineHtml(t) => Event::Text(t),
-        Event::Start(Tag::Link {
-            link_type,
-            dest_url,
-            title,
-            id,
-        }) => Event::Start(Tag::Link {
-            link_type,
-            dest_url: safe_url(dest_url),
-            title,
-            id,
-        }),
-        Event::Start(Tag::Image {
-            link_type,
-            dest_url,
-            title,
-            id,
-        }) => Event::Start(Tag::Image {
-            link_type,
-            dest_url: safe_url(dest_url),
-            title,
-            id,
-        }),
-        other => other,
-    });
-    let mut html = String::with_capacity(body.len() * 3 / 2);
-    pulldown_cmark::html::push_html(&mut html, events);
-    html
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,31 +426,5 @@ mod tests {
         assert!(is_valid_slug(&slugify(&"Long title ".repeat(30))));
         let errs = parse_new(&json!({"title": "t", "body": "", "slug": "123"}), L, "").unwrap_err();
         assert_eq!(fields(&errs), ["slug"]);
-    }
-
-    #[test]
-    fn markdown_preview_is_safe_html() {
-        let html = render_markdown(
-            "# Title\n\n*em* <img src=x onerror=alert(1)> [a](javascript:alert(1)) [b](https://e.org/x) [c](/admin/) ![i](data:image/png;base64,AA)\n\n<script>alert(1)</script>\n",
-        );
-        assert!(html.contains("<h1>Title</h1>"), "{html}");
-        assert!(html.contains("<em>em</em>"), "{html}");
-        assert!(
-            html.contains("&lt;img src=x onerror=alert(1)&gt;"),
-            "{html}"
-        );
-        assert!(html.contains("&lt;script&gt;"), "{html}");
-        assert!(
-            !html.contains("<script") && !html.contains("<img src=\"x"),
-            "{html}"
-        );
-        assert!(
-            !html.contains("javascript:") && !html.contains("data:"),
-            "{html}"
-        );
-        assert!(
-            html.contains("href=\"https://e.org/x\"") && html.contains("href=\"/admin/\""),
-            "{html}"
-        );
     }
 }

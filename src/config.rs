@@ -317,31 +317,7 @@ impl Default for BackupConfig {
     }
 }
 
-/// A schedule: cron in UTC, 5 fields or 6 with seconds first; empty means none.
-pub fn parse_cron(schedule: &str) -> Result<Option<croner::Cron>, String> {
-    if schedule.trim().is_empty() {
-        return Ok(None);
-    }
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Optional)
-        .build()
-        .parse(schedule)
-        .map(Some)
-        .map_err(|e| e.to_string())
-}
-
-/// The first time `cron` fires after `after`.
-pub fn next_occurrence(
-    cron: &croner::Cron,
-    after: time::OffsetDateTime,
-) -> Option<time::OffsetDateTime> {
-    let after = chrono::DateTime::<chrono::Utc>::from_timestamp(
-        after.unix_timestamp(),
-        after.nanosecond(),
-    )?;
-    let next = cron.find_next_occurrence(&after, false).ok()?;
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(next.timestamp_nanos_opt()?)).ok()
-}
+pub use crate::schedule::parse_cron;
 
 impl BackupConfig {
     /// The parsed schedule, or None when the scheduler is off.

@@ -38,6 +38,36 @@ pub fn persist(tmp: &Path, final_path: &Path) -> io::Result<()> {
     result
 }
 
+/// Space on the file system that holds a path: what an unprivileged writer may still
+/// use (`free`, as `df` shows it), the size, and the inodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskSpace {
+    pub free: u64,
+    pub total: u64,
+    pub inodes_free: u64,
+    pub inodes_total: u64,
+}
+
+impl DiskSpace {
+    /// How full the file system is, 0..100 (None for a size of 0).
+    pub fn used_percent(&self) -> Option<f64> {
+        (self.total > 0)
+            .then(|| 100.0 * self.total.saturating_sub(self.free) as f64 / self.total as f64)
+    }
+}
+
+/// The one reading of free space (health, alerts, metrics, doctor, backups, the
+/// dashboard): `statvfs(2)` on `path`.
+pub fn disk_space(path: &Path) -> io::Result<DiskSpace> {
+    let s = rustix::fs::statvfs(path)?;
+    Ok(DiskSpace {
+        free: s.f_bavail.saturating_mul(s.f_frsize),
+        total: s.f_blocks.saturating_mul(s.f_frsize),
+        inodes_free: s.f_favail,
+        inodes_total: s.f_files,
+    })
+}
+
 /// Whether this process runs as root (effective uid 0).
 pub fn running_as_root() -> bool {
     rustix::process::geteuid().is_root()

@@ -76,7 +76,7 @@ fn block<F: std::future::Future>(f: F) -> F::Output {
 }
 
 /// Fill the outbox with changes "from long ago" for articles that do not exist, in one
-/// transaction. Hold [`hold_index_commits`] first, or the indexer may drain them before
+/// transaction. Hold `TestApp::hold_index_commits` first, or the indexer may drain them before
 /// the alert is evaluated.
 fn fill_outbox(app: &TestApp, n: usize) {
     let mut c = rusqlite::Connection::open(app.db_path()).unwrap();
@@ -90,15 +90,6 @@ fn fill_outbox(app: &TestApp, n: usize) {
         .unwrap();
     }
     tx.commit().unwrap();
-}
-
-/// Take the index-commit lock exclusively, as a backup does: the indexer may read the
-/// outbox but cannot commit, so no outbox row goes until the returned file is dropped.
-/// (Drop it before `stop()`: the final index pass waits for it.)
-fn hold_index_commits(app: &TestApp) -> std::fs::File {
-    appliance::data_dir::DataDir::new(&app.data_dir)
-        .index_commit_guard(true)
-        .unwrap()
 }
 
 fn active(app: &TestApp) -> Value {
@@ -128,7 +119,7 @@ async fn index_lag_fires_and_resolves_and_a_flaky_webhook_gets_each_transition_o
     .await;
     assert!(!firing(&active(&app), "index_lag"));
 
-    let commits = hold_index_commits(&app);
+    let commits = app.hold_index_commits();
     fill_outbox(&app, 2000);
     let v = poll(Duration::from_secs(20), || {
         let v = active(&app);
@@ -227,7 +218,7 @@ async fn a_dead_webhook_opens_the_breaker_and_the_api_keeps_answering() {
         c.alerts.webhook_max_attempts = 100;
     })
     .await;
-    let commits = hold_index_commits(&app);
+    let commits = app.hold_index_commits();
     fill_outbox(&app, 2000);
     let w = poll(Duration::from_secs(20), || {
         let w = active(&app)["webhook"].clone();

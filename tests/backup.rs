@@ -744,7 +744,7 @@ async fn readyz_is_degraded_when_the_last_good_backup_is_too_old() {
     let run = appliance::db::backups::Run {
         name: appliance::backup::archive_name(old, appliance::backup::Trigger::Scheduled),
         trigger: "scheduled".into(),
-        started_at: appliance::db::articles::format_time(old),
+        started_at: appliance::clock::format(old),
         duration_ms: 10,
         size_bytes: Some(10),
         source_bytes: Some(100),

@@ -6,17 +6,14 @@
 pub mod common_passwords;
 pub mod ops;
 
-use std::fmt;
-
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::articles::FieldError;
+use crate::validate::FieldError;
 
 /// Shortest password accepted (OWASP ASVS 2.1.1 asks for at least 12).
 pub const MIN_PASSWORD_CHARS: usize = 12;
@@ -26,45 +23,7 @@ pub const MAX_PASSWORD_CHARS: usize = 256;
 /// Prefix of API tokens, so secret scanners and people recognise them.
 pub const TOKEN_PREFIX: &str = "apl_";
 
-/// A user's role; `Admin > Editor > Viewer`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Viewer,
-    Editor,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Editor => "editor",
-            Role::Admin => "admin",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "viewer" => Some(Role::Viewer),
-            "editor" => Some(Role::Editor),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Role, String> {
-        Role::parse(s).ok_or_else(|| format!("unknown role `{s}` (admin, editor or viewer)"))
-    }
-}
+pub use crate::domain::Role;
 
 /// A syntactically plausible email address, trimmed; case is kept for display and
 /// ignored for comparison (the column is `COLLATE NOCASE`).

@@ -7,11 +7,11 @@ use rusqlite::Connection;
 use serde_json::json;
 
 use super::{Role, new_api_token, random_secret, secret_hash};
-use crate::articles::FieldError;
+use crate::clock;
 use crate::db::DbError;
-use crate::db::articles::format_time;
 use crate::db::audit::{self, Event, Outcome};
 use crate::db::users::{self, Change, NewTokenRow, Token, User};
+use crate::validate::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {
@@ -62,7 +62,7 @@ impl Actor {
 
 /// RFC 3339 time `d` from now.
 pub fn from_now(d: time::Duration) -> String {
-    format_time(time::OffsetDateTime::now_utc() + d)
+    clock::format(time::OffsetDateTime::now_utc() + d)
 }
 
 /// A new user. `password_hash` None leaves the account without a password until a

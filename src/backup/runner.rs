@@ -19,9 +19,9 @@ use tokio::task::JoinHandle;
 use super::retention::{self, Policy};
 use super::snapshot::{self, CreateOptions, Created};
 use super::{BackupError, BackupLock, Trigger};
-use crate::app::AppState;
 use crate::db::backups::{self as store, Run, Verification};
 use crate::db::{Checkpoint, DbError};
+use crate::state::AppState;
 
 /// The backup being written right now, if any (for `GET /api/admin/backups`), with its
 /// step (`writing`, `verifying`, `pruning`) and the bytes of that step done so far.
@@ -189,7 +189,7 @@ async fn run_inner(
     let created = match created {
         Ok(c) => c,
         Err(e) => {
-            use crate::ops::errors::{Category, ErrorEvent, Severity};
+            use crate::telemetry::errors::{Category, ErrorEvent, Severity};
             state.errors().record(ErrorEvent::new(
                 Category::System,
                 Severity::High,
@@ -234,7 +234,7 @@ pub fn run_record(
         Ok(c) => Run {
             name: c.name.clone(),
             trigger: trigger.as_str().into(),
-            started_at: crate::db::articles::format_time(c.started_at),
+            started_at: crate::clock::format(c.started_at),
             duration_ms: i64::try_from(c.duration.as_millis()).unwrap_or(i64::MAX),
             size_bytes: i64::try_from(c.size_bytes).ok(),
             source_bytes: i64::try_from(c.manifest.total_bytes()).ok(),
@@ -244,7 +244,7 @@ pub fn run_record(
         Err(e) => Run {
             name: super::archive_name(started_at, trigger),
             trigger: trigger.as_str().into(),
-            started_at: crate::db::articles::format_time(started_at),
+            started_at: crate::clock::format(started_at),
             duration_ms: i64::try_from(
                 (OffsetDateTime::now_utc() - started_at).whole_milliseconds(),
             )
@@ -283,7 +283,7 @@ pub async fn verify_and_record(
     let outcome = res.map(|_| ()).map_err(|e| e.to_string());
     if let Err(e) = &outcome {
         tracing::error!(archive = %name, error = %e, "backup verification failed");
-        use crate::ops::errors::{Category, ErrorEvent, Severity};
+        use crate::telemetry::errors::{Category, ErrorEvent, Severity};
         state.errors().record(ErrorEvent::new(
             Category::System,
             Severity::High,
@@ -293,7 +293,7 @@ pub async fn verify_and_record(
         ));
     }
     let record = Verification {
-        verified_at: crate::db::articles::now(),
+        verified_at: crate::clock::now(),
         ok: outcome.is_ok(),
         error: outcome.clone().err(),
     };
@@ -328,7 +328,7 @@ pub async fn verified_names(state: &AppState) -> Result<HashSet<String>, DbError
 /// The next time the schedule fires after `after`, if there is a schedule.
 pub fn next_run(state: &AppState, after: OffsetDateTime) -> Option<OffsetDateTime> {
     let cron = state.config().backup.cron().ok().flatten()?;
-    crate::config::next_occurrence(&cron, after)
+    crate::schedule::next_occurrence(&cron, after)
 }
 
 /// The scheduler: sleeps until the next time the cron expression names, then runs a
@@ -345,7 +345,7 @@ pub fn spawn_scheduler(state: AppState, mut stop: watch::Receiver<bool>) -> Opti
             };
             let wait = Duration::try_from(next - now).unwrap_or(Duration::ZERO);
             tokio::select! {
-                () = crate::app::stopped(&mut stop) => break,
+                () = crate::shutdown::stopped(&mut stop) => break,
                 () = tokio::time::sleep(wait) => {}
             }
             if *stop.borrow() {

@@ -178,7 +178,7 @@ pub fn create(
         format: FORMAT_VERSION,
         app_version: crate::VERSION.to_string(),
         schema_version,
-        created_at: crate::db::articles::format_time(started_at),
+        created_at: crate::clock::format(started_at),
         trigger: opts.trigger,
         database: db_info,
         index: index_info,
@@ -246,7 +246,9 @@ fn check_space(dir: &Path, source_bytes: u64, opts: &CreateOptions<'_>) -> Resul
     // 10% on top of the ratio: the data may compress a little worse than last time.
     let expected = (source_bytes as f64 * (ratio * 1.1).min(1.0)) as u64;
     let needed = expected + opts.min_free_margin_bytes;
-    let free = fs4::available_space(dir).map_err(BackupError::io(dir.display().to_string()))?;
+    let free = crate::fsutil::disk_space(dir)
+        .map_err(BackupError::io(dir.display().to_string()))?
+        .free;
     if free < needed {
         return Err(BackupError::InsufficientSpace {
             dir: dir.to_path_buf(),

@@ -227,7 +227,7 @@ async fn write_batch(
 ) -> anyhow::Result<(u64, u64, u64)> {
     let mut bad = 0;
     loop {
-        let now = store::now();
+        let now = crate::clock::now();
         let batch = items.clone();
         let res = db
             .write(move |tx| {

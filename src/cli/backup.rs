@@ -296,7 +296,7 @@ fn verify_quiet(config: &Config, archive: &str, quiet: bool) -> anyhow::Result<(
         && let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned())
     {
         let v = Verification {
-            verified_at: crate::db::articles::now(),
+            verified_at: crate::clock::now(),
             ok: res.is_ok(),
             error: res.as_ref().err().map(ToString::to_string),
         };

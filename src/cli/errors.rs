@@ -1,11 +1,11 @@
-//! `appliance errors list`: the error groups the server recorded (see `ops::errors`),
+//! `appliance errors list`: the error groups the server recorded (see `telemetry::errors`),
 //! read-only, working beside a running server.
 
 use clap::{Args, Subcommand};
 
 use super::articles::open_db;
 use crate::config::Config;
-use crate::ops::errors::{self, Filter};
+use crate::db::errors::{self, Filter};
 
 #[derive(Debug, Args)]
 pub struct ErrorsArgs {

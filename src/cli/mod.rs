@@ -9,10 +9,11 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::{App, shutdown_signal};
+use crate::app::App;
 use crate::config::{Config, Overrides, ServerOverrides, Sources};
 use crate::data_dir::DataDir;
 use crate::db::{self, Db, migrations};
+use crate::shutdown::shutdown_signal;
 use crate::telemetry;
 
 mod articles;

@@ -29,34 +29,6 @@ impl ArticleKey {
     }
 }
 
-/// UTC time as stored: RFC 3339 with milliseconds, so text order is time order.
-pub fn now() -> String {
-    format_time(time::OffsetDateTime::now_utc())
-}
-
-/// A stored (or any RFC 3339) time; none when it does not parse.
-pub fn parse_time(t: &str) -> Option<time::OffsetDateTime> {
-    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-}
-
-/// Seconds from the stored time `t` until now (0 for a time in the future).
-pub fn age_secs(t: &str) -> Option<f64> {
-    parse_time(t).map(|t| {
-        (time::OffsetDateTime::now_utc() - t)
-            .as_seconds_f64()
-            .max(0.0)
-    })
-}
-
-pub fn format_time(t: time::OffsetDateTime) -> String {
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&fmt)
-        .unwrap_or_default()
-}
-
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Article> {
     from_row_at(r, 0)
 }

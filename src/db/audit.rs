@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::DbError;
-use super::articles::now;
+use crate::clock::now;
 
 /// How an audited action ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

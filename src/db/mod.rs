@@ -4,8 +4,9 @@
 //! thread, reads and checks on tokio's blocking threads.
 //!
 //! Writes go through [`Db::write`], which runs a closure inside `BEGIN IMMEDIATE …
-//! COMMIT` (under its own savepoint, committed with whatever else is queued); errors come
-//! back typed ([`DbError`]). Table-group modules (articles, users…)
+//! COMMIT`, committed with whatever else is queued (a closure may run twice when
+//! another write of its group fails, see [`writer`]); errors come back typed
+//! ([`DbError`]). Table-group modules (articles, users…)
 //! add their queries in files beside this one; migrations live in [`migrations`].
 
 pub mod articles;
@@ -13,6 +14,7 @@ pub mod audit;
 pub mod auth_epoch;
 pub mod backups;
 pub mod error;
+pub mod errors;
 pub mod migrations;
 pub mod users;
 mod writer;
@@ -328,7 +330,7 @@ impl Db {
             };
             loop {
                 tokio::select! {
-                    () = crate::app::stopped(&mut stop) => break,
+                    () = crate::shutdown::stopped(&mut stop) => break,
                     _ = tokio::time::sleep(interval) => {}
                 }
                 let conn = conn.clone();
@@ -368,7 +370,7 @@ impl Db {
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    () = crate::app::stopped(&mut stop) => break,
+                    () = crate::shutdown::stopped(&mut stop) => break,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
                 // One blocking hop: read the counter, then announce and check the
@@ -549,15 +551,19 @@ mod tests {
         (dir, db)
     }
 
+    /// A temporary database with `schema` applied through the writer.
+    async fn open_temp_with(schema: &'static str) -> (tempfile::TempDir, Db) {
+        let (dir, db) = open_temp().await;
+        db.write(move |c| Ok::<_, DbError>(c.execute_batch(schema)?))
+            .await
+            .unwrap();
+        (dir, db)
+    }
+
     #[tokio::test]
     async fn write_commits_and_failed_closure_rolls_back() {
-        let (_dir, db) = open_temp().await;
-        db.write(|tx| {
-            tx.execute_batch("CREATE TABLE t(x TEXT UNIQUE); INSERT INTO t VALUES ('a');")?;
-            Ok::<_, DbError>(())
-        })
-        .await
-        .unwrap();
+        let (_dir, db) =
+            open_temp_with("CREATE TABLE t(x TEXT UNIQUE); INSERT INTO t VALUES ('a');").await;
         let err = db
             .write(|tx| {
                 tx.execute("INSERT INTO t VALUES ('b')", [])?;
@@ -652,13 +658,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writes_commit_in_groups_and_a_failure_stays_alone() {
-        let (_dir, db) = open_temp().await;
-        db.write(|c| {
-            c.execute_batch("CREATE TABLE g(x INTEGER UNIQUE)")?;
-            Ok::<_, DbError>(())
-        })
-        .await
-        .unwrap();
+        let (_dir, db) = open_temp_with("CREATE TABLE g(x INTEGER UNIQUE)").await;
         // Hold the writer so the 200 writes below queue up and commit together.
         let (release, holder) = hold_writer(&db).await;
         let mut tasks = Vec::new();
@@ -698,13 +698,8 @@ mod tests {
         use std::future::Future;
         use std::pin::Pin;
         use std::sync::atomic::{AtomicUsize, Ordering};
-        let (_dir, db) = open_temp().await;
-        db.write(|c| {
-            c.execute_batch("CREATE TABLE g(id INTEGER PRIMARY KEY, x INTEGER UNIQUE)")?;
-            Ok::<_, DbError>(())
-        })
-        .await
-        .unwrap();
+        let (_dir, db) =
+            open_temp_with("CREATE TABLE g(id INTEGER PRIMARY KEY, x INTEGER UNIQUE)").await;
         let (release, holder) = hold_writer(&db).await;
         // 30 writes queued behind the held writer, so they form one group. Write 10
         // inserts a row and then fails (a duplicate of write 3): nothing of it may stay.

@@ -9,8 +9,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::DbError;
-use super::articles::now;
-use crate::auth::Role;
+use crate::clock::now;
+use crate::domain::Role;
 
 /// A user as shown to admins and to itself (never the password hash).
 #[derive(Debug, Clone, Serialize, PartialEq)]

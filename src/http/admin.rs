@@ -7,8 +7,8 @@ use axum::extract::State;
 use serde_json::{Value, json};
 
 use super::ApiError;
-use crate::app::AppState;
 use crate::db::articles as store;
+use crate::state::AppState;
 
 pub async fn index_status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let backlog = state.db().read(store::outbox_backlog).await?;
@@ -19,14 +19,14 @@ pub async fn index_status(State(state): State<AppState>) -> Result<Json<Value>, 
 fn index_facts(state: &AppState, (pending, oldest): (u64, Option<String>)) -> Value {
     let search = state.search();
     let h = search.handle();
-    let lag_secs = oldest.as_deref().and_then(store::age_secs);
+    let lag_secs = oldest.as_deref().and_then(crate::clock::age_secs);
     json!({
         "documents": h.num_docs(),
         "applied_outbox_seq": h.applied_seq(),
         "outbox_pending": pending,
         "outbox_oldest": oldest,
         "lag_secs": lag_secs,
-        "last_commit": search.last_commit().map(crate::db::articles::format_time),
+        "last_commit": search.last_commit().map(crate::clock::format),
         "health": match search.health() { Ok(d) => json!({"status": "ok", "detail": d}),
                                          Err(e) => json!({"status": "failing", "detail": e}) },
     })
@@ -45,9 +45,9 @@ pub async fn overview(State(state): State<AppState>) -> Result<Json<Value>, ApiE
                 store::outbox_backlog(c)?,
                 crate::db::backups::last_run(c)?,
                 crate::db::backups::last_success(c)?,
-                crate::ops::errors::list(
+                crate::db::errors::list(
                     c,
-                    &crate::ops::errors::Filter {
+                    &crate::db::errors::Filter {
                         limit: 5,
                         ..Default::default()
                     },
@@ -58,12 +58,11 @@ pub async fn overview(State(state): State<AppState>) -> Result<Json<Value>, ApiE
     let db_path = state.data_dir().db_path();
     let wal = state.data_dir().wal_path();
     let root = state.data_dir().root().to_path_buf();
-    let (db_bytes, wal_bytes, free, total) = tokio::task::spawn_blocking(move || {
+    let (db_bytes, wal_bytes, space) = tokio::task::spawn_blocking(move || {
         (
             crate::fsutil::file_len(&db_path),
             crate::fsutil::file_len(&wal),
-            fs4::available_space(&root).ok(),
-            fs4::total_space(&root).ok(),
+            crate::fsutil::disk_space(&root).ok(),
         )
     })
     .await
@@ -73,7 +72,7 @@ pub async fn overview(State(state): State<AppState>) -> Result<Json<Value>, ApiE
     Ok(Json(json!({
         "version": crate::VERSION,
         "uptime_secs": state.uptime().as_secs(),
-        "started_at": crate::db::articles::format_time(started),
+        "started_at": crate::clock::format(started),
         "health": health,
         "alerts": state.alerts().active(),
         "articles": counts,
@@ -82,15 +81,15 @@ pub async fn overview(State(state): State<AppState>) -> Result<Json<Value>, ApiE
             "data_dir": state.data_dir().root(),
             "db_bytes": db_bytes,
             "wal_bytes": wal_bytes,
-            "disk_free_bytes": free,
-            "disk_total_bytes": total,
+            "disk_free_bytes": space.map(|s| s.free),
+            "disk_total_bytes": space.map(|s| s.total),
         },
         "backup": {
             "running": state.backups().running(),
             "last_run": last_run,
             "last_success": last_success,
             "last_success_age_secs": last_success.as_ref()
-                .and_then(|r| store::age_secs(&r.started_at))
+                .and_then(|r| crate::clock::age_secs(&r.started_at))
                 .map(|s| s as i64),
         },
         "errors": {
@@ -261,7 +260,7 @@ pub async fn errors(
             fields: errs,
         });
     }
-    let filter = crate::ops::errors::Filter {
+    let filter = crate::db::errors::Filter {
         category: q.category,
         severity: q.severity,
         component: q.component,
@@ -271,7 +270,7 @@ pub async fn errors(
     };
     let groups = state
         .db()
-        .read(move |c| crate::ops::errors::list(c, &filter))
+        .read(move |c| crate::db::errors::list(c, &filter))
         .await?;
     Ok(Json(json!({
         "groups": groups,

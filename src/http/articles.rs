@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 
 use super::auth::Caller;
 use super::{ApiError, FieldError};
-use crate::app::AppState;
 use crate::articles::{self, Article, Limits, NewArticle, Status};
 use crate::db::DbError;
 use crate::db::articles::{self as store, ArticleKey, ListFilter, Upserted};
+use crate::state::AppState;
 
 fn limits(state: &AppState) -> Limits {
     Limits {
@@ -56,7 +56,7 @@ pub async fn create(
     caller.require_writer()?;
     let new = articles::parse_new(&body, limits(&state), "").map_err(ApiError::Validation)?;
     let (slug, ext) = (new.slug.clone(), new.external_id.clone());
-    let now = store::now();
+    let now = crate::clock::now();
     let (article, how) = state
         .db()
         .write(move |tx| store::upsert(tx, &new, &now))
@@ -94,7 +94,7 @@ pub async fn patch(
     let patch = articles::parse_patch(&body, limits(&state)).map_err(ApiError::Validation)?;
     let slug = patch.slug.clone();
     let k = ArticleKey::parse(&key);
-    let now = store::now();
+    let now = crate::clock::now();
     let updated = state
         .db()
         .write(move |tx| store::update(tx, &k, &patch, &now))
@@ -131,7 +131,7 @@ pub async fn delete(
         }
     }
     let k = ArticleKey::parse(&key);
-    let now = store::now();
+    let now = crate::clock::now();
     let done = state
         .db()
         .write(move |tx| {
@@ -158,7 +158,7 @@ pub async fn restore(
 ) -> Result<Json<Article>, ApiError> {
     caller.require_writer()?;
     let k = ArticleKey::parse(&key);
-    let now = store::now();
+    let now = crate::clock::now();
     let restored = state
         .db()
         .write(move |tx| store::restore(tx, &k, &now))
@@ -171,7 +171,7 @@ pub async fn restore(
 
 /// Listing items carry everything but the body.
 /// `POST /api/articles/preview` `{"body": "..."}`: the body rendered as safe HTML (see
-/// [`articles::render_markdown`]), for the editor's preview.
+/// [`crate::markdown::render_markdown`]), for the editor's preview.
 pub async fn preview(
     State(state): State<AppState>,
     super::json::Json(body): super::json::Json<Value>,
@@ -189,7 +189,9 @@ pub async fn preview(
             format!("is longer than articles.body_max_bytes ({max} bytes)"),
         )]));
     }
-    Ok(Json(json!({"html": articles::render_markdown(text)})))
+    Ok(Json(
+        json!({"html": crate::markdown::render_markdown(text)}),
+    ))
 }
 
 fn summary(a: Article) -> Value {
@@ -354,7 +356,7 @@ pub async fn bulk(
             fields: errs,
         });
     }
-    let now = store::now();
+    let now = crate::clock::now();
     let outcome = state
         .db()
         .write(move |tx| {

@@ -16,12 +16,12 @@ use serde_json::{Value, json};
 
 use super::ApiError;
 use super::limits::{Tier, client_ip};
-use crate::app::AppState;
 use crate::auth::ops::{self, Actor, NewUser, TokenRequest};
 use crate::auth::{self, Role};
-use crate::db::articles::format_time;
+use crate::clock;
 use crate::db::audit::{self, Event, Outcome};
 use crate::db::users::{self, Change, User};
+use crate::state::AppState;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "appliance_session";
@@ -213,7 +213,7 @@ fn cross_site(headers: &HeaderMap, state: &AppState) -> bool {
 }
 
 fn time_ago(d: time::Duration) -> String {
-    format_time(time::OffsetDateTime::now_utc() - d)
+    clock::format(time::OffsetDateTime::now_utc() - d)
 }
 
 /// Record that API token `id` was used (in the background; at most once a
@@ -246,7 +246,7 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Princip
             return Ok(Some(hit.principal));
         }
         // Formatted only now: a remembered token needs no stored-form times.
-        let now = format_time(now_utc);
+        let now = clock::format(now_utc);
         let prefix = auth::token_prefix(&token).ok_or_else(invalid)?.to_string();
         let lookup_now = now.clone();
         let found = state
@@ -262,7 +262,7 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Princip
         let mut last_used_at = t.last_used_at;
         if last_used_at
             .as_deref()
-            .is_none_or(|at| *at < *format_time(now_utc - TOUCH_EVERY))
+            .is_none_or(|at| *at < *clock::format(now_utc - TOUCH_EVERY))
         {
             touch_token(state, t.id);
             last_used_at = Some(now);
@@ -292,7 +292,7 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Princip
         return Ok(None);
     };
     let id_hash = auth::secret_hash(&cookie);
-    let now = format_time(now_utc);
+    let now = clock::format(now_utc);
     let idle = state.config().security.session_idle();
     let cutoff = time_ago(idle);
     let lookup_hash = id_hash.clone();
@@ -476,7 +476,7 @@ async fn start_session(
         .db()
         .write(move |c| {
             // Sessions past a timeout are dead already; drop them while here.
-            users::purge_sessions(c, &crate::db::articles::now(), &cutoff)?;
+            users::purge_sessions(c, &crate::clock::now(), &cutoff)?;
             users::create_session(
                 c,
                 &users::NewSession {
@@ -824,7 +824,7 @@ pub async fn reset_password(
     super::json::Json(body): super::json::Json<ResetBody>,
 ) -> Result<Json<Value>, ApiError> {
     let token_hash = auth::secret_hash(body.token.trim());
-    let now = crate::db::articles::now();
+    let now = crate::clock::now();
     // Check the link first (read-only), so a weak password does not spend it.
     let (h, n) = (token_hash.clone(), now.clone());
     let user_id = state

@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::ApiError;
-use crate::app::AppState;
 use crate::backup::{self, BackupError, Trigger, runner};
 use crate::db::backups as store;
+use crate::state::AppState;
 
 impl From<BackupError> for ApiError {
     fn from(e: BackupError) -> Self {
@@ -67,7 +67,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
         .map(|e| {
             json!({
                 "name": e.name,
-                "created_at": crate::db::articles::format_time(e.created_at),
+                "created_at": crate::clock::format(e.created_at),
                 "trigger": e.trigger,
                 "size_bytes": e.size_bytes,
                 "verification": verifications.get(&e.name),
@@ -82,7 +82,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
         "last_success": last_success,
         "schedule": {
             "cron": cfg.schedule,
-            "next_run": runner::next_run(&state, OffsetDateTime::now_utc()).map(crate::db::articles::format_time),
+            "next_run": runner::next_run(&state, OffsetDateTime::now_utc()).map(crate::clock::format),
         },
         "retention": {
             "keep_last": cfg.keep_last,
@@ -112,7 +112,7 @@ pub async fn create(
         Json(json!({
             "status": "started",
             "trigger": "api",
-            "started_at": crate::db::articles::format_time(started_at),
+            "started_at": crate::clock::format(started_at),
         })),
     )
         .into_response())

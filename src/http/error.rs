@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::db::DbError;
-use crate::ops::errors::{Category, Severity};
+use crate::telemetry::errors::{Category, Severity};
 
-pub use crate::articles::FieldError;
+pub use crate::validate::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

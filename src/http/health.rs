@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::ops::health::{self, Status};
+use crate::state::AppState;
 
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     Json(json!({

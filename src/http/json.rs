@@ -8,7 +8,7 @@ use axum::http::header;
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub struct Json<T>(pub T);
 

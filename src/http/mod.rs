@@ -30,7 +30,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{Level, Span};
 
-use crate::app::AppState;
+use crate::state::AppState;
 use auth::{Access, RouteSpec};
 use axum::routing::MethodRouter;
 pub use error::{ApiError, FieldError};
@@ -79,7 +79,7 @@ async fn record_metrics(
         .history()
         .observe(unix_now(), secs, status.is_server_error());
     if status.is_server_error() {
-        use crate::ops::errors::{Category, ErrorEvent, Severity};
+        use crate::telemetry::errors::{Category, ErrorEvent, Severity};
         let report = res.extensions().get::<error::ErrorReport>().cloned();
         if !report.as_ref().is_some_and(|r| r.recorded) {
             let (category, severity, message) = report.map_or_else(
@@ -356,7 +356,7 @@ pub(crate) fn unix_now() -> u64 {
 /// or a field error naming `name` pushed to `errs`.
 pub(crate) fn time_param(name: &str, value: &str, errs: &mut Vec<FieldError>) -> Option<String> {
     match time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339) {
-        Ok(t) => Some(crate::db::articles::format_time(t)),
+        Ok(t) => Some(crate::clock::format(t)),
         Err(_) => {
             errs.push(FieldError::new(
                 name,
@@ -406,7 +406,7 @@ fn on_panic(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .unwrap_or("unknown panic");
     tracing::error!(panic = msg, "handler panicked");
     let mut res = ApiError::Internal(anyhow::anyhow!("handler panicked: {msg}")).into_response();
-    // The panic hook (ops::errors) recorded it already, with its location.
+    // The panic hook (telemetry::errors) recorded it already, with its location.
     if let Some(r) = res.extensions_mut().get_mut::<error::ErrorReport>() {
         r.recorded = true;
     }

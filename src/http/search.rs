@@ -10,8 +10,8 @@ use axum::Json;
 use axum::extract::{Query, State};
 
 use super::{ApiError, FieldError};
-use crate::app::AppState;
 use crate::search::{SearchError, SearchRequest, SearchResults};
+use crate::state::AppState;
 
 /// Deepest result page a client may ask for (offset + limit); deep paging is a scan.
 const MAX_WINDOW: usize = 10_000;

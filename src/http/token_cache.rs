@@ -104,7 +104,7 @@ impl TokenCache {
 fn stored(t: Option<&str>) -> Option<Option<OffsetDateTime>> {
     match t {
         None => Some(None),
-        Some(t) => crate::db::articles::parse_time(t).map(Some),
+        Some(t) => crate::clock::parse(t).map(Some),
     }
 }
 
@@ -137,7 +137,7 @@ mod tests {
     }
 
     fn at(t: &str) -> OffsetDateTime {
-        crate::db::articles::parse_time(t).unwrap()
+        crate::clock::parse(t).unwrap()
     }
 
     const NOW: &str = "2026-06-01T12:00:00.000Z";

@@ -11,12 +11,12 @@ use serde_json::{Value, json};
 
 use super::ApiError;
 use super::auth::{Caller, clean_name, hash};
-use crate::app::AppState;
-use crate::articles::FieldError;
 use crate::auth::ops::{self, NewUser};
 use crate::auth::{self, Role};
 use crate::db::audit;
 use crate::db::users::{self, Change};
+use crate::state::AppState;
+use crate::validate::FieldError;
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let users = state.db().read(users::list).await?;

@@ -17,9 +17,9 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::app::AppState;
 use crate::config::AlertsConfig;
 use crate::ops::health::Status;
+use crate::state::AppState;
 
 /// Transitions waiting for the webhook; more are dropped (and counted).
 const WEBHOOK_QUEUE: usize = 256;
@@ -239,7 +239,7 @@ fn alert(
         summary,
         value,
         threshold,
-        since: crate::db::articles::now(),
+        since: crate::clock::now(),
     }
 }
 
@@ -302,11 +302,9 @@ pub async fn evaluate(state: &AppState) -> Vec<Alert> {
     }
     let root = state.data_dir().root().to_path_buf();
     let (disk, rss, limit) = tokio::task::spawn_blocking(move || {
-        let disk = rustix::fs::statvfs(&root).ok().and_then(|s| {
-            let total = s.f_blocks.checked_mul(s.f_frsize)?;
-            let free = s.f_bavail.checked_mul(s.f_frsize)?;
-            (total > 0).then(|| 100.0 * (total.saturating_sub(free)) as f64 / total as f64)
-        });
+        let disk = crate::fsutil::disk_space(&root)
+            .ok()
+            .and_then(|s| s.used_percent());
         (disk, crate::ops::metrics::process_rss(), memory_limit())
     })
     .await
@@ -385,7 +383,7 @@ pub async fn evaluate(state: &AppState) -> Vec<Alert> {
         ));
     }
     if let Ok((_, Some(oldest))) = state.db().read(crate::db::articles::outbox_backlog).await
-        && let Some(lag) = crate::db::articles::age_secs(&oldest)
+        && let Some(lag) = crate::clock::age_secs(&oldest)
         && lag > c.index_lag_secs as f64
     {
         firing.push(alert(
@@ -416,7 +414,7 @@ pub async fn tick(state: &AppState) -> Vec<Transition> {
         let t = Transition {
             id: uuid::Uuid::new_v4().to_string(),
             status,
-            at: crate::db::articles::now(),
+            at: crate::clock::now(),
             instance: instance.clone(),
             alert: a,
         };
@@ -435,7 +433,7 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> Option<JoinHan
     Some(tokio::spawn(async move {
         loop {
             tokio::select! {
-                () = crate::app::stopped(&mut stop) => break,
+                () = crate::shutdown::stopped(&mut stop) => break,
                 () = tokio::time::sleep(every) => {}
             }
             tick(&state).await;
@@ -469,7 +467,7 @@ pub fn spawn_webhook(
         loop {
             let t = tokio::select! {
                 t = rx.recv() => t,
-                () = crate::app::stopped(&mut stop) => None,
+                () = crate::shutdown::stopped(&mut stop) => None,
             };
             let Some(t) = t else { break };
             state.alerts().stats.queued.fetch_sub(1, Ordering::Relaxed);
@@ -488,7 +486,7 @@ pub fn spawn_webhook(
                 if let Some(until) = until {
                     let wait = until.saturating_duration_since(Instant::now());
                     tokio::select! {
-                        () = crate::app::stopped(&mut stop) => break false,
+                        () = crate::shutdown::stopped(&mut stop) => break false,
                         () = tokio::time::sleep(wait) => {}
                     }
                     state.alerts().set_breaker(Breaker::HalfOpen, None);
@@ -539,7 +537,7 @@ pub fn spawn_webhook(
                 );
                 let wait = cap.mul_f64(rand::rng().random::<f64>());
                 tokio::select! {
-                    () = crate::app::stopped(&mut stop) => break false,
+                    () = crate::shutdown::stopped(&mut stop) => break false,
                     () = tokio::time::sleep(wait) => {}
                 }
             };
@@ -561,7 +559,7 @@ pub fn spawn_webhook(
                     attempts = attempt,
                     "alert webhook delivery given up"
                 );
-                use crate::ops::errors::{Category, ErrorEvent, Severity};
+                use crate::telemetry::errors::{Category, ErrorEvent, Severity};
                 state.errors().record(ErrorEvent::new(
                     Category::Network,
                     Severity::Medium,

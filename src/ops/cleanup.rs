@@ -17,9 +17,9 @@
 use rusqlite::Connection;
 use serde::Serialize;
 
+use crate::clock;
 use crate::config::{CleanupConfig, SecurityConfig};
 use crate::db::DbError;
-use crate::db::articles::format_time;
 
 /// One line of a cleanup report.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -46,7 +46,7 @@ impl Task {
 }
 
 fn ago(d: time::Duration) -> String {
-    format_time(time::OffsetDateTime::now_utc() - d)
+    clock::format(time::OffsetDateTime::now_utc() - d)
 }
 
 fn days(n: u32) -> time::Duration {
@@ -66,7 +66,7 @@ pub struct Cutoffs {
 impl Cutoffs {
     pub fn new(c: &CleanupConfig, s: &SecurityConfig) -> Cutoffs {
         Cutoffs {
-            now: crate::db::articles::now(),
+            now: crate::clock::now(),
             session_idle: ago(s.session_idle()),
             tokens: ago(days(c.token_retention_days)),
             audit: ago(days(c.audit_retention_days)),
@@ -362,32 +362,19 @@ pub fn summary(tasks: &[Task]) -> serde_json::Value {
 /// Run the safe part of cleanup on `cleanup.schedule` inside `serve`, audited as
 /// `system`; None when there is no schedule.
 pub fn spawn_scheduler(
-    state: crate::app::AppState,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    state: crate::state::AppState,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let cron = state.config().cleanup.cron().ok().flatten()?;
     tracing::info!(schedule = %state.config().cleanup.schedule, "cleanup scheduler on (UTC)");
-    Some(tokio::spawn(async move {
-        loop {
-            let now = time::OffsetDateTime::now_utc();
-            let Some(next) = crate::config::next_occurrence(&cron, now) else {
-                break;
-            };
-            let wait = std::time::Duration::try_from(next - now).unwrap_or_default();
-            tokio::select! {
-                () = crate::app::stopped(&mut stop) => break,
-                () = tokio::time::sleep(wait) => {}
-            }
-            if *stop.borrow() {
-                break;
-            }
-            run_scheduled(&state).await;
-        }
+    Some(crate::schedule::spawn(cron, stop, move || {
+        let state = state.clone();
+        async move { run_scheduled(&state).await }
     }))
 }
 
 /// One scheduled pass: retention and `PRAGMA optimize` in one write transaction.
-pub async fn run_scheduled(state: &crate::app::AppState) {
+pub async fn run_scheduled(state: &crate::state::AppState) {
     let (c, s) = (
         state.config().cleanup.clone(),
         state.config().security.clone(),
@@ -413,7 +400,7 @@ pub async fn run_scheduled(state: &crate::app::AppState) {
         }
         Err(e) => {
             tracing::error!(error = %e, "scheduled cleanup failed");
-            use crate::ops::errors::{Category, ErrorEvent, Severity};
+            use crate::telemetry::errors::{Category, ErrorEvent, Severity};
             state.errors().record(ErrorEvent::new(
                 Category::Database,
                 Severity::Medium,

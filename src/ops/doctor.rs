@@ -196,17 +196,15 @@ fn check_permissions(data_dir: &DataDir, f: &mut Findings) {
 
 fn check_disk(config: &Config, data_dir: &DataDir, f: &mut Findings) {
     let root = data_dir.root();
-    let free = match fs4::available_space(root) {
+    let space = match crate::fsutil::disk_space(root) {
         Ok(v) => v,
         Err(e) => {
             f.add("disk", Level::Warn, format!("cannot read free space: {e}"));
             return;
         }
     };
-    let inodes = rustix::fs::statvfs(root)
-        .ok()
-        .filter(|s| s.f_files > 0)
-        .map(|s| (s.f_favail, s.f_files));
+    let free = space.free;
+    let inodes = (space.inodes_total > 0).then_some((space.inodes_free, space.inodes_total));
     let inode_text = inodes.map_or_else(String::new, |(a, t)| format!(", {a} of {t} inodes free"));
     let mib = free / (1024 * 1024);
     let low_inodes = inodes.is_some_and(|(a, t)| a < t / 20);

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::app::AppState;
 use crate::db::migrations;
+use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -153,8 +153,8 @@ async fn check_migrations(state: &AppState) -> (Status, String) {
 async fn check_disk(state: &AppState) -> (Status, String) {
     let root = state.data_dir().root().to_path_buf();
     let health = &state.config().health;
-    let free = match tokio::task::spawn_blocking(move || fs4::available_space(&root)).await {
-        Ok(Ok(free)) => free,
+    let free = match tokio::task::spawn_blocking(move || crate::fsutil::disk_space(&root)).await {
+        Ok(Ok(space)) => space.free,
         Ok(Err(e)) => {
             return (
                 Status::Failing,

@@ -11,8 +11,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics::gauge;
 
-use crate::app::AppState;
 use crate::db::{articles as store, backups};
+use crate::state::AppState;
 
 /// The router of the metrics listener: `GET /metrics`.
 pub fn router(state: AppState) -> Router {
@@ -64,13 +64,16 @@ pub async fn render(state: &AppState) -> String {
         .await;
     if let Ok(((pending, oldest), last_run, last_ok)) = facts {
         gauge!("appliance_search_outbox_pending").set(pending as f64);
-        let lag = oldest.as_deref().and_then(store::age_secs).unwrap_or(0.0);
+        let lag = oldest
+            .as_deref()
+            .and_then(crate::clock::age_secs)
+            .unwrap_or(0.0);
         gauge!("appliance_search_outbox_lag_seconds").set(lag);
         if let Some(r) = last_run {
             gauge!("appliance_backup_last_run_ok").set(if r.ok { 1.0 } else { 0.0 });
         }
         if let Some(r) = last_ok {
-            if let Some(t) = store::parse_time(&r.started_at) {
+            if let Some(t) = crate::clock::parse(&r.started_at) {
                 gauge!("appliance_backup_last_success_timestamp_seconds")
                     .set(t.unix_timestamp() as f64);
             }
@@ -81,7 +84,11 @@ pub async fn render(state: &AppState) -> String {
 
     let root = state.data_dir().root().to_path_buf();
     let (rss, fds, free) = tokio::task::spawn_blocking(move || {
-        (process_rss(), open_fds(), fs4::available_space(&root).ok())
+        (
+            process_rss(),
+            open_fds(),
+            crate::fsutil::disk_space(&root).ok().map(|s| s.free),
+        )
     })
     .await
     .unwrap_or((None, None, None));

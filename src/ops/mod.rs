@@ -5,7 +5,6 @@
 pub mod alerts;
 pub mod cleanup;
 pub mod doctor;
-pub mod errors;
 pub mod health;
 pub mod history;
 pub mod metrics;

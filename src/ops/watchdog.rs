@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::health::{Report, Status, deep_checks};
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Checks whose failure means the process is stuck and systemd should restart it.
 pub const RESTART_WORTHY: [&str; 3] = ["database_read", "database_write", "search_index"];
@@ -106,7 +106,7 @@ pub fn spawn(state: AppState, mut stop: watch::Receiver<bool>) -> Option<JoinHan
                 withheld = !ok;
             }
             tokio::select! {
-                () = crate::app::stopped(&mut stop) => break,
+                () = crate::shutdown::stopped(&mut stop) => break,
                 () = tokio::time::sleep(interval) => {}
             }
         }

@@ -14,7 +14,7 @@ use super::Search;
 
 pub fn spawn(
     search: Arc<Search>,
-    errors: Arc<crate::ops::errors::Tracker>,
+    errors: Arc<crate::telemetry::errors::Tracker>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -28,7 +28,7 @@ pub fn spawn(
                 && since < interval
             {
                 tokio::select! {
-                    () = crate::app::stopped(&mut stop) => break,
+                    () = crate::shutdown::stopped(&mut stop) => break,
                     () = tokio::time::sleep(interval - since) => {}
                 }
             }
@@ -40,7 +40,7 @@ pub fn spawn(
                 Ok(_) => continue,
                 Err(e) => {
                     tracing::warn!(error = %e, "indexing failed; will retry");
-                    use crate::ops::errors::{Category, ErrorEvent, Severity};
+                    use crate::telemetry::errors::{Category, ErrorEvent, Severity};
                     errors.record(ErrorEvent::new(
                         Category::System,
                         Severity::High,
@@ -51,7 +51,7 @@ pub fn spawn(
                 }
             }
             tokio::select! {
-                () = crate::app::stopped(&mut stop) => break,
+                () = crate::shutdown::stopped(&mut stop) => break,
                 () = search.notified() => {}
                 () = tokio::time::sleep(interval) => {}
             }

@@ -10,8 +10,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use appliance::app::{App, AppState};
+use appliance::app::App;
 use appliance::config::Config;
+use appliance::state::AppState;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -235,6 +236,15 @@ impl TestApp {
             })??,
             None => Ok(()),
         }
+    }
+
+    /// Take the index-commit lock exclusively, as a backup does: the indexer may read the
+    /// outbox but cannot commit, so no outbox row goes until the returned file is
+    /// dropped. (Drop it before `stop()`: the final index pass waits for it.)
+    pub fn hold_index_commits(&self) -> std::fs::File {
+        appliance::data_dir::DataDir::new(&self.data_dir)
+            .index_commit_guard(true)
+            .expect("the index-commit lock")
     }
 
     pub fn db_path(&self) -> PathBuf {

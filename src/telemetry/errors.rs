@@ -1,8 +1,8 @@
-//! Error tracking: every unexpected error (a 5xx answer, a failed background job or
+//! Error tracking (the runtime; storage is `db::errors`): every unexpected error (a 5xx answer, a failed background job or
 //! backup, a panic) becomes an [`ErrorEvent`] with category, severity, component,
-//! operation, request id and a message with personal data removed ([`scrub`]). Events
+//! operation, request id and a message with personal data removed ([`scrub`](super::scrub::scrub)). Events
 //! are grouped by [`fingerprint`] into `error_groups` (count, first and last seen) by a
-//! background writer fed through a bounded queue, so recording never blocks or fails
+//! background writer (`db::errors::spawn_writer`) fed through a bounded queue, so recording never blocks or fails
 //! the request path (overflow is counted). With `sentry.dsn` set, the same scrubbed
 //! events go to Sentry, tagged.
 
@@ -11,13 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
 
-use crate::db::{Db, DbError};
+pub use super::scrub::scrub;
 
 /// Events waiting for the writer; more are dropped (and counted).
 pub const QUEUE_CAPACITY: usize = 1024;
@@ -108,120 +106,6 @@ impl ErrorEvent {
         self.request_id = id;
         self
     }
-}
-
-/// Remove personal data and secrets from a message: email addresses, API tokens,
-/// bearer credentials, long hex or base64 secrets, IP addresses, and anything after
-/// `password=` / `token=` / `secret=`. Bounded to 2,000 characters.
-pub fn scrub(message: &str) -> String {
-    let mut out = Vec::new();
-    let mut redact_next = false;
-    for word in message.split_inclusive(|c: char| c.is_whitespace()) {
-        let (core, tail) = split_trailing_ws(word);
-        if redact_next {
-            redact_next = false;
-            out.push(format!("[redacted]{tail}"));
-            continue;
-        }
-        if core.eq_ignore_ascii_case("bearer") {
-            redact_next = true;
-            out.push(word.to_string());
-            continue;
-        }
-        out.push(format!("{}{tail}", scrub_word(core)));
-    }
-    let s: String = out.concat();
-    if s.chars().count() > 2000 {
-        s.chars().take(2000).collect::<String>() + "…"
-    } else {
-        s
-    }
-}
-
-fn split_trailing_ws(w: &str) -> (&str, &str) {
-    let trimmed = w.trim_end();
-    (trimmed, &w[trimmed.len()..])
-}
-
-fn scrub_word(word: &str) -> String {
-    // Keys whose value is secret: everything after the `=` / `:` goes.
-    for key in [
-        "password", "passwd", "token", "secret", "api_key", "apikey", "dsn",
-    ] {
-        let lower = word.to_ascii_lowercase();
-        if let Some(pos) = lower.find(key) {
-            let rest = &word[pos + key.len()..];
-            if let Some(sep) = rest.find(['=', ':'])
-                && sep <= 2
-            {
-                return format!("{}[redacted]", &word[..pos + key.len() + sep + 1]);
-            }
-        }
-    }
-    // Split on punctuation that commonly surrounds values, scrub the pieces.
-    let mut out = String::with_capacity(word.len());
-    let mut piece = String::new();
-    for c in word.chars() {
-        if matches!(
-            c,
-            '"' | '\''
-                | '`'
-                | '('
-                | ')'
-                | '['
-                | ']'
-                | '<'
-                | '>'
-                | ','
-                | ';'
-                | '/'
-                | '='
-                | '{'
-                | '}'
-        ) {
-            out.push_str(&scrub_piece(&piece));
-            piece.clear();
-            out.push(c);
-        } else {
-            piece.push(c);
-        }
-    }
-    out.push_str(&scrub_piece(&piece));
-    out
-}
-
-fn scrub_piece(p: &str) -> String {
-    if p.is_empty() {
-        return String::new();
-    }
-    if let Some((local, domain)) = p.split_once('@')
-        && !local.is_empty()
-        && domain.contains('.')
-    {
-        return "[email]".into();
-    }
-    if p.starts_with(crate::auth::TOKEN_PREFIX) {
-        return "[token]".into();
-    }
-    let hexish = p.chars().filter(char::is_ascii_hexdigit).count();
-    if p.len() >= 24 && hexish == p.len() {
-        return "[secret]".into();
-    }
-    let b64ish = p
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '_'));
-    let has_digit = p.chars().any(|c| c.is_ascii_digit());
-    let has_alpha = p.chars().any(|c| c.is_ascii_alphabetic());
-    if p.len() >= 32 && b64ish && has_digit && has_alpha {
-        return "[secret]".into();
-    }
-    let trimmed = p.trim_end_matches(['.', ':']);
-    if trimmed.parse::<std::net::IpAddr>().is_ok()
-        || trimmed.parse::<std::net::SocketAddr>().is_ok()
-    {
-        return format!("[ip]{}", &p[trimmed.len()..]);
-    }
-    p.to_string()
 }
 
 /// The group of an event: category, component, operation and the message with
@@ -401,179 +285,9 @@ fn register_for_panics(t: &Arc<Tracker>) {
     }
 }
 
-/// Store events as they come, in batches, until `stop`; then drain what is queued.
-pub fn spawn_writer(
-    db: Db,
-    mut rx: mpsc::Receiver<ErrorEvent>,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let first = tokio::select! {
-                e = rx.recv() => e,
-                () = crate::app::stopped(&mut stop) => None,
-            };
-            let Some(first) = first else { break };
-            let mut batch = vec![first];
-            while batch.len() < 256 {
-                match rx.try_recv() {
-                    Ok(e) => batch.push(e),
-                    Err(_) => break,
-                }
-            }
-            store_batch(&db, batch).await;
-        }
-        let mut rest = Vec::new();
-        while let Ok(e) = rx.try_recv() {
-            rest.push(e);
-        }
-        if !rest.is_empty() {
-            store_batch(&db, rest).await;
-        }
-    })
-}
-
-async fn store_batch(db: &Db, batch: Vec<ErrorEvent>) {
-    let n = batch.len();
-    let res = db
-        .write(move |c| {
-            for e in &batch {
-                store(c, e)?;
-            }
-            Ok::<_, DbError>(())
-        })
-        .await;
-    if let Err(e) = res {
-        // Not recorded as an error event: that could loop while the database is down.
-        tracing::error!(error = %e, events = n, "cannot store error events");
-    }
-}
-
-/// Upsert one event into its group.
-pub fn store(c: &Connection, e: &ErrorEvent) -> Result<(), DbError> {
-    let now = crate::db::articles::now();
-    c.execute(
-        "INSERT INTO error_groups (fingerprint, category, severity, component, operation, message, count, first_seen, last_seen, last_request_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8)
-         ON CONFLICT (fingerprint) DO UPDATE SET
-           count = count + 1, last_seen = excluded.last_seen, message = excluded.message,
-           last_request_id = coalesce(excluded.last_request_id, last_request_id),
-           severity = CASE WHEN excluded.severity = 'critical' OR severity = 'critical' THEN 'critical'
-                           WHEN excluded.severity = 'high' OR severity = 'high' THEN 'high'
-                           WHEN excluded.severity = 'medium' OR severity = 'medium' THEN 'medium'
-                           ELSE 'low' END",
-        params![
-            fingerprint(e),
-            e.category.as_str(),
-            e.severity.as_str(),
-            e.component,
-            e.operation,
-            e.message,
-            now,
-            e.request_id
-        ],
-    )?;
-    Ok(())
-}
-
-/// A stored group.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Group {
-    pub fingerprint: String,
-    pub category: String,
-    pub severity: String,
-    pub component: String,
-    pub operation: String,
-    pub message: String,
-    pub count: i64,
-    pub first_seen: String,
-    pub last_seen: String,
-    pub last_request_id: Option<String>,
-}
-
-/// Filters of a listing (each narrows it); newest `last_seen` first.
-#[derive(Debug, Default, Clone)]
-pub struct Filter {
-    pub category: Option<String>,
-    pub severity: Option<String>,
-    pub component: Option<String>,
-    /// Only groups seen at or after this RFC 3339 time.
-    pub since: Option<String>,
-    pub limit: u32,
-    pub offset: u32,
-}
-
-pub fn list(c: &Connection, f: &Filter) -> Result<Vec<Group>, DbError> {
-    let mut stmt = c.prepare(
-        "SELECT fingerprint, category, severity, component, operation, message, count, first_seen, last_seen, last_request_id
-         FROM error_groups
-         WHERE (?1 IS NULL OR category = ?1) AND (?2 IS NULL OR severity = ?2)
-           AND (?3 IS NULL OR component = ?3) AND (?4 IS NULL OR last_seen >= ?4)
-         ORDER BY last_seen DESC, fingerprint LIMIT ?5 OFFSET ?6",
-    )?;
-    let rows = stmt.query_map(
-        params![
-            f.category,
-            f.severity,
-            f.component,
-            f.since,
-            f.limit,
-            f.offset
-        ],
-        |r| {
-            Ok(Group {
-                fingerprint: r.get(0)?,
-                category: r.get(1)?,
-                severity: r.get(2)?,
-                component: r.get(3)?,
-                operation: r.get(4)?,
-                message: r.get(5)?,
-                count: r.get(6)?,
-                first_seen: r.get(7)?,
-                last_seen: r.get(8)?,
-                last_request_id: r.get(9)?,
-            })
-        },
-    )?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scrub_removes_personal_data_and_secrets() {
-        let token = crate::auth::new_api_token().token;
-        let msg = format!(
-            "user Alice.Smith@example.org (from 203.0.113.9:5555) sent {token} and \
-             Authorization: Bearer abc.def password=hunter2hunter2 session 0123456789abcdef0123456789abcdef; \
-             path /var/lib/appliance/x failed at row 17"
-        );
-        let s = scrub(&msg);
-        for gone in [
-            "Alice",
-            "example.org",
-            "203.0.113.9",
-            &token,
-            "abc.def",
-            "hunter2",
-            "0123456789abcdef",
-        ] {
-            assert!(!s.contains(gone), "{gone} left in: {s}");
-        }
-        for kept in [
-            "[email]",
-            "[ip]",
-            "[token]",
-            "Bearer [redacted]",
-            "password=[redacted]",
-            "/var/lib/appliance/x",
-            "row 17",
-        ] {
-            assert!(s.contains(kept), "{kept} missing: {s}");
-        }
-    }
 
     #[test]
     fn fingerprints_group_by_shape_not_by_values() {

@@ -3,6 +3,9 @@
 //! behind the `metrics` macros (rendered by `ops::metrics`), and the Sentry client (only
 //! when a DSN is configured, never with personal data).
 
+pub mod errors;
+pub mod scrub;
+
 use std::sync::OnceLock;
 
 use anyhow::Context;
@@ -56,7 +59,7 @@ pub fn init_sentry(config: &SentryConfig) -> Option<sentry::ClientInitGuard> {
     // (panics included) pass the same scrubber as stored errors.
     options.send_default_pii = false;
     options.before_send = Some(std::sync::Arc::new(|mut event| {
-        use crate::ops::errors::scrub;
+        use scrub::scrub;
         event.message = event.message.as_deref().map(scrub);
         for exc in &mut event.exception.values {
             exc.value = exc.value.as_deref().map(scrub);
