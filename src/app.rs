@@ -168,7 +168,7 @@ impl App {
             state.errors().clone(),
             stop_rx.clone(),
         );
-        let scheduler = crate::backup::runner::spawn_scheduler(state.clone(), stop_rx.clone());
+        let scheduler = crate::ops::backups::spawn_scheduler(state.clone(), stop_rx.clone());
         let cleaner = crate::ops::cleanup::spawn_scheduler(state.clone(), stop_rx.clone());
         let alerter = crate::ops::alerts::spawn(state.clone(), stop_rx.clone());
         let webhook = webhook_rx

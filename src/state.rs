@@ -24,7 +24,7 @@ pub struct Parts {
     pub data_dir: DataDir,
     pub db: Db,
     pub search: Arc<Search>,
-    pub backups: crate::backup::runner::BackupState,
+    pub backups: crate::ops::backups::BackupState,
     pub started_at: Instant,
     pub in_flight: InFlightRequestsCounter,
     /// Last overall readiness status reported, to log transitions only.
@@ -60,7 +60,11 @@ impl AppState {
     pub fn token_cache(&self) -> &crate::http::token_cache::TokenCache {
         &self.0.tokens
     }
-    pub fn backups(&self) -> &crate::backup::runner::BackupState {
+    /// Where standalone bookkeeping (audit entries, backup runs) goes: the writer.
+    pub fn ledger(&self) -> crate::db::ledger::Ledger {
+        crate::db::ledger::Ledger::Server(self.0.db.clone())
+    }
+    pub fn backups(&self) -> &crate::ops::backups::BackupState {
         &self.0.backups
     }
     pub fn uptime(&self) -> Duration {

@@ -3,6 +3,7 @@
 //! token) and their storage form. Storage is in `crate::db::users`, the HTTP side
 //! (cookies, CSRF, rate limits, the per-route access table) in `crate::http::auth`.
 
+pub mod audit;
 pub mod common_passwords;
 pub mod ops;
 

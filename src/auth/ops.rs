@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{Role, new_api_token, random_secret, secret_hash};
 use crate::clock;
 use crate::db::DbError;
-use crate::db::audit::{self, Event, Outcome};
+use crate::db::audit::{self, Outcome};
 use crate::db::users::{self, Change, NewTokenRow, Token, User};
 use crate::validate::FieldError;
 
@@ -30,35 +30,7 @@ pub enum OpError {
     Db(#[from] DbError),
 }
 
-/// Who acts: the audit entry's actor fields, filled in by the CLI or the HTTP caller.
-#[derive(Debug, Clone)]
-pub struct Actor {
-    pub id: Option<i64>,
-    pub name: String,
-    pub role: Option<Role>,
-    pub ip: Option<String>,
-    pub request_id: Option<String>,
-}
-
-impl Actor {
-    /// The CLI acts with full rights (it has the database file).
-    pub fn cli() -> Actor {
-        Actor {
-            id: None,
-            name: audit::cli_actor(),
-            role: Some(Role::Admin),
-            ip: None,
-            request_id: None,
-        }
-    }
-    pub fn event(&self, action: &'static str, outcome: Outcome) -> Event {
-        let mut e = Event::new(self.name.clone(), action, outcome);
-        e.actor_id = self.id;
-        e.ip = self.ip.clone();
-        e.request_id = self.request_id.clone();
-        e
-    }
-}
+pub use super::audit::Actor;
 
 /// RFC 3339 time `d` from now.
 pub fn from_now(d: time::Duration) -> String {

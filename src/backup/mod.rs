@@ -2,12 +2,13 @@
 //! copy of the database, the search index at a committed point and `manifest.json`
 //! (DESIGN.md, Backups). Plain blocking library functions, used alike by the CLI, the
 //! scheduler and the HTTP API: [`snapshot::create`], [`verify::verify`],
-//! [`retention::prune`], [`restore::restore`]; the server's runner and scheduler are in
-//! [`runner`]. Nothing here serves HTTP or parses arguments.
+//! [`retention::prune`], [`restore::restore`], and the one job that strings them
+//! together ([`job::run`]); the server runs it from `ops::backups`. Nothing here serves
+//! HTTP or parses arguments.
 
+pub mod job;
 pub mod restore;
 pub mod retention;
-pub mod runner;
 pub mod snapshot;
 pub mod verify;
 

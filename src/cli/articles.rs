@@ -5,13 +5,13 @@
 //! server stopped (it takes the data-directory lock); with the server running, use
 //! `POST /api/admin/index/rebuild`.
 
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde_json::Value;
 
 use crate::articles::{self, Limits, NewArticle};
@@ -95,19 +95,6 @@ pub(super) async fn open_db(config: &Config) -> anyhow::Result<(DataDir, Db)> {
     Ok((data_dir, db))
 }
 
-pub(super) fn progress(len: u64, unit: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new(len);
-    let style = ProgressStyle::with_template(&format!(
-        "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} ({{eta}})"
-    ))
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    pb.set_style(style);
-    pb
-}
-
 pub async fn run_articles(config: &Config, args: &ArticlesArgs) -> anyhow::Result<()> {
     match &args.command {
         ArticlesCommand::Import {
@@ -146,7 +133,7 @@ async fn import(
         let size = f.metadata().map(|m| m.len()).unwrap_or(0);
         (Box::new(BufReader::new(f)), size)
     };
-    let pb = progress(size, "bytes");
+    let pb = super::progress::items(size, "bytes");
     let (mut created, mut updated, mut bad) = (0u64, 0u64, 0u64);
     let mut pending: Vec<(usize, NewArticle)> = Vec::new();
     let mut aborted_at = None;
@@ -340,19 +327,20 @@ pub async fn run_index(config: &Config, args: &IndexArgs) -> anyhow::Result<()> 
             })?;
             let (dir, db) = open_db(config).await?;
             let total = db.read(store::count_live).await?;
-            let pb = progress(total, "articles");
+            let pb = super::progress::items(total, "articles");
             let p = pb.clone();
             let report: search::Progress = Arc::new(move |done, _| p.set_position(done));
             let docs =
                 search::rebuild_offline(dir.root(), &config.search, &db, Some(report)).await?;
             pb.finish_and_clear();
             db.close().await?;
-            super::backup::audit_cli(
-                config,
-                &crate::auth::ops::Actor::cli()
+            crate::auth::audit::write(
+                &super::backup::ledger(config),
+                crate::auth::audit::Actor::cli()
                     .event("index.rebuild", crate::db::audit::Outcome::Success)
                     .details(serde_json::json!({"documents": docs})),
-            );
+            )
+            .await;
             println!("index rebuilt: {docs} documents");
             Ok(())
         }

@@ -1,24 +1,21 @@
 //! `appliance backup [create] | list | verify | prune` and `appliance restore`: thin
-//! wrappers over `crate::backup` that add progress bars on a terminal, record runs and
-//! verifications in the database (beside a running server too: one short write), and
-//! print what happened.
+//! wrappers over `crate::backup` (the one job, `backup::job`) that add progress bars on
+//! a terminal, keep the bookkeeping over a short connection of their own (beside a
+//! running server too), and print what happened.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
 
-use crate::auth::ops::Actor;
-use crate::db::audit::{self, Outcome};
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use rusqlite::{Connection, OpenFlags};
 
-use crate::backup::retention::{self, Policy};
-use crate::backup::snapshot::{self, CreateOptions};
-use crate::backup::{self, BackupError, BackupLock, Trigger, restore, runner, verify};
+use crate::auth::audit::{self, Actor};
+use crate::backup::job::{self, Job, Report};
+use crate::backup::{self, BackupError, BackupLock, Trigger, restore};
 use crate::config::Config;
 use crate::data_dir::{DataDir, DataDirError};
-use crate::db::backups::{self as store, Verification};
+use crate::db::audit::Outcome;
+use crate::db::ledger::Ledger;
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -68,85 +65,40 @@ pub struct RestoreArgs {
     pub dry_run: bool,
 }
 
-pub fn run_backup(config: &Config, args: &BackupArgs) -> anyhow::Result<()> {
+pub async fn run_backup(config: &Config, args: &BackupArgs) -> anyhow::Result<()> {
     match &args.command {
-        None => create(config, args.create),
-        Some(BackupCommand::Create(c)) => create(config, *c),
-        Some(BackupCommand::List { json }) => list(config, *json),
-        Some(BackupCommand::Verify { archive }) => verify_cmd(config, archive),
-        Some(BackupCommand::Prune { dry_run }) => prune(config, *dry_run),
+        None => create(config, args.create).await,
+        Some(BackupCommand::Create(c)) => create(config, *c).await,
+        Some(BackupCommand::List { json }) => list(config, *json).await,
+        Some(BackupCommand::Verify { archive }) => verify_cmd(config, archive).await,
+        Some(BackupCommand::Prune { dry_run }) => prune(config, *dry_run).await,
     }
 }
 
-/// Run `f` on a read-write connection to the database for bookkeeping; None when there
-/// is no database or it has no bookkeeping tables yet (never migrated to V3).
-fn bookkeeping<T>(
-    config: &Config,
-    f: impl FnOnce(&Connection) -> Result<T, crate::db::DbError>,
-) -> anyhow::Result<Option<T>> {
-    let path = DataDir::new(&config.data_dir).db_path();
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let conn = Connection::open_with_flags(
-        &path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+/// Bookkeeping of a command: its own short connection, beside a server or not.
+pub(super) fn ledger(config: &Config) -> Ledger {
+    Ledger::direct(
+        DataDir::new(&config.data_dir).db_path(),
+        config.database.busy_timeout_ms,
     )
-    .with_context(|| format!("cannot open {}", path.display()))?;
-    conn.busy_timeout(Duration::from_millis(config.database.busy_timeout_ms))?;
-    if !store::has_tables(&conn)? {
-        return Ok(None);
-    }
-    Ok(Some(f(&conn)?))
 }
 
-/// Append an audit entry from the CLI when the database has the audit table (a
-/// database restored from before V4 gets it at the next start); failures are warned.
-pub(super) fn audit_cli(config: &Config, event: &audit::Event) {
-    let path = DataDir::new(&config.data_dir).db_path();
-    if !path.is_file() {
-        return;
-    }
-    let res = Connection::open(&path)
-        .map_err(crate::db::DbError::from)
-        .and_then(|c| {
-            c.busy_timeout(Duration::from_millis(config.database.busy_timeout_ms))?;
-            if audit::has_table(&c)? {
-                audit::record(&c, event)?;
-            }
-            Ok(())
-        });
-    if let Err(e) = res {
-        eprintln!("warning: cannot write the audit log: {e}");
-    }
-}
-
-fn bytes_progress() -> indicatif::ProgressBar {
-    let pb = super::articles::progress(0, "");
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    pb
-}
-
-/// The progress callback of the library functions, drawing on `pb`.
-fn reporter(pb: &indicatif::ProgressBar) -> impl Fn(u64, u64) + Sync + '_ {
-    move |done, total| {
+/// A progress bar for the backup job's steps (bytes of each step).
+fn job_report(pb: &indicatif::ProgressBar) -> Report {
+    let pb = pb.clone();
+    Arc::new(move |_, done, total| {
         pb.set_length(total);
         pb.set_position(done);
-    }
+    })
 }
 
-fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
-    create_for(config, args.verify, false)
+async fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
+    create_for(config, args.verify, false).await
 }
 
 /// Take a backup (and verify it when `verify`); `quiet` prints nothing to stdout (for
 /// commands with JSON output, such as `cleanup --apply --json`).
-pub(super) fn create_for(config: &Config, verify: bool, quiet: bool) -> anyhow::Result<()> {
+pub(super) async fn create_for(config: &Config, verify: bool, quiet: bool) -> anyhow::Result<()> {
     macro_rules! say {
         ($($t:tt)*) => {
             if !quiet {
@@ -167,34 +119,26 @@ pub(super) fn create_for(config: &Config, verify: bool, quiet: bool) -> anyhow::
     };
     let backups_dir = config.backups_dir();
     let lock = BackupLock::acquire(&backups_dir)?;
-    let previous_ratio = bookkeeping(config, store::last_success)?
-        .flatten()
-        .and_then(|r| runner::ratio(&r));
-    let pb = bytes_progress();
-    let report = reporter(&pb);
-    let opts = CreateOptions {
-        trigger: Trigger::Manual,
-        compression_level: config.backup.compression_level,
-        min_free_margin_bytes: config.backup.min_free_margin_bytes,
-        previous_ratio,
-        progress: Some(&report),
-    };
-    let started_at = time::OffsetDateTime::now_utc();
-    let created = snapshot::create(&lock, &data_dir, &opts);
+    let ledger = ledger(config);
+    let pb = super::progress::bytes();
+    let outcome = job::run(
+        &Job {
+            ledger: &ledger,
+            data_dir: &data_dir,
+            config: &config.backup,
+            backups_dir: &backups_dir,
+            trigger: Trigger::Manual,
+            verify,
+            actor: Actor::cli(),
+            report: job_report(&pb),
+            errors: None,
+        },
+        lock,
+    )
+    .await;
     pb.finish_and_clear();
-    let run = runner::run_record(&created, Trigger::Manual, started_at);
-    let recorded = bookkeeping(config, |c| store::record_run(c, &run))?.is_some();
-    let event = match &created {
-        Ok(c) => Actor::cli()
-            .event("backup.create", Outcome::Success)
-            .target(&c.name)
-            .details(serde_json::json!({"trigger": "manual", "bytes": c.size_bytes})),
-        Err(e) => Actor::cli()
-            .event("backup.create", Outcome::Failure)
-            .details(serde_json::json!({"trigger": "manual", "error": e.to_string()})),
-    };
-    audit_cli(config, &event);
-    let created = created?;
+    let outcome = outcome?;
+    let created = &outcome.created;
     let secs = created.duration.as_secs_f64();
     let source = created.manifest.total_bytes();
     say!(
@@ -205,35 +149,26 @@ pub(super) fn create_for(config: &Config, verify: bool, quiet: bool) -> anyhow::
         secs,
         source as f64 / (1024.0 * 1024.0) / secs.max(1e-6)
     );
-    if !recorded {
+    if !outcome.recorded {
         say!(
             "note: the database has no backup bookkeeping yet (run `appliance migrate run`); this run is not recorded"
         );
     }
-    if verify {
-        verify_quiet(config, &created.name, quiet)?;
+    match &outcome.verified {
+        Some(Ok(m)) if !quiet => print_verified(&created.path, m),
+        Some(Err(problem)) => bail!("{problem}"),
+        _ => {}
     }
-    let verified = verified_names(config)?;
-    let plan = retention::prune(&backups_dir, Policy::from(&config.backup), &verified, false)?;
-    for name in &plan.delete {
+    for name in &outcome.pruned {
         say!("retention removed {name}");
     }
     Ok(())
 }
 
-fn verified_names(config: &Config) -> anyhow::Result<HashSet<String>> {
-    Ok(bookkeeping(config, store::verifications)?
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(_, v)| v.ok)
-        .map(|(n, _)| n)
-        .collect())
-}
-
-fn list(config: &Config, json: bool) -> anyhow::Result<()> {
+async fn list(config: &Config, json: bool) -> anyhow::Result<()> {
     let dir = config.backups_dir();
     let entries = backup::list(&dir)?;
-    let verifications = bookkeeping(config, store::verifications)?.unwrap_or_default();
+    let verifications = ledger(config).verifications().await?;
     if json {
         let rows: Vec<serde_json::Value> = entries
             .iter()
@@ -278,39 +213,24 @@ fn list(config: &Config, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn verify_cmd(config: &Config, archive: &str) -> anyhow::Result<()> {
-    verify_quiet(config, archive, false)
-}
-
-fn verify_quiet(config: &Config, archive: &str, quiet: bool) -> anyhow::Result<()> {
+async fn verify_cmd(config: &Config, archive: &str) -> anyhow::Result<()> {
     let dir = config.backups_dir();
     let path = backup::resolve(&dir, archive)?;
     crate::data_dir::create_private_dir(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
-    let pb = bytes_progress();
-    let report = reporter(&pb);
-    let res = verify::verify(&path, &dir, Some(&report));
+    let pb = super::progress::bytes();
+    let res = job::verify_and_record(&ledger(config), &dir, &path, job_report(&pb), None).await;
     pb.finish_and_clear();
-    // Record the result for archives of the backups directory.
-    if path.parent() == Some(dir.as_path())
-        && let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned())
-    {
-        let v = Verification {
-            verified_at: crate::clock::now(),
-            ok: res.is_ok(),
-            error: res.as_ref().err().map(ToString::to_string),
-        };
-        bookkeeping(config, |c| store::record_verification(c, &name, &v))?;
-    }
-    let m = res?;
+    print_verified(&path, &res??);
+    Ok(())
+}
+
+fn print_verified(path: &std::path::Path, m: &backup::Manifest) {
     let rows: Vec<String> = m
         .row_counts
         .iter()
         .map(|(t, n)| format!("{t}={n}"))
         .collect();
-    if quiet {
-        return Ok(());
-    }
     println!(
         "OK {}: created {} ({}), schema v{}, {} files, {} bytes; index {}; rows {}",
         path.display(),
@@ -325,20 +245,19 @@ fn verify_quiet(config: &Config, archive: &str, quiet: bool) -> anyhow::Result<(
         ),
         rows.join(" ")
     );
-    Ok(())
 }
 
-fn prune(config: &Config, dry_run: bool) -> anyhow::Result<()> {
-    let dir = config.backups_dir();
-    let verified = verified_names(config)?;
-    let plan = retention::prune(&dir, Policy::from(&config.backup), &verified, dry_run)?;
+async fn prune(config: &Config, dry_run: bool) -> anyhow::Result<()> {
+    let ledger = ledger(config);
+    let plan = job::prune(&ledger, &config.backups_dir(), &config.backup, dry_run).await?;
     if !dry_run {
-        audit_cli(
-            config,
-            &Actor::cli()
+        audit::write(
+            &ledger,
+            Actor::cli()
                 .event("backup.prune", Outcome::Success)
                 .details(serde_json::json!({"deleted": plan.delete, "kept": plan.keep.len()})),
-        );
+        )
+        .await;
     }
     let verb = if dry_run { "would delete" } else { "deleted" };
     for name in &plan.keep {
@@ -351,12 +270,15 @@ fn prune(config: &Config, dry_run: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run_restore(config: &Config, args: &RestoreArgs) -> anyhow::Result<()> {
+pub async fn run_restore(config: &Config, args: &RestoreArgs) -> anyhow::Result<()> {
     let data_dir = DataDir::new(&config.data_dir);
     let backups_dir = config.backups_dir();
     let path: PathBuf = backup::resolve(&backups_dir, &args.archive)?;
-    let pb = bytes_progress();
-    let report = reporter(&pb);
+    let pb = super::progress::bytes();
+    let report = |done, total| {
+        pb.set_length(total);
+        pb.set_position(done);
+    };
     let r = restore::restore(&data_dir, &backups_dir, &path, args.dry_run, Some(&report));
     pb.finish_and_clear();
     let r = r.map_err(|e| match e {
@@ -386,9 +308,9 @@ pub fn run_restore(config: &Config, args: &RestoreArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     // Recorded in the restored database, whose audit log now continues from the archive.
-    audit_cli(
-        config,
-        &Actor::cli()
+    audit::write(
+        &ledger(config),
+        Actor::cli()
             .event("backup.restore", Outcome::Success)
             .target(
                 r.archive
@@ -399,7 +321,8 @@ pub fn run_restore(config: &Config, args: &RestoreArgs) -> anyhow::Result<()> {
                 "archive_created_at": m.created_at,
                 "previous_data_dir": r.moved_aside.as_ref().map(|p| p.display().to_string()),
             })),
-    );
+    )
+    .await;
     if let Some(aside) = &r.moved_aside {
         println!("the previous data directory is kept in {}", aside.display());
     }

@@ -67,7 +67,7 @@ fn print(tasks: &[Task], json: bool, apply: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run_cleanup(config: &Config, args: &CleanupArgs) -> anyhow::Result<()> {
+pub async fn run_cleanup(config: &Config, args: &CleanupArgs) -> anyhow::Result<()> {
     let data_dir = DataDir::new(&config.data_dir);
     // Without a server, hold the directory so none starts half-way; with one, work
     // beside it (WAL; each write waits for the server's writer).
@@ -102,6 +102,7 @@ pub fn run_cleanup(config: &Config, args: &CleanupArgs) -> anyhow::Result<()> {
     }
     drop(conn);
     super::backup::create_for(config, true, args.json)
+        .await
         .context("cleanup needs a backup first and it failed; nothing was removed")?;
     let mut conn = open(config)?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

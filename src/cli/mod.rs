@@ -20,6 +20,7 @@ mod articles;
 mod backup;
 mod cleanup;
 mod errors;
+mod progress;
 mod users;
 pub use articles::{ArticlesArgs, IndexArgs};
 pub use backup::{BackupArgs, RestoreArgs};
@@ -225,11 +226,17 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Commands that load the configuration their own way, or none.
     match &cli.command {
-        Command::Serve(args) => serve(&cli, args).await,
+        Command::Serve(args) => return serve(&cli, args).await,
+        Command::Man => return man(),
+        Command::Config(args) => return config_command(&cli, args),
+        _ => {}
+    }
+    let (config, _) = load_config(&cli, None)?;
+    telemetry::init_tracing(&config.log, Some("warn"))?;
+    match &cli.command {
         Command::Migrate(args) => {
-            let (config, _) = load_config(&cli, None)?;
-            telemetry::init_tracing(&config.log, Some("warn"))?;
             let data_dir = DataDir::new(&config.data_dir);
             match args.command {
                 MigrateCommand::Status { json } => migrate_status(&data_dir, json),
@@ -238,92 +245,58 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 MigrateCommand::Run { dry_run: false } => migrate_run(&config).await,
             }
         }
-        Command::Articles(args) => {
-            let (config, _) = load_config(&cli, None)?;
-            telemetry::init_tracing(&config.log, Some("warn"))?;
-            articles::run_articles(&config, args).await
+        Command::Articles(args) => articles::run_articles(&config, args).await,
+        Command::Index(args) => articles::run_index(&config, args).await,
+        Command::Backup(args) => backup::run_backup(&config, args).await,
+        Command::Restore(args) => backup::run_restore(&config, args).await,
+        Command::User(args) => users::run_user(&config, args).await,
+        Command::Token(args) => users::run_token(&config, args).await,
+        Command::Audit(args) => users::run_audit(&config, args).await,
+        Command::Cleanup(args) => cleanup::run_cleanup(&config, args).await,
+        Command::Errors(args) => errors::run_errors(&config, args).await,
+        Command::Doctor { json } => doctor(config, *json).await,
+        Command::Serve(_) | Command::Man | Command::Config(_) => Ok(()),
+    }
+}
+
+fn man() -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    std::io::Write::write_all(&mut std::io::stdout(), &out)?;
+    Ok(())
+}
+
+fn config_command(cli: &Cli, args: &ConfigArgs) -> anyhow::Result<()> {
+    let (config, sources) = load_config(cli, None)?;
+    match args.command {
+        ConfigCommand::Print => {
+            println!("# effective configuration ({sources}); secrets redacted");
+            print!("{}", config.to_redacted_toml());
         }
-        Command::Index(args) => {
-            let (config, _) = load_config(&cli, None)?;
-            telemetry::init_tracing(&config.log, Some("warn"))?;
-            articles::run_index(&config, args).await
+        ConfigCommand::Check => println!("configuration OK ({sources})"),
+    }
+    Ok(())
+}
+
+async fn doctor(config: Config, json: bool) -> anyhow::Result<()> {
+    use crate::ops::doctor::{self, Level};
+    let d = tokio::task::spawn_blocking(move || doctor::diagnose(&config)).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+    } else {
+        for f in &d.findings {
+            let tag = match f.level {
+                Level::Ok => "ok  ",
+                Level::Warn => "WARN",
+                Level::Fail => "FAIL",
+            };
+            println!("{tag} {:<13} {}", f.check, f.detail);
         }
-        Command::Backup(args) => {
-            let (config, _) = load_config(&cli, None)?;
-            telemetry::init_tracing(&config.log, Some("warn"))?;
-            // Blocking work on the command's own thread: nothing else runs beside it.
-            backup::run_backup(&config, args)
-        }
-        Command::Restore(args) => {
-            let (config, _) = load_config(&cli, None)?;
-            telemetry::init_tracing(&config.log, Some("warn"))?;
-            backup::run_restore(&config, args)
-        }
-        Command::User(args) => {
-            let (config, _) = load_config(&cli, None)?;
-            telemetry::init_tracing(&config.log, Some("warn"))?;
-            users::run_user(&config, args).await
-        }
-        Command::Token(args) => {
-            let (config, _) = load_config(&cli, None)?;
-            telemetry::init_tracing(&config.log, Some("warn"))?;
-            users::run_token(&config, args).await
-        }
-        Command::Audit(args) => {
-            let (config, _) = load_config(&cli, None)?;
-            telemetry::init_tracing(&config.log, Some("warn"))?;
-            users::run_audit(&config, args).await
-        }
-        Command::Cleanup(args) => {
-            let (config, _) = load_config(&cli, None)?;
-            telemetry::init_tracing(&config.log, Some("warn"))?;
-            cleanup::run_cleanup(&config, args)
-        }
-        Command::Errors(args) => {
-            let (config, _) = load_config(&cli, None)?;
-            telemetry::init_tracing(&config.log, Some("warn"))?;
-            errors::run_errors(&config, args).await
-        }
-        Command::Man => {
-            use clap::CommandFactory;
-            let mut out = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
-            std::io::Write::write_all(&mut std::io::stdout(), &out)?;
-            Ok(())
-        }
-        Command::Doctor { json } => {
-            let (config, _) = load_config(&cli, None)?;
-            telemetry::init_tracing(&config.log, Some("warn"))?;
-            let d =
-                tokio::task::spawn_blocking(move || crate::ops::doctor::diagnose(&config)).await?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&d)?);
-            } else {
-                for f in &d.findings {
-                    let tag = match f.level {
-                        crate::ops::doctor::Level::Ok => "ok  ",
-                        crate::ops::doctor::Level::Warn => "WARN",
-                        crate::ops::doctor::Level::Fail => "FAIL",
-                    };
-                    println!("{tag} {:<13} {}", f.check, f.detail);
-                }
-            }
-            match d.exit_code() {
-                0 => Ok(()),
-                code => Err(Exit(code).into()),
-            }
-        }
-        Command::Config(args) => {
-            let (config, sources) = load_config(&cli, None)?;
-            match args.command {
-                ConfigCommand::Print => {
-                    println!("# effective configuration ({sources}); secrets redacted");
-                    print!("{}", config.to_redacted_toml());
-                }
-                ConfigCommand::Check => println!("configuration OK ({sources})"),
-            }
-            Ok(())
-        }
+    }
+    match d.exit_code() {
+        0 => Ok(()),
+        code => Err(Exit(code).into()),
     }
 }
 

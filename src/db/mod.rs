@@ -15,6 +15,7 @@ pub mod auth_epoch;
 pub mod backups;
 pub mod error;
 pub mod errors;
+pub mod ledger;
 pub mod migrations;
 pub mod users;
 mod writer;

@@ -141,17 +141,9 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
     }
 }
 
-/// Record an audit event in its own transaction; a failure is logged, not returned
-/// (the action it describes already happened or was refused).
+/// Record an audit event in its own transaction (see `auth::audit::write`).
 pub async fn audit(state: &AppState, event: Event) {
-    let action = event.action;
-    if let Err(e) = state
-        .db()
-        .write(move |c| audit::record(c, &event).map(|_| ()))
-        .await
-    {
-        tracing::error!(action, error = %e, "cannot write the audit log");
-    }
+    crate::auth::audit::write(&state.ledger(), event).await;
 }
 
 fn unsafe_method(m: &Method) -> bool {

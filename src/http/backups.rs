@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::ApiError;
-use crate::backup::{self, BackupError, Trigger, runner};
+use crate::backup::{self, BackupError, Trigger};
 use crate::db::backups as store;
+use crate::ops::backups as runner;
 use crate::state::AppState;
 
 impl From<BackupError> for ApiError {
@@ -158,7 +159,7 @@ pub async fn verify(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let name = checked_name(&name)?;
-    match runner::verify_and_record(&state, name).await? {
+    match runner::verify(&state, name).await? {
         Ok(()) => Ok(Json(json!({"name": name, "ok": true}))),
         Err(problem) => Err(ApiError::Unprocessable(problem)),
     }

@@ -379,7 +379,7 @@ pub async fn run_scheduled(state: &crate::state::AppState) {
         state.config().cleanup.clone(),
         state.config().security.clone(),
     );
-    let actor = crate::backup::runner::system_actor();
+    let actor = crate::auth::audit::Actor::system();
     let res = state
         .db()
         .write(move |conn| {

@@ -105,7 +105,7 @@ async fn check_read(state: &AppState) -> (Status, String) {
 /// A failed last backup, or none good for `backup.max_age_hours`, is degraded: the
 /// service works, but the operator's safety net does not.
 async fn check_backup(state: &AppState) -> (Status, String) {
-    match crate::backup::runner::health(state).await {
+    match crate::ops::backups::health(state).await {
         Ok(Ok(detail)) => (Status::Ok, detail),
         Ok(Err(problem)) => (Status::Degraded, problem),
         Err(e) => (

@@ -3,6 +3,7 @@
 //! dashboard's last hour of traffic, `doctor`, `cleanup`, errors and alerts.
 
 pub mod alerts;
+pub mod backups;
 pub mod cleanup;
 pub mod doctor;
 pub mod health;
