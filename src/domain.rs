@@ -1,9 +1,12 @@
 //! Domain values that several layers share and that need nothing else: a user's
-//! [`Role`]. (Article types live in `articles`; backup triggers in `backup`.)
+//! [`Role`], the API token prefix. (Article types live in `articles`; backup triggers in `backup`.)
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+/// Prefix of API tokens, so secret scanners and people recognise them.
+pub const TOKEN_PREFIX: &str = "apl_";
 
 /// A user's role; `Admin > Editor > Viewer`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -10,6 +10,8 @@ pub mod articles;
 pub mod auth;
 /// Backups: snapshot archives, verification, retention, restore, the scheduler.
 pub mod backup;
+/// Article writes: one sequence for the API, bulk ingest and the CLI import.
+pub mod catalog;
 /// The command line (clap derive) and the code behind each subcommand.
 pub mod cli;
 /// Time as stored: UTC RFC 3339 with milliseconds.

@@ -21,8 +21,7 @@ pub const MIN_PASSWORD_CHARS: usize = 12;
 /// Longest password accepted: argon2 takes any length, but a megabyte "password" is a
 /// cheap way to burn CPU (ASVS 2.1.2 allows at least 64; 256 leaves room for passphrases).
 pub const MAX_PASSWORD_CHARS: usize = 256;
-/// Prefix of API tokens, so secret scanners and people recognise them.
-pub const TOKEN_PREFIX: &str = "apl_";
+pub use crate::domain::TOKEN_PREFIX;
 
 pub use crate::domain::Role;
 

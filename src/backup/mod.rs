@@ -291,42 +291,6 @@ impl BackupLock {
 /// Progress of a long step: (bytes done, bytes in all).
 pub type Progress<'a> = Option<&'a (dyn Fn(u64, u64) + Sync)>;
 
-/// Rows per user table, read in the caller's transaction.
-pub(crate) fn row_counts(conn: &rusqlite::Connection) -> Result<BTreeMap<String, i64>, DbError> {
-    let mut stmt = conn.prepare(
-        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
-    )?;
-    let names: Vec<String> = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    let mut out = BTreeMap::new();
-    for name in names {
-        let quoted = name.replace('"', "\"\"");
-        let n: i64 = conn.query_row(&format!("SELECT count(*) FROM \"{quoted}\""), [], |r| {
-            r.get(0)
-        })?;
-        out.insert(name, n);
-    }
-    Ok(out)
-}
-
-/// Highest applied migration (0 for a database refinery never touched).
-pub(crate) fn schema_version(conn: &rusqlite::Connection) -> Result<i64, DbError> {
-    let has: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = 'refinery_schema_history'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has {
-        return Ok(0);
-    }
-    Ok(conn.query_row(
-        "SELECT coalesce(max(version), 0) FROM refinery_schema_history",
-        [],
-        |r| r.get(0),
-    )?)
-}
-
 /// The newest schema this binary can open.
 pub fn supported_schema_version() -> i64 {
     crate::db::migrations::embedded()
@@ -364,15 +328,5 @@ mod tests {
         assert!(err.to_string().contains("already running"));
         drop(first);
         BackupLock::acquire(dir.path()).unwrap();
-    }
-
-    #[test]
-    fn sqlite_dbpage_is_compiled_in() {
-        // Backups read pages through it; .cargo/config.toml asks for it.
-        let conn = rusqlite::Connection::open_in_memory().unwrap();
-        let n: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_dbpage", [], |r| r.get(0))
-            .expect("SQLite built without SQLITE_ENABLE_DBPAGE_VTAB");
-        assert!(n >= 0);
     }
 }

@@ -66,7 +66,7 @@ pub fn restore(
     let current_row_counts = if data_dir.db_path().is_file() {
         crate::db::open_read_only(&data_dir.db_path())
             .ok()
-            .and_then(|c| super::row_counts(&c).ok())
+            .and_then(|c| crate::db::inspect::row_counts(&c).ok())
     } else {
         None
     };

@@ -13,7 +13,6 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
@@ -22,6 +21,8 @@ use super::{
     IndexInfo, MANIFEST_MEMBER, MANIFEST_SUM_MEMBER, Manifest, Progress, Trigger, archive_name,
 };
 use crate::data_dir::DataDir;
+use crate::db::inspect;
+use crate::db::snapshot::Snapshot;
 use crate::fsutil;
 
 /// How to take one backup.
@@ -63,14 +64,7 @@ pub fn create(
     if !db_path.is_file() {
         return Err(BackupError::NoDatabase(db_path));
     }
-    let conn = Connection::open_with_flags(
-        &db_path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    // Pages through a memory map instead of one pread system call per page (107k of
-    // them for 410 MiB). A read-only connection never writes through the map.
-    conn.pragma_update(None, "mmap_size", i64::MAX)?;
+    let snapshot = Snapshot::open(&db_path)?;
 
     // The moment both copies are taken: no index commit can happen in between.
     let (index, db_info) = {
@@ -78,20 +72,17 @@ pub fn create(
             .index_commit_guard(true)
             .map_err(BackupError::io("index commit lock"))?;
         let index = IndexFiles::open(&data_dir.index_dir())?;
-        conn.execute_batch("BEGIN")?;
-        // BEGIN is deferred: the snapshot is fixed by the first read, here.
-        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-        let page_count: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        let (page_size, page_count) = snapshot.begin()?;
         (
             index,
             DatabaseInfo {
-                page_size: page_size.unsigned_abs(),
-                page_count: page_count.unsigned_abs(),
+                page_size,
+                page_count,
             },
         )
     };
-    let row_counts = super::row_counts(&conn)?;
-    let schema_version = super::schema_version(&conn)?;
+    let row_counts = inspect::row_counts(snapshot.conn())?;
+    let schema_version = inspect::schema_version(snapshot.conn())?;
     let db_bytes = db_info.page_size * db_info.page_count;
     let source_bytes = db_bytes + index.as_ref().map_or(0, |i| i.bytes);
 
@@ -118,7 +109,7 @@ pub fn create(
 
     let mut files = Vec::new();
     let total = source_bytes;
-    let pages = DbPages::new(&conn, db_info.page_count, db_info.page_size)?;
+    let pages = snapshot.pages(db_info.page_count, db_info.page_size)?;
     files.push(
         append(
             &mut tar,
@@ -133,7 +124,7 @@ pub fn create(
         .map_err(|e| write_err_of(&tmp.0, e))?,
     );
     // The database copy is complete: let checkpoints go past our snapshot again.
-    conn.execute_batch("COMMIT")?;
+    snapshot.end()?;
     let mut done = db_bytes;
     let index_info = match index {
         Some(index) => {
@@ -356,51 +347,6 @@ impl<R: Read> Read for HashingReader<'_, R> {
             self.last_report = self.read;
             p(self.done_before + self.read, self.total);
         }
-        Ok(n)
-    }
-}
-
-/// The database file's bytes as the read transaction sees them, page by page from
-/// `sqlite_dbpage` (the pending-byte page comes back as zeros, as on disk).
-struct DbPages<'c> {
-    stmt: rusqlite::Statement<'c>,
-    next: i64,
-    last: i64,
-    page: Vec<u8>,
-    pos: usize,
-}
-
-impl<'c> DbPages<'c> {
-    fn new(conn: &'c Connection, page_count: u64, page_size: u64) -> Result<Self, BackupError> {
-        Ok(DbPages {
-            stmt: conn.prepare("SELECT data FROM sqlite_dbpage WHERE pgno = ?1")?,
-            next: 1,
-            last: i64::try_from(page_count).unwrap_or(i64::MAX),
-            page: Vec::with_capacity(usize::try_from(page_size).unwrap_or(4096)),
-            pos: 0,
-        })
-    }
-}
-
-impl Read for DbPages<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos == self.page.len() {
-            if self.next > self.last {
-                return Ok(0);
-            }
-            let DbPages { stmt, page, .. } = self;
-            page.clear();
-            stmt.query_row([self.next], |r| {
-                page.extend_from_slice(r.get_ref(0)?.as_blob()?);
-                Ok(())
-            })
-            .map_err(|e| io::Error::other(format!("reading database page {}: {e}", self.next)))?;
-            self.next += 1;
-            self.pos = 0;
-        }
-        let n = buf.len().min(self.page.len() - self.pos);
-        buf[..n].copy_from_slice(&self.page[self.pos..self.pos + n]);
-        self.pos += n;
         Ok(n)
     }
 }

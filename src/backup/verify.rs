@@ -268,26 +268,19 @@ fn check_manifest(
 
 fn check_database(archive: &Path, db: &Path, manifest: &Manifest) -> Result<(), BackupError> {
     let invalid = |p: String| BackupError::invalid(archive, format!("{DB_MEMBER}: {p}"));
-    // Read-write without create: the file is in WAL mode, and a read-only connection
-    // could not make the -shm it needs in a fresh directory. query_only keeps it unchanged.
-    let conn = rusqlite::Connection::open_with_flags(
-        db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .and_then(|c| c.execute_batch("PRAGMA query_only = 1").map(|()| c))
-    .map_err(|e| invalid(e.to_string()))?;
+    let conn = crate::db::inspect::open_unchanged(db).map_err(|e| invalid(e.to_string()))?;
     let problems = crate::db::damage(&conn, true, 10).map_err(|e| invalid(e.to_string()))?;
     if !problems.is_empty() {
         return Err(invalid(format!("integrity_check: {}", problems.join("; "))));
     }
-    let version = super::schema_version(&conn).map_err(|e| invalid(e.to_string()))?;
+    let version = crate::db::inspect::schema_version(&conn).map_err(|e| invalid(e.to_string()))?;
     if version != manifest.schema_version {
         return Err(invalid(format!(
             "schema version {version}, the manifest says {}",
             manifest.schema_version
         )));
     }
-    let counts = super::row_counts(&conn).map_err(|e| invalid(e.to_string()))?;
+    let counts = crate::db::inspect::row_counts(&conn).map_err(|e| invalid(e.to_string()))?;
     if counts != manifest.row_counts {
         let diff: Vec<String> = manifest
             .row_counts

@@ -14,7 +14,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use indicatif::ProgressBar;
 use serde_json::Value;
 
-use crate::articles::{self, Limits, NewArticle};
+use crate::articles::NewArticle;
+use crate::catalog::{self, BatchError, Catalog, ItemError};
 use crate::config::Config;
 use crate::data_dir::DataDir;
 use crate::db::articles as store;
@@ -122,9 +123,7 @@ async fn import(
     batch: u32,
 ) -> anyhow::Result<()> {
     let (_dir, db) = open_db(config).await?;
-    let limits = Limits {
-        body_max_bytes: usize::try_from(config.articles.body_max_bytes).unwrap_or(usize::MAX),
-    };
+    let catalog = Catalog::new(&db, None);
     let (reader, size): (Box<dyn BufRead>, u64) = if file.as_os_str() == "-" {
         (Box::new(BufReader::new(std::io::stdin())), 0)
     } else {
@@ -152,7 +151,7 @@ async fn import(
                         o.remove(k);
                     }
                 }
-                articles::parse_new(&v, limits, "").map_err(|errs| {
+                catalog::parse_new(&v, &config.articles, "").map_err(|errs| {
                     errs.iter()
                         .map(|e| format!("`{}` {}", e.field, e.message))
                         .collect::<Vec<_>>()
@@ -171,7 +170,8 @@ async fn import(
             }
         }
         if pending.len() >= batch as usize {
-            let (c, u, b) = write_batch(&db, std::mem::take(&mut pending), on_error, &pb).await?;
+            let (c, u, b) =
+                write_batch(catalog, std::mem::take(&mut pending), on_error, &pb).await?;
             (created, updated, bad) = (created + c, updated + u, bad + b);
             if on_error == OnError::Abort && b > 0 {
                 aborted_at = Some(0);
@@ -180,7 +180,7 @@ async fn import(
         }
     }
     if aborted_at.is_none() && !pending.is_empty() {
-        let (c, u, b) = write_batch(&db, pending, on_error, &pb).await?;
+        let (c, u, b) = write_batch(catalog, pending, on_error, &pb).await?;
         (created, updated, bad) = (created + c, updated + u, bad + b);
         if on_error == OnError::Abort && b > 0 {
             aborted_at = Some(0);
@@ -206,34 +206,28 @@ async fn import(
 
 /// Write a batch in one transaction. A line that conflicts (slug taken) is reported and
 /// the batch is retried without it, so one bad line never loses its neighbours.
+/// Write a batch in one transaction. A bad item (a unique conflict) is reported by
+/// its line and left out, and the rest written again (or, with `abort`, nothing more).
 async fn write_batch(
-    db: &Db,
+    catalog: Catalog<'_>,
     mut items: Vec<(usize, NewArticle)>,
     on_error: OnError,
     pb: &ProgressBar,
 ) -> anyhow::Result<(u64, u64, u64)> {
     let mut bad = 0;
     loop {
-        let now = crate::clock::now();
-        let batch = items.clone();
-        let res = db
-            .write(move |tx| {
-                let (mut c, mut u) = (0u64, 0u64);
-                for (line, a) in &batch {
-                    match store::upsert(tx, a, &now) {
-                        Ok((_, store::Upserted::Created)) => c += 1,
-                        Ok((_, store::Upserted::Updated)) => u += 1,
-                        Err(e) => return Ok(Err((*line, e))),
-                    }
-                }
-                Ok::<_, crate::db::DbError>(Ok((c, u)))
-            })
-            .await?;
-        match res {
-            Ok((c, u)) => return Ok((c, u, bad)),
-            Err((line, e)) => {
+        match catalog.upsert_all(items.clone()).await {
+            Ok(done) => {
+                let created = done
+                    .iter()
+                    .filter(|(_, _, how)| *how == store::Upserted::Created)
+                    .count() as u64;
+                return Ok((created, done.len() as u64 - created, bad));
+            }
+            Err(BatchError::Db(e)) => return Err(e.into()),
+            Err(BatchError::Item(ItemError { key: line, error })) => {
                 bad += 1;
-                pb.suspend(|| eprintln!("line {line}: {e}"));
+                pb.suspend(|| eprintln!("line {line}: {error}"));
                 if on_error == OnError::Abort {
                     return Ok((0, 0, bad));
                 }

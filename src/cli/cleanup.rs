@@ -1,7 +1,7 @@
 //! `appliance cleanup`: a dry run by default (what would go, counted); `--apply` takes a
 //! verified backup first, then removes in one transaction what is past retention,
 //! optionally orphans and duplicates, runs `PRAGMA optimize`, and `VACUUM` when worth
-//! it and the server is stopped. The library side is `crate::ops::cleanup`.
+//! it and the server is stopped. The tasks are `crate::db::cleanup`.
 
 use std::time::Duration;
 
@@ -9,11 +9,11 @@ use anyhow::Context;
 use clap::Args;
 use rusqlite::Connection;
 
-use crate::auth::ops::Actor;
+use crate::auth::audit::Actor;
 use crate::config::Config;
 use crate::data_dir::{DataDir, DataDirError};
-use crate::db::audit::{self, Outcome};
-use crate::ops::cleanup::{self, Cutoffs, Task};
+use crate::db::audit::Outcome;
+use crate::db::cleanup::{self, Cutoffs, Task};
 
 #[derive(Debug, Args)]
 pub struct CleanupArgs {
@@ -39,10 +39,11 @@ fn open(config: &Config) -> anyhow::Result<Connection> {
         "no database at {}; nothing to clean up",
         path.display()
     );
-    let conn =
-        Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-    conn.busy_timeout(Duration::from_millis(config.database.busy_timeout_ms))?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
+    let conn = cleanup::open(
+        &path,
+        Duration::from_millis(config.database.busy_timeout_ms),
+    )
+    .with_context(|| format!("cannot open {}", path.display()))?;
     super::require_current(&crate::db::migrations::status(&conn)?)?;
     Ok(conn)
 }
@@ -105,22 +106,22 @@ pub async fn run_cleanup(config: &Config, args: &CleanupArgs) -> anyhow::Result<
         .await
         .context("cleanup needs a backup first and it failed; nothing was removed")?;
     let mut conn = open(config)?;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut tasks = cleanup::retention(&tx, &config.cleanup, &cut, true)?;
-    tasks.push(cleanup::deleted_articles(&tx, &config.cleanup, &cut, true)?);
-    tasks.extend(cleanup::orphans(&tx, args.fix_orphans)?);
-    tasks.extend(cleanup::duplicates(&tx, args.remove_duplicates, &cut.now)?);
-    audit::record(
-        &tx,
-        &Actor::cli()
-            .event("cleanup.run", Outcome::Success)
-            .details(serde_json::json!({"removed": cleanup::summary(&tasks)})),
+    let mut tasks = cleanup::apply(
+        &mut conn,
+        &config.cleanup,
+        &cut,
+        args.fix_orphans,
+        args.remove_duplicates,
+        |tasks| {
+            Actor::cli()
+                .event("cleanup.run", Outcome::Success)
+                .details(serde_json::json!({"removed": cleanup::summary(tasks)}))
+        },
     )?;
-    tx.commit()?;
     tasks.push(cleanup::optimize(&conn)?);
     let (needed, mut vacuum) = cleanup::vacuum_task(&conn, &config.cleanup)?;
     if needed && dir_lock.is_some() {
-        conn.execute_batch("VACUUM;")?;
+        cleanup::vacuum(&conn)?;
         vacuum.applied = true;
     } else if needed {
         vacuum.detail = format!(

@@ -13,10 +13,13 @@ pub mod articles;
 pub mod audit;
 pub mod auth_epoch;
 pub mod backups;
+pub mod cleanup;
 pub mod error;
 pub mod errors;
+pub mod inspect;
 pub mod ledger;
 pub mod migrations;
+pub mod snapshot;
 pub mod users;
 mod writer;
 

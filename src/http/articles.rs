@@ -1,6 +1,7 @@
 //! `/api/articles`: create (upsert by `external_id`), read by id or slug, patch, soft and
 //! hard delete, restore, keyset listing and bulk ingest. Validation is in
-//! `crate::articles`, storage in `crate::db::articles`; every write wakes the indexer.
+//! `crate::articles`, the write sequence in `crate::catalog` (which wakes the indexer),
+//! storage in `crate::db::articles`.
 
 use std::collections::HashMap;
 
@@ -13,30 +14,24 @@ use serde_json::{Value, json};
 
 use super::auth::Caller;
 use super::{ApiError, FieldError};
-use crate::articles::{self, Article, Limits, NewArticle, Status};
-use crate::db::DbError;
+use crate::articles::{Article, NewArticle, Status};
+use crate::catalog::{self, BatchError, Catalog, ItemError, WriteError};
 use crate::db::articles::{self as store, ArticleKey, ListFilter, Upserted};
 use crate::state::AppState;
 
-fn limits(state: &AppState) -> Limits {
-    Limits {
-        body_max_bytes: usize::try_from(state.config().articles.body_max_bytes)
-            .unwrap_or(usize::MAX),
-    }
+fn catalog(state: &AppState) -> Catalog<'_> {
+    Catalog::new(state.db(), Some(state.search()))
 }
 
-/// A unique-constraint conflict names the field and the value that collided.
-fn conflict(err: DbError, slug: Option<&str>, external_id: Option<&str>) -> ApiError {
-    match err {
-        DbError::Unique { target } if target.ends_with("slug") => ApiError::Conflict {
-            field: Some("slug".into()),
-            message: format!("slug `{}` is taken by another article", slug.unwrap_or("?")),
-        },
-        DbError::Unique { target } if target.ends_with("external_id") => ApiError::Conflict {
-            field: Some("external_id".into()),
-            message: format!("external_id `{}` exists", external_id.unwrap_or("?")),
-        },
-        other => other.into(),
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Conflict { field, message } => ApiError::Conflict {
+                field: Some(field),
+                message,
+            },
+            WriteError::Db(e) => e.into(),
+        }
     }
 }
 
@@ -50,19 +45,11 @@ fn not_found(key: &str) -> ApiError {
 
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
     super::json::Json(body): super::json::Json<Value>,
 ) -> Result<Response, ApiError> {
-    caller.require_writer()?;
-    let new = articles::parse_new(&body, limits(&state), "").map_err(ApiError::Validation)?;
-    let (slug, ext) = (new.slug.clone(), new.external_id.clone());
-    let now = crate::clock::now();
-    let (article, how) = state
-        .db()
-        .write(move |tx| store::upsert(tx, &new, &now))
-        .await
-        .map_err(|e| conflict(e, slug.as_deref(), ext.as_deref()))?;
-    state.search().notify();
+    let new =
+        catalog::parse_new(&body, &state.config().articles, "").map_err(ApiError::Validation)?;
+    let (article, how) = catalog(&state).upsert(new).await?;
     let status = match how {
         Upserted::Created => StatusCode::CREATED,
         Upserted::Updated => StatusCode::OK,
@@ -86,31 +73,22 @@ pub async fn get(
 
 pub async fn patch(
     State(state): State<AppState>,
-    caller: Caller,
     Path(key): Path<String>,
     super::json::Json(body): super::json::Json<Value>,
 ) -> Result<Json<Article>, ApiError> {
-    caller.require_writer()?;
-    let patch = articles::parse_patch(&body, limits(&state)).map_err(ApiError::Validation)?;
-    let slug = patch.slug.clone();
-    let k = ArticleKey::parse(&key);
-    let now = crate::clock::now();
-    let updated = state
-        .db()
-        .write(move |tx| store::update(tx, &k, &patch, &now))
-        .await
-        .map_err(|e| conflict(e, slug.as_deref(), None))?;
-    state.search().notify();
+    let patch =
+        catalog::parse_patch(&body, &state.config().articles).map_err(ApiError::Validation)?;
+    let updated = catalog(&state)
+        .update(ArticleKey::parse(&key), patch)
+        .await?;
     updated.map(Json).ok_or_else(|| not_found(&key))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
     Path(key): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require_writer()?;
     let mut purge = false;
     for (name, value) in &params {
         match (name.as_str(), value.as_str()) {
@@ -130,19 +108,9 @@ pub async fn delete(
             }
         }
     }
-    let k = ArticleKey::parse(&key);
-    let now = crate::clock::now();
-    let done = state
-        .db()
-        .write(move |tx| {
-            if purge {
-                store::purge(tx, &k, &now)
-            } else {
-                store::soft_delete(tx, &k, &now)
-            }
-        })
+    let done = catalog(&state)
+        .delete(ArticleKey::parse(&key), purge)
         .await?;
-    state.search().notify();
     if done {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -153,17 +121,9 @@ pub async fn delete(
 /// Undo a soft delete.
 pub async fn restore(
     State(state): State<AppState>,
-    caller: Caller,
     Path(key): Path<String>,
 ) -> Result<Json<Article>, ApiError> {
-    caller.require_writer()?;
-    let k = ArticleKey::parse(&key);
-    let now = crate::clock::now();
-    let restored = state
-        .db()
-        .write(move |tx| store::restore(tx, &k, &now))
-        .await?;
-    state.search().notify();
+    let restored = catalog(&state).restore(ArticleKey::parse(&key)).await?;
     restored
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no deleted article `{key}`")))
@@ -182,7 +142,7 @@ pub async fn preview(
             "is required: the Markdown text to render",
         )]));
     };
-    let max = limits(&state).body_max_bytes;
+    let max = catalog::limits(&state.config().articles).body_max_bytes;
     if text.len() > max {
         return Err(ApiError::Validation(vec![FieldError::new(
             "body",
@@ -297,25 +257,11 @@ fn bulk_items(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(usize, Value)>, A
     }
 }
 
-/// Why a bulk transaction failed: which item, and the database error.
-enum BulkFailure {
-    Item(usize, DbError),
-    Db(DbError),
-}
-
-impl From<DbError> for BulkFailure {
-    fn from(e: DbError) -> Self {
-        BulkFailure::Db(e)
-    }
-}
-
 pub async fn bulk(
     State(state): State<AppState>,
-    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_writer()?;
     // One level more than a single article: the array around them.
     let depth = state.config().security.json_max_depth.saturating_add(1);
     if super::json::depth_exceeds(&body, depth) {
@@ -334,12 +280,11 @@ pub async fn bulk(
             items.len()
         )));
     }
-    let lim = limits(&state);
     let mut valid: Vec<(usize, NewArticle)> = Vec::with_capacity(items.len());
     let mut errs = Vec::new();
     let mut bad = 0;
     for (i, v) in &items {
-        match articles::parse_new(v, lim, &format!("{i}.")) {
+        match catalog::parse_new(v, &state.config().articles, &format!("{i}.")) {
             Ok(a) => valid.push((*i, a)),
             Err(e) => {
                 bad += 1;
@@ -356,32 +301,22 @@ pub async fn bulk(
             fields: errs,
         });
     }
-    let now = crate::clock::now();
-    let outcome = state
-        .db()
-        .write(move |tx| {
-            let mut results = Vec::with_capacity(valid.len());
-            for (i, a) in &valid {
-                let (article, how) =
-                    store::upsert(tx, a, &now).map_err(|e| BulkFailure::Item(*i, e))?;
-                results.push(json!({
+    let results = match catalog(&state).upsert_all(valid).await {
+        Ok(done) => done
+            .into_iter()
+            .map(|(i, article, how)| {
+                json!({
                     "index": i,
                     "result": if how == Upserted::Created { "created" } else { "updated" },
                     "id": article.id,
                     "slug": article.slug,
-                }));
-            }
-            Ok::<_, BulkFailure>(results)
-        })
-        .await;
-    let results = match outcome {
-        Ok(r) => r,
-        Err(BulkFailure::Item(i, DbError::Unique { target })) => {
-            let field = if target.ends_with("slug") {
-                "slug"
-            } else {
-                "external_id"
-            };
+                })
+            })
+            .collect::<Vec<_>>(),
+        Err(BatchError::Item(ItemError {
+            key: i,
+            error: WriteError::Conflict { field, .. },
+        })) => {
             return Err(ApiError::Conflict {
                 field: Some(format!("{i}.{field}")),
                 message: format!(
@@ -389,9 +324,14 @@ pub async fn bulk(
                 ),
             });
         }
-        Err(BulkFailure::Item(_, e) | BulkFailure::Db(e)) => return Err(e.into()),
+        Err(
+            BatchError::Item(ItemError {
+                error: WriteError::Db(e),
+                ..
+            })
+            | BatchError::Db(e),
+        ) => return Err(e.into()),
     };
-    state.search().notify();
     let created = results.iter().filter(|r| r["result"] == "created").count();
     Ok(Json(json!({
         "created": created,

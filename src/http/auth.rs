@@ -86,18 +86,6 @@ impl Caller {
     pub fn role(&self) -> Option<Role> {
         self.principal.as_ref().map(|p| p.role)
     }
-    /// Create, change and delete articles.
-    pub fn require_writer(&self) -> Result<(), ApiError> {
-        match self.role() {
-            Some(r) if r >= Role::Editor => Ok(()),
-            Some(_) => Err(ApiError::Forbidden(
-                "editing articles needs the editor role".into(),
-            )),
-            None => Err(ApiError::Unauthorized(
-                "sign in or send an API token".into(),
-            )),
-        }
-    }
     /// Drafts and deleted articles are visible only to those who may edit them.
     pub fn can_see_drafts(&self) -> bool {
         self.role().is_some_and(|r| r >= Role::Editor)

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::data_dir::DataDir;
-use crate::db::{backups, migrations};
+use crate::db::{backups, inspect, migrations};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -225,31 +225,6 @@ fn check_disk(config: &Config, data_dir: &DataDir, f: &mut Findings) {
     }
 }
 
-fn rows(conn: &Connection, sql: &str) -> Result<Vec<String>, rusqlite::Error> {
-    let mut stmt = conn.prepare(sql)?;
-    let out = stmt
-        .query_map([], |r| {
-            let n = r.as_ref().column_count();
-            let cols: Vec<String> = (0..n)
-                .map(|i| match r.get_ref(i) {
-                    Ok(v) => match v {
-                        rusqlite::types::ValueRef::Null => "NULL".to_string(),
-                        rusqlite::types::ValueRef::Integer(i) => i.to_string(),
-                        rusqlite::types::ValueRef::Real(x) => x.to_string(),
-                        rusqlite::types::ValueRef::Text(t) => {
-                            String::from_utf8_lossy(t).into_owned()
-                        }
-                        rusqlite::types::ValueRef::Blob(_) => "<blob>".into(),
-                    },
-                    Err(_) => "?".into(),
-                })
-                .collect();
-            Ok(cols.join(" "))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(out)
-}
-
 fn check_integrity(conn: &Connection, f: &mut Findings) {
     match crate::db::damage(conn, true, 20) {
         Ok(r) if r.is_empty() => f.add("integrity", Level::Ok, "integrity_check: ok"),
@@ -267,7 +242,7 @@ fn check_integrity(conn: &Connection, f: &mut Findings) {
             format!("integrity_check failed: {e}"),
         ),
     }
-    match rows(conn, "PRAGMA foreign_key_check") {
+    match inspect::foreign_key_violations(conn) {
         Ok(r) if r.is_empty() => f.add("foreign_keys", Level::Ok, "foreign_key_check: ok"),
         Ok(r) => f.add(
             "foreign_keys",
@@ -320,43 +295,16 @@ fn check_migrations(conn: &Connection, f: &mut Findings) {
     }
 }
 
-/// Every table, index, trigger and view (SQL text normalised) and every table's columns.
-fn schema_of(conn: &Connection) -> Result<BTreeMap<String, String>, rusqlite::Error> {
-    let mut out = BTreeMap::new();
-    let mut stmt = conn.prepare(
-        "SELECT type, name, coalesce(sql, '') FROM sqlite_schema
-         WHERE name NOT LIKE 'sqlite_%' AND name != 'refinery_schema_history' ORDER BY name",
-    )?;
-    let items: Vec<(String, String, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
-    for (kind, name, sql) in items {
-        let sql: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
-        if kind == "table" {
-            let cols = rows(
-                conn,
-                &format!(
-                    "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info('{}')",
-                    name.replace('\'', "''")
-                ),
-            )?;
-            out.insert(format!("table {name} columns"), cols.join(", "));
-        }
-        out.insert(format!("{kind} {name}"), sql);
-    }
-    Ok(out)
-}
-
 /// Compare the live schema with the one the embedded migrations produce (up to the
 /// database's own version, so a pending migration is not called drift).
 fn check_schema(conn: &Connection, f: &mut Findings) {
     let expected = (|| -> Result<BTreeMap<String, String>, String> {
-        let version = crate::backup::schema_version(conn).map_err(|e| e.to_string())?;
+        let version = inspect::schema_version(conn).map_err(|e| e.to_string())?;
         let mut scratch = Connection::open_in_memory().map_err(|e| e.to_string())?;
         migrations::migrate_to(&mut scratch, version).map_err(|e| e.to_string())?;
-        schema_of(&scratch).map_err(|e| e.to_string())
+        inspect::schema_of(&scratch).map_err(|e| e.to_string())
     })();
-    let (expected, live) = match (expected, schema_of(conn)) {
+    let (expected, live) = match (expected, inspect::schema_of(conn)) {
         (Ok(e), Ok(l)) => (e, l),
         (Err(e), _) => {
             return f.add(

@@ -83,15 +83,8 @@ async fn check_read(state: &AppState) -> (Status, String) {
     }
     let res = state
         .db()
-        .read(|c| {
-            // Reads a real row, so the pages of a real table are touched.
-            let id: String = c.query_row(
-                "SELECT value FROM app_meta WHERE key = 'instance_id'",
-                [],
-                |r| r.get(0),
-            )?;
-            Ok(id)
-        })
+        // Reads a real row, so the pages of a real table are touched.
+        .read(crate::db::inspect::instance_id)
         .await;
     match res {
         Ok(_) => (

@@ -91,7 +91,7 @@ fn scrub_piece(p: &str) -> String {
     {
         return "[email]".into();
     }
-    if p.starts_with(crate::auth::TOKEN_PREFIX) {
+    if p.starts_with(crate::domain::TOKEN_PREFIX) {
         return "[token]".into();
     }
     let hexish = p.chars().filter(char::is_ascii_hexdigit).count();
