@@ -1,7 +1,7 @@
 //! Who people are and what they may do, without HTTP: roles, email and password rules,
 //! argon2id hashing, random secrets (session ids, API tokens, reset links, the setup
 //! token) and their storage form. Storage is in `crate::db::users`, the HTTP side
-//! (cookies, CSRF, rate limits, the per-route access table) in `crate::http::auth`.
+//! (cookies, CSRF, rate limits, the per-route access table) in `crate::http` (`access`, `sessions`, `account`, `tokens`).
 
 pub mod audit;
 pub mod common_passwords;

@@ -181,7 +181,7 @@ pub async fn index_verify(State(state): State<AppState>) -> Result<Json<Value>, 
 
 pub async fn index_rebuild(
     State(state): State<AppState>,
-    axum::Extension(caller): axum::Extension<super::auth::Caller>,
+    caller: super::caller::Caller,
 ) -> Result<Json<Value>, ApiError> {
     use crate::db::audit::Outcome;
     let started = std::time::Instant::now();
@@ -194,7 +194,7 @@ pub async fn index_rebuild(
             .event("index.rebuild", Outcome::Failure)
             .details(json!({"error": e.to_string()})),
     };
-    super::auth::audit(&state, event).await;
+    super::access::audit(&state, event).await;
     let docs =
         rebuilt.map_err(|e| ApiError::Internal(anyhow::anyhow!("index rebuild failed: {e}")))?;
     Ok(Json(json!({

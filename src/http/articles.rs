@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::auth::Caller;
+use super::caller::Caller;
 use super::{ApiError, FieldError};
 use crate::articles::{Article, NewArticle, Status};
 use crate::catalog::{self, BatchError, Catalog, ItemError, WriteError};

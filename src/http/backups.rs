@@ -97,7 +97,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
 /// already running. Progress and the result show in `GET /api/admin/backups`.
 pub async fn create(
     State(state): State<AppState>,
-    axum::Extension(caller): axum::Extension<super::auth::Caller>,
+    caller: super::caller::Caller,
 ) -> Result<Response, ApiError> {
     let lock = runner::acquire(&state).await?;
     let started_at = OffsetDateTime::now_utc();

@@ -2,16 +2,20 @@
 //! named by the matched route, panic catcher, timeout, body limit, JSON errors) and the
 //! handlers, one file per resource. Business rules live in the domain modules, not here.
 
+pub mod access;
+pub mod account;
 pub mod admin;
 pub mod articles;
-pub mod auth;
 pub mod backups;
+pub mod caller;
 pub mod error;
 pub mod health;
 pub mod json;
 pub mod limits;
 pub mod search;
+pub mod sessions;
 pub mod token_cache;
+pub mod tokens;
 pub mod ui;
 pub mod users;
 
@@ -31,8 +35,8 @@ use tower_http::trace::TraceLayer;
 use tracing::{Level, Span};
 
 use crate::state::AppState;
-use auth::{Access, RouteSpec};
 use axum::routing::MethodRouter;
+use caller::{Access, RouteSpec};
 pub use error::{ApiError, FieldError};
 use limits::Tier;
 
@@ -148,16 +152,16 @@ fn routes() -> Vec<Entry> {
         r(Method::GET,     "/admin/",                                 Public,     General,   get(ui::index).layer(CompressionLayer::new())),
         r(Method::GET,     "/admin/{*path}",                          Public,     General,   get(ui::asset).layer(CompressionLayer::new())),
         // Sign-in and account.
-        r(Method::POST,    "/api/auth/login",                         Public,     Auth,      post(auth::login)),
-        r(Method::POST,    "/api/auth/logout",                        Viewer,     General,   post(auth::logout)),
-        r(Method::GET,     "/api/auth/me",                            Viewer,     General,   get(auth::me)),
-        r(Method::GET,     "/api/auth/setup",                         Public,     General,   get(auth::setup_status)),
-        r(Method::POST,    "/api/auth/setup",                         Public,     Auth,      post(auth::setup)),
-        r(Method::POST,    "/api/auth/password",                      Viewer,     Auth,      post(auth::change_password)),
-        r(Method::POST,    "/api/auth/reset-password",                Public,     Auth,      post(auth::reset_password)),
-        r(Method::GET,     "/api/auth/tokens",                        Viewer,     General,   get(auth::list_tokens)),
-        r(Method::POST,    "/api/auth/tokens",                        Viewer,     General,   post(auth::create_token)),
-        r(Method::DELETE,  "/api/auth/tokens/{id}",                   Viewer,     General,   delete(auth::revoke_token)),
+        r(Method::POST,    "/api/auth/login",                         Public,     Auth,      post(sessions::login)),
+        r(Method::POST,    "/api/auth/logout",                        Viewer,     General,   post(sessions::logout)),
+        r(Method::GET,     "/api/auth/me",                            Viewer,     General,   get(sessions::me)),
+        r(Method::GET,     "/api/auth/setup",                         Public,     General,   get(account::setup_status)),
+        r(Method::POST,    "/api/auth/setup",                         Public,     Auth,      post(account::setup)),
+        r(Method::POST,    "/api/auth/password",                      Viewer,     Auth,      post(account::change_password)),
+        r(Method::POST,    "/api/auth/reset-password",                Public,     Auth,      post(account::reset_password)),
+        r(Method::GET,     "/api/auth/tokens",                        Viewer,     General,   get(tokens::list_tokens)),
+        r(Method::POST,    "/api/auth/tokens",                        Viewer,     General,   post(tokens::create_token)),
+        r(Method::DELETE,  "/api/auth/tokens/{id}",                   Viewer,     General,   delete(tokens::revoke_token)),
         // Articles and search.
         r(Method::GET,     "/api/articles",                           PublicRead, General,   get(articles::list)),
         r(Method::POST,    "/api/articles",                           Editor,     General,   post(articles::create)),
@@ -292,7 +296,7 @@ pub fn router(state: AppState) -> Router {
         let path = spec.path;
         let mr = mr.route_layer(axum::middleware::from_fn_with_state(
             (state.clone(), spec),
-            auth::authorize,
+            access::authorize,
         ));
         if path == "/api/articles/bulk" {
             bulk = bulk.route(path, mr);

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use rustc_hash::FxHashMap;
 use time::{Duration, OffsetDateTime};
 
-use super::auth::Principal;
+use super::caller::Principal;
 
 /// Most tokens remembered; beyond that the cache starts over.
 const MAX_ENTRIES: usize = 10_000;
@@ -113,7 +113,7 @@ mod tests {
     use super::*;
     use crate::auth::Role;
     use crate::db::users::User;
-    use crate::http::auth::Via;
+    use crate::http::caller::Via;
 
     fn principal() -> Principal {
         Principal {

@@ -2,15 +2,17 @@
 //! list, create and change users, issue password-reset links, read the audit log.
 //! The rules (last admin, audit entries) are in `crate::auth::ops`.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
-use super::auth::{Caller, clean_name, hash};
+use super::account::clean_name;
+use super::caller::Caller;
+use super::sessions::hash;
 use crate::auth::ops::{self, NewUser};
 use crate::auth::{self, Role};
 use crate::db::audit;
@@ -48,7 +50,7 @@ pub struct NewUserBody {
 
 pub async fn create(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     headers: axum::http::HeaderMap,
     super::json::Json(body): super::json::Json<NewUserBody>,
 ) -> Result<Response, ApiError> {
@@ -110,7 +112,7 @@ pub struct PatchBody {
 
 pub async fn patch(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     Path(id): Path<i64>,
     super::json::Json(body): super::json::Json<PatchBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -137,7 +139,7 @@ pub async fn patch(
 /// `POST /api/admin/users/{id}/reset-link`: a one-time link to set a new password.
 pub async fn reset_link(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     headers: axum::http::HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
