@@ -6,6 +6,7 @@
 //! together ([`job::run`]); the server runs it from `ops::backups`. Nothing here serves
 //! HTTP or parses arguments.
 
+mod index_files;
 pub mod job;
 pub mod restore;
 pub mod retention;

@@ -17,6 +17,7 @@ use crate::shutdown::shutdown_signal;
 use crate::telemetry;
 
 mod articles;
+mod audit;
 mod backup;
 mod cleanup;
 mod errors;
@@ -71,7 +72,7 @@ pub enum Command {
     Token(users::TokenArgs),
     /// Read the audit log of security-relevant events.
     #[command(arg_required_else_help = true)]
-    Audit(users::AuditArgs),
+    Audit(audit::AuditArgs),
     /// Housekeeping: dry run by default; --apply removes what is past retention (after
     /// a verified backup), runs PRAGMA optimize and, with the server stopped, VACUUM.
     Cleanup(cleanup::CleanupArgs),
@@ -251,7 +252,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restore(args) => backup::run_restore(&config, args).await,
         Command::User(args) => users::run_user(&config, args).await,
         Command::Token(args) => users::run_token(&config, args).await,
-        Command::Audit(args) => users::run_audit(&config, args).await,
+        Command::Audit(args) => audit::run_audit(&config, args).await,
         Command::Cleanup(args) => cleanup::run_cleanup(&config, args).await,
         Command::Errors(args) => errors::run_errors(&config, args).await,
         Command::Doctor { json } => doctor(config, *json).await,

@@ -13,12 +13,14 @@ pub mod articles;
 pub mod audit;
 pub mod auth_epoch;
 pub mod backups;
+mod checkpoint;
 pub mod cleanup;
 pub mod error;
 pub mod errors;
 pub mod inspect;
 pub mod ledger;
 pub mod migrations;
+pub mod outbox;
 pub mod snapshot;
 pub mod users;
 mod writer;
@@ -32,6 +34,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use crate::config::{DatabaseConfig, Synchronous};
+pub use checkpoint::{Checkpoint, CheckpointResult};
 pub use error::DbError;
 
 /// Handle to the database; cheap to clone.
@@ -50,23 +53,6 @@ struct Inner {
     config: DatabaseConfig,
     /// Announces and notices changes of users and API tokens across processes.
     auth: Arc<auth_epoch::AuthEpoch>,
-}
-
-/// How [`Db::checkpoint`] runs (`PRAGMA wal_checkpoint(MODE)`).
-#[derive(Debug, Clone, Copy)]
-pub enum Checkpoint {
-    /// Copies what it can without waiting for anyone; never blocks writers.
-    Passive,
-    /// Waits for readers and writers, copies everything and truncates the WAL to 0 bytes.
-    Truncate,
-}
-
-/// Result of a checkpoint: frames in the WAL and frames copied into the database.
-#[derive(Debug, Clone, Copy)]
-pub struct CheckpointResult {
-    pub busy: bool,
-    pub wal_frames: i64,
-    pub checkpointed_frames: i64,
 }
 
 impl Db {
@@ -298,65 +284,6 @@ impl Db {
         .await
     }
 
-    /// Checkpoint the WAL on the writer connection.
-    pub async fn checkpoint(&self, mode: Checkpoint) -> Result<CheckpointResult, DbError> {
-        self.with_writer(move |conn| run_checkpoint(conn, mode))
-            .await
-    }
-
-    /// Start the background checkpointer: a connection of its own runs a PASSIVE
-    /// checkpoint every `database.checkpoint_interval_ms`, so the WAL stays bounded
-    /// without ever blocking the writer. Stops when `stop` turns true.
-    pub fn spawn_checkpointer(
-        &self,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-    ) -> tokio::task::JoinHandle<()> {
-        let db = self.clone();
-        tokio::spawn(async move {
-            let interval = Duration::from_millis(db.inner.config.checkpoint_interval_ms);
-            let path = db.inner.path.clone();
-            let config = db.inner.config.clone();
-            let conn = match blocking(move || {
-                let c = Connection::open_with_flags(
-                    &path,
-                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?;
-                apply_common_pragmas(&c, &config)?;
-                Ok::<_, DbError>(c)
-            })
-            .await
-            {
-                Ok(c) => Arc::new(std::sync::Mutex::new(c)),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot open the checkpoint connection; WAL checkpoints will only run at shutdown");
-                    return;
-                }
-            };
-            loop {
-                tokio::select! {
-                    () = crate::shutdown::stopped(&mut stop) => break,
-                    _ = tokio::time::sleep(interval) => {}
-                }
-                let conn = conn.clone();
-                let res = blocking(move || {
-                    let guard = conn
-                        .lock()
-                        .map_err(|_| DbError::Other("checkpoint connection poisoned".into()))?;
-                    run_checkpoint(&guard, Checkpoint::Passive)
-                })
-                .await;
-                match res {
-                    Ok(r) => tracing::trace!(
-                        wal_frames = r.wal_frames,
-                        copied = r.checkpointed_frames,
-                        "checkpoint"
-                    ),
-                    Err(e) => tracing::warn!(error = %e, "background WAL checkpoint failed"),
-                }
-            }
-        })
-    }
-
     /// The current generation of users and API tokens (see [`auth_epoch`]): what was
     /// verified in another generation must be looked up again. `None`: trust nothing.
     pub fn auth_generation(&self) -> Option<u64> {
@@ -389,34 +316,12 @@ impl Db {
             }
         })
     }
-
-    /// Final step of a clean shutdown: checkpoint everything and truncate the WAL, so
-    /// the database file alone is complete.
-    pub async fn close(&self) -> Result<(), DbError> {
-        let r = self.checkpoint(Checkpoint::Truncate).await?;
-        if r.busy {
-            tracing::warn!("final checkpoint could not complete: a reader is still active");
-        }
-        Ok(())
-    }
 }
 
-fn run_checkpoint(conn: &Connection, mode: Checkpoint) -> Result<CheckpointResult, DbError> {
-    let sql = match mode {
-        Checkpoint::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
-        Checkpoint::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
-    };
-    let r = conn.query_row(sql, [], |r| {
-        Ok(CheckpointResult {
-            busy: r.get::<_, i64>(0)? != 0,
-            wal_frames: r.get(1)?,
-            checkpointed_frames: r.get(2)?,
-        })
-    })?;
-    Ok(r)
-}
-
-fn apply_common_pragmas(conn: &Connection, config: &DatabaseConfig) -> rusqlite::Result<()> {
+pub(crate) fn apply_common_pragmas(
+    conn: &Connection,
+    config: &DatabaseConfig,
+) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_millis(config.busy_timeout_ms))?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
@@ -504,7 +409,7 @@ fn file_identity(path: &Path) -> Result<(u64, u64), DbError> {
 }
 
 /// Run blocking SQLite work on tokio's blocking pool.
-async fn blocking<T, E, F>(f: F) -> Result<T, E>
+pub(crate) async fn blocking<T, E, F>(f: F) -> Result<T, E>
 where
     T: Send + 'static,
     E: From<DbError> + Send + 'static,

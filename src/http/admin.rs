@@ -11,7 +11,7 @@ use crate::db::articles as store;
 use crate::state::AppState;
 
 pub async fn index_status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let backlog = state.db().read(store::outbox_backlog).await?;
+    let backlog = state.db().read(crate::db::outbox::outbox_backlog).await?;
     Ok(Json(index_facts(&state, backlog)))
 }
 
@@ -42,7 +42,7 @@ pub async fn overview(State(state): State<AppState>) -> Result<Json<Value>, ApiE
         .read(|c| {
             Ok((
                 store::counts(c)?,
-                store::outbox_backlog(c)?,
+                crate::db::outbox::outbox_backlog(c)?,
                 crate::db::backups::last_run(c)?,
                 crate::db::backups::last_success(c)?,
                 crate::db::errors::list(

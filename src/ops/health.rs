@@ -13,6 +13,10 @@ use serde::Serialize;
 use crate::db::migrations;
 use crate::state::AppState;
 
+/// Checks whose failure means the process is stuck and a restart can cure it: the
+/// watchdog withholds its ping, and the `health_check` alert fires.
+pub const RESTART_WORTHY: [&str; 3] = ["database_read", "database_write", "search_index"];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -186,7 +190,7 @@ async fn check_search(state: &AppState) -> (Status, String) {
         Err(e) => return (Status::Failing, e),
     };
     let lag_limit = state.search().config().max_lag_secs;
-    match state.db().read(crate::db::articles::outbox_backlog).await {
+    match state.db().read(crate::db::outbox::outbox_backlog).await {
         Ok((0, _)) => (Status::Ok, detail),
         Ok((n, Some(oldest))) => {
             let age = time::OffsetDateTime::parse(

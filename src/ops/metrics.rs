@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics::gauge;
 
-use crate::db::{articles as store, backups};
+use crate::db::backups;
 use crate::state::AppState;
 
 /// The router of the metrics listener: `GET /metrics`.
@@ -56,7 +56,7 @@ pub async fn render(state: &AppState) -> String {
         .db()
         .read(|c| {
             Ok((
-                store::outbox_backlog(c)?,
+                crate::db::outbox::outbox_backlog(c)?,
                 backups::last_run(c)?,
                 backups::last_success(c)?,
             ))

@@ -18,8 +18,7 @@ use tokio::task::JoinHandle;
 use super::health::{Report, Status, deep_checks};
 use crate::state::AppState;
 
-/// Checks whose failure means the process is stuck and systemd should restart it.
-pub const RESTART_WORTHY: [&str; 3] = ["database_read", "database_write", "search_index"];
+pub use super::health::RESTART_WORTHY;
 
 /// How often STATUS= is refreshed when systemd listens but has no watchdog configured.
 const STATUS_INTERVAL: Duration = Duration::from_secs(15);

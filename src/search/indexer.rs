@@ -19,7 +19,6 @@ use tokio::task::JoinHandle;
 use super::handle::{IndexHandle, commit_with_seq};
 use super::schema::{document, searchable};
 use super::{Search, SearchError};
-use crate::db::articles as store;
 
 pub fn spawn(
     search: Arc<Search>,
@@ -80,7 +79,7 @@ impl Search {
     /// not commit itself, so callers cannot force a commit per request. Returns whether
     /// the index caught up in time.
     pub async fn catch_up(&self, limit: std::time::Duration) -> Result<bool, SearchError> {
-        let target = self.db.read(store::outbox_high_water).await?;
+        let target = self.db.read(crate::db::outbox::outbox_high_water).await?;
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             // Registered before the check, so a commit in between is not missed.
@@ -145,7 +144,7 @@ impl Search {
             // Outbox rows and the articles' current state from one snapshot.
             let batch = self
                 .db
-                .read(move |c| store::outbox_batch(c, after, limit))
+                .read(move |c| crate::db::outbox::outbox_batch(c, after, limit))
                 .await?;
             let (Some(max_seq), n, docs) = (batch.max_seq, batch.rows, batch.articles) else {
                 break;
@@ -215,7 +214,7 @@ impl Search {
             .record((committed - fed).as_secs_f64());
         // Only now, with the index durable, may the outbox rows go.
         self.db
-            .write(move |tx| store::outbox_delete_through(tx, fed_through))
+            .write(move |tx| crate::db::outbox::outbox_delete_through(tx, fed_through))
             .await?;
         tracing::debug!(
             rows = total,

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::Serialize;
 
 use crate::config::SearchConfig;
-use crate::db::{Db, DbError, articles as store};
+use crate::db::{Db, DbError};
 
 /// Title matches count this many times a body match, so they rank first.
 const TITLE_BOOST: f32 = 3.0;
@@ -248,7 +248,7 @@ impl Search {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(handle);
         self.committed.notify_waiters();
         self.db
-            .write(move |tx| store::outbox_delete_through(tx, seq))
+            .write(move |tx| crate::db::outbox::outbox_delete_through(tx, seq))
             .await?;
         self.set_last_error(None);
         self.set_last_commit();

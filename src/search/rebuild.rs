@@ -52,7 +52,7 @@ pub fn compare_ids(
         }
         Ok(())
     })?;
-    let pending: BTreeSet<i64> = store::outbox_after(&tx, 0, u32::MAX)?
+    let pending: BTreeSet<i64> = crate::db::outbox::outbox_after(&tx, 0, u32::MAX)?
         .into_iter()
         .map(|r| r.article_id)
         .collect();
@@ -112,7 +112,7 @@ pub(super) async fn build_fresh(
         .read(move |c| {
             // One snapshot: the articles and the outbox high-water mark agree.
             let tx = c.unchecked_transaction()?;
-            let seq = store::outbox_high_water(&tx)?;
+            let seq = crate::db::outbox::outbox_high_water(&tx)?;
             let total = store::count_live(&tx)?;
             let mut done = 0u64;
             let mut err = None;
@@ -178,7 +178,7 @@ pub async fn rebuild_offline(
 ) -> Result<u64, SearchError> {
     let (h, _commit_guard) = build_fresh(data_dir, config, db, progress).await?;
     let seq = h.applied_seq();
-    db.write(move |tx| store::outbox_delete_through(tx, seq))
+    db.write(move |tx| crate::db::outbox::outbox_delete_through(tx, seq))
         .await?;
     Ok(h.num_docs())
 }

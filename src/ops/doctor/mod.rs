@@ -2,16 +2,19 @@
 //! the server running or stopped. Each check answers ok / warn / fail with what to do.
 //! Only read-only connections are opened; nothing is written, locked or repaired.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use rusqlite::Connection;
 use serde::Serialize;
 
+mod database;
+
+use database::{check_integrity, check_migrations, check_schema};
+
 use crate::config::Config;
 use crate::data_dir::DataDir;
-use crate::db::{backups, inspect, migrations};
+use crate::db::backups;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -222,133 +225,6 @@ fn check_disk(config: &Config, data_dir: &DataDir, f: &mut Findings) {
         );
     } else {
         f.add("disk", Level::Ok, format!("{mib} MiB free{inode_text}"));
-    }
-}
-
-fn check_integrity(conn: &Connection, f: &mut Findings) {
-    match crate::db::damage(conn, true, 20) {
-        Ok(r) if r.is_empty() => f.add("integrity", Level::Ok, "integrity_check: ok"),
-        Ok(r) => f.add(
-            "integrity",
-            Level::Fail,
-            format!(
-                "integrity_check: {}; stop the server and restore the newest verified backup",
-                r.join("; ")
-            ),
-        ),
-        Err(e) => f.add(
-            "integrity",
-            Level::Fail,
-            format!("integrity_check failed: {e}"),
-        ),
-    }
-    match inspect::foreign_key_violations(conn) {
-        Ok(r) if r.is_empty() => f.add("foreign_keys", Level::Ok, "foreign_key_check: ok"),
-        Ok(r) => f.add(
-            "foreign_keys",
-            Level::Fail,
-            format!(
-                "{} row(s) point at missing rows (table rowid parent fk): {}",
-                r.len(),
-                r.iter().take(10).cloned().collect::<Vec<_>>().join("; ")
-            ),
-        ),
-        Err(e) => f.add(
-            "foreign_keys",
-            Level::Fail,
-            format!("foreign_key_check failed: {e}"),
-        ),
-    }
-}
-
-fn check_migrations(conn: &Connection, f: &mut Findings) {
-    match migrations::status(conn) {
-        Ok(st) => {
-            let problems = st.problems();
-            if !problems.is_empty() {
-                let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
-                f.add("migrations", Level::Fail, text.join("; "));
-            } else if !st.is_current() {
-                f.add(
-                    "migrations",
-                    Level::Warn,
-                    format!(
-                        "{} pending (schema at V{}, binary at V{}); the next start applies them",
-                        st.pending().len(),
-                        st.current_version(),
-                        st.target_version()
-                    ),
-                );
-            } else {
-                f.add(
-                    "migrations",
-                    Level::Ok,
-                    format!("schema at V{}, as the binary expects", st.current_version()),
-                );
-            }
-        }
-        Err(e) => f.add(
-            "migrations",
-            Level::Fail,
-            format!("cannot read the history: {e}"),
-        ),
-    }
-}
-
-/// Compare the live schema with the one the embedded migrations produce (up to the
-/// database's own version, so a pending migration is not called drift).
-fn check_schema(conn: &Connection, f: &mut Findings) {
-    let expected = (|| -> Result<BTreeMap<String, String>, String> {
-        let version = inspect::schema_version(conn).map_err(|e| e.to_string())?;
-        let mut scratch = Connection::open_in_memory().map_err(|e| e.to_string())?;
-        migrations::migrate_to(&mut scratch, version).map_err(|e| e.to_string())?;
-        inspect::schema_of(&scratch).map_err(|e| e.to_string())
-    })();
-    let (expected, live) = match (expected, inspect::schema_of(conn)) {
-        (Ok(e), Ok(l)) => (e, l),
-        (Err(e), _) => {
-            return f.add(
-                "schema",
-                Level::Warn,
-                format!("cannot build the reference schema: {e}"),
-            );
-        }
-        (_, Err(e)) => {
-            return f.add(
-                "schema",
-                Level::Fail,
-                format!("cannot read the schema: {e}"),
-            );
-        }
-    };
-    let mut drift = Vec::new();
-    for (k, v) in &expected {
-        match live.get(k) {
-            None => drift.push(format!("missing {k}")),
-            Some(l) if l != v => drift.push(format!("{k} differs")),
-            Some(_) => {}
-        }
-    }
-    for k in live.keys() {
-        if !expected.contains_key(k) {
-            drift.push(format!("extra {k}"));
-        }
-    }
-    if drift.is_empty() {
-        f.add(
-            "schema",
-            Level::Ok,
-            format!("{} objects as the migrations define them", expected.len()),
-        );
-    } else {
-        f.add(
-            "schema",
-            Level::Fail,
-            format!(
-                "the schema differs from what the migrations produce ({}); it was changed by hand: restore a backup or recreate what is missing",
-                drift.join("; ")
-            ),
-        );
     }
 }
 
