@@ -103,7 +103,7 @@ impl<'a> Catalog<'a> {
     }
 
     /// Create, or update the article with the same `external_id`.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn upsert(&self, new: NewArticle) -> Result<(Article, Upserted), WriteError> {
         let (slug, ext) = (new.slug.clone(), new.external_id.clone());
         let now = crate::clock::now();
@@ -120,7 +120,7 @@ impl<'a> Catalog<'a> {
 
     /// Upsert every item in one transaction, all or nothing; `key` names an item in the
     /// error (its position in a request, its line in a file).
-    #[tracing::instrument(skip_all, fields(items = items.len()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(items = items.len()))]
     pub async fn upsert_all(
         &self,
         items: Vec<(usize, NewArticle)>,
@@ -149,7 +149,7 @@ impl<'a> Catalog<'a> {
     }
 
     /// Change an article; None when there is none by that key.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn update(
         &self,
         key: ArticleKey,
@@ -170,7 +170,7 @@ impl<'a> Catalog<'a> {
 
     /// Soft-delete an article, or remove it for good with `purge`; false when there is
     /// none by that key.
-    #[tracing::instrument(skip_all, fields(purge))]
+    #[tracing::instrument(level = "debug", skip_all, fields(purge))]
     pub async fn delete(&self, key: ArticleKey, purge: bool) -> Result<bool, WriteError> {
         let now = crate::clock::now();
         let res = self
@@ -190,7 +190,7 @@ impl<'a> Catalog<'a> {
     }
 
     /// Undo a soft delete; None when there is no deleted article by that key.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn restore(&self, key: ArticleKey) -> Result<Option<Article>, WriteError> {
         let now = crate::clock::now();
         let res = self

@@ -53,6 +53,7 @@ pub(super) fn from_row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Article> {
     })
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn get(conn: &Connection, key: &ArticleKey) -> Result<Option<Article>, DbError> {
     let (sql, arg): (String, &dyn ToSql) = match key {
         ArticleKey::Id(id) => (format!("SELECT {COLUMNS} FROM articles WHERE id = ?1"), id),
@@ -64,6 +65,7 @@ pub fn get(conn: &Connection, key: &ArticleKey) -> Result<Option<Article>, DbErr
         .optional()?)
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn get_by_id(conn: &Connection, id: i64) -> Result<Option<Article>, DbError> {
     get(conn, &ArticleKey::Id(id))
 }
@@ -131,6 +133,7 @@ pub enum Upserted {
 
 /// Create an article; when `external_id` names an existing one (even soft-deleted),
 /// replace its fields instead (and undelete it), so a retried ingest never duplicates.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn upsert(
     conn: &Connection,
     new: &NewArticle,
@@ -225,6 +228,7 @@ fn published_at(old: &Article, status: Status, now: &str) -> Option<String> {
 }
 
 /// Apply a patch to a live (not soft-deleted) article; `None` when there is none.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn update(
     conn: &Connection,
     key: &ArticleKey,
@@ -260,6 +264,7 @@ pub fn update(
 }
 
 /// Soft delete: the row stays (for restore and `cleanup`), readers and search lose it.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn soft_delete(conn: &Connection, key: &ArticleKey, now: &str) -> Result<bool, DbError> {
     let Some(a) = get(conn, key)?.filter(|a| a.deleted_at.is_none()) else {
         return Ok(false);
@@ -271,6 +276,7 @@ pub fn soft_delete(conn: &Connection, key: &ArticleKey, now: &str) -> Result<boo
 }
 
 /// Undo a soft delete.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn restore(conn: &Connection, key: &ArticleKey, now: &str) -> Result<Option<Article>, DbError> {
     let Some(a) = get(conn, key)?.filter(|a| a.deleted_at.is_some()) else {
         return Ok(None);
@@ -282,6 +288,7 @@ pub fn restore(conn: &Connection, key: &ArticleKey, now: &str) -> Result<Option<
 }
 
 /// Hard delete (live or soft-deleted); tags go with it.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn purge(conn: &Connection, key: &ArticleKey, now: &str) -> Result<bool, DbError> {
     let Some(a) = get(conn, key)? else {
         return Ok(false);
@@ -308,6 +315,7 @@ pub struct ListFilter {
 /// Newest first (by id, which never changes), so pages stay stable while articles are
 /// added: a new article has a higher id and lands before page one, never inside a page.
 /// Returns the page and the cursor of the next one.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn list(conn: &Connection, f: &ListFilter) -> Result<(Vec<Article>, Option<i64>), DbError> {
     let mut sql = format!("SELECT {COLUMNS} FROM articles WHERE deleted_at IS NULL");
     let mut args: Vec<&dyn ToSql> = Vec::new();
@@ -352,6 +360,7 @@ pub fn list(conn: &Connection, f: &ListFilter) -> Result<(Vec<Article>, Option<i
 }
 
 /// Every live article, in id order, for export and index rebuilds.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn for_each_live(
     conn: &Connection,
     mut f: impl FnMut(Article) -> Result<(), DbError>,
@@ -374,6 +383,7 @@ pub struct Counts {
     pub deleted: u64,
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn counts(conn: &Connection) -> Result<Counts, DbError> {
     let mut stmt = conn.prepare_cached(
         "SELECT deleted_at IS NOT NULL, status, count(*) FROM articles GROUP BY 1, 2",
@@ -393,6 +403,7 @@ pub fn counts(conn: &Connection) -> Result<Counts, DbError> {
     Ok(c)
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn count_live(conn: &Connection) -> Result<u64, DbError> {
     let n: i64 = conn.query_row(
         "SELECT count(*) FROM articles WHERE deleted_at IS NULL",

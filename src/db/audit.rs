@@ -76,6 +76,7 @@ pub fn cli_actor() -> String {
     format!("cli:{who}")
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn record(conn: &Connection, e: &Event) -> Result<i64, DbError> {
     let details = (!e.details.is_null()).then(|| e.details.to_string());
     conn.execute(
@@ -97,6 +98,7 @@ pub fn record(conn: &Connection, e: &Event) -> Result<i64, DbError> {
 }
 
 /// Whether this database has the audit table (an archive restored from before V4).
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn has_table(conn: &Connection) -> Result<bool, DbError> {
     Ok(conn
         .query_row(
@@ -141,6 +143,7 @@ pub struct Filter {
     pub limit: u32,
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Entry>, DbError> {
     let (action_exact, action_prefix) = match &f.action {
         Some(a) if a.ends_with('.') => (None, Some(format!("{a}%"))),

@@ -33,6 +33,7 @@ pub struct Verification {
 
 /// Whether this database has the bookkeeping tables yet (a CLI backup of a database
 /// that was never migrated to V3 has nowhere to record its run).
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn has_tables(conn: &Connection) -> Result<bool, DbError> {
     Ok(conn
         .query_row(
@@ -44,6 +45,7 @@ pub fn has_tables(conn: &Connection) -> Result<bool, DbError> {
         .is_some())
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn record_run(conn: &Connection, run: &Run) -> Result<(), DbError> {
     conn.execute(
         "INSERT INTO backup_runs (name, trigger, started_at, duration_ms, size_bytes, source_bytes, ok, error)
@@ -62,6 +64,7 @@ pub fn record_run(conn: &Connection, run: &Run) -> Result<(), DbError> {
     Ok(())
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn record_verification(
     conn: &Connection,
     name: &str,
@@ -93,6 +96,7 @@ const RUN_COLUMNS: &str =
     "name, trigger, started_at, duration_ms, size_bytes, source_bytes, ok, error";
 
 /// The most recent attempt, successful or not.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn last_run(conn: &Connection) -> Result<Option<Run>, DbError> {
     Ok(conn
         .query_row(
@@ -104,6 +108,7 @@ pub fn last_run(conn: &Connection) -> Result<Option<Run>, DbError> {
 }
 
 /// The most recent successful attempt.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn last_success(conn: &Connection) -> Result<Option<Run>, DbError> {
     Ok(conn
         .query_row(
@@ -115,6 +120,7 @@ pub fn last_success(conn: &Connection) -> Result<Option<Run>, DbError> {
 }
 
 /// Every recorded attempt by archive name (the newest attempt per name).
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn runs_by_name(conn: &Connection) -> Result<HashMap<String, Run>, DbError> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {RUN_COLUMNS} FROM backup_runs ORDER BY id"
@@ -128,6 +134,7 @@ pub fn runs_by_name(conn: &Connection) -> Result<HashMap<String, Run>, DbError> 
     Ok(out)
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn verifications(conn: &Connection) -> Result<HashMap<String, Verification>, DbError> {
     let mut stmt = conn.prepare("SELECT name, verified_at, ok, error FROM backup_verifications")?;
     let rows = stmt.query_map([], |r| {

@@ -28,6 +28,7 @@ pub struct CheckpointResult {
 
 impl Db {
     /// Checkpoint the WAL on the writer connection.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn checkpoint(&self, mode: Checkpoint) -> Result<CheckpointResult, DbError> {
         self.with_writer(move |conn| run_checkpoint(conn, mode))
             .await
@@ -88,6 +89,7 @@ impl Db {
 
     /// Final step of a clean shutdown: checkpoint everything and truncate the WAL, so
     /// the database file alone is complete.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn close(&self) -> Result<(), DbError> {
         let r = self.checkpoint(Checkpoint::Truncate).await?;
         if r.busy {

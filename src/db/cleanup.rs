@@ -89,6 +89,7 @@ const ERRORS: &str = "FROM error_groups WHERE last_seen < ?1";
 const DELETED: &str = "FROM articles WHERE deleted_at IS NOT NULL AND deleted_at < ?1";
 
 /// The retention tasks (safe to run at any time): survey, or apply when `apply`.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn retention(
     conn: &Connection,
     c: &CleanupConfig,
@@ -149,6 +150,7 @@ pub fn retention(
 
 /// Soft-deleted articles past `cleanup.deleted_retention_days`: purged for good (the
 /// search index is told through the outbox, as for `DELETE ?purge=true`).
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn deleted_articles(
     conn: &Connection,
     c: &CleanupConfig,
@@ -202,6 +204,7 @@ const ORPHANS: [(&str, &str); 5] = [
 
 /// Orphaned rows per table; deleted when `fix` (audit entries keep their actor name and
 /// lose only the dangling id).
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn orphans(conn: &Connection, fix: bool) -> Result<Vec<Task>, DbError> {
     let mut tasks = Vec::new();
     for (table, from) in ORPHANS {
@@ -254,6 +257,7 @@ const DUPLICATES: [(&str, &str, &str); 4] = [
 
 /// Duplicate rows (all but the oldest of each group); removed when `remove`. Removed
 /// articles are told to the search index through the outbox.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn duplicates(conn: &Connection, remove: bool, now: &str) -> Result<Vec<Task>, DbError> {
     let mut tasks = Vec::new();
     for (name, count_sql, delete_sql) in DUPLICATES {
@@ -291,6 +295,7 @@ pub fn duplicates(conn: &Connection, remove: bool, now: &str) -> Result<Vec<Task
 }
 
 /// Free pages against the database size: (free pages, page count, page size).
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn free_pages(conn: &Connection) -> Result<(u64, u64, u64), DbError> {
     let get = |p: &str| -> Result<u64, DbError> {
         let n: i64 = conn.query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))?;
@@ -304,6 +309,7 @@ pub fn free_pages(conn: &Connection) -> Result<(u64, u64, u64), DbError> {
 }
 
 /// Whether `VACUUM` is worth it, and the task describing it.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn vacuum_task(conn: &Connection, c: &CleanupConfig) -> Result<(bool, Task), DbError> {
     let (free, pages, size) = free_pages(conn)?;
     let ratio = if pages == 0 {
@@ -329,6 +335,7 @@ pub fn vacuum_task(conn: &Connection, c: &CleanupConfig) -> Result<(bool, Task),
 
 /// Remove expired rows past retention in one go (the scheduled, safe part), then
 /// `PRAGMA optimize`. Returns what was removed.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn run_safe(
     conn: &Connection,
     c: &CleanupConfig,
@@ -341,6 +348,7 @@ pub fn run_safe(
 }
 
 /// `PRAGMA optimize` (cheap: re-analyses only what the query planner would benefit from).
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn optimize(conn: &Connection) -> Result<Task, DbError> {
     conn.execute_batch("PRAGMA optimize;")?;
     let mut t = Task::new("optimize", 0, "PRAGMA optimize (query planner statistics)");
@@ -361,6 +369,7 @@ pub fn summary(tasks: &[Task]) -> serde_json::Value {
 
 /// A command's own connection for cleanup (foreign keys on, waiting for the server's
 /// writer up to `busy_timeout`).
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn open(
     path: &std::path::Path,
     busy_timeout: std::time::Duration,
@@ -373,6 +382,7 @@ pub fn open(
 
 /// Everything `--apply` removes, in one transaction with its audit entry (made from the
 /// tasks by `audit`).
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn apply(
     conn: &mut Connection,
     c: &CleanupConfig,
@@ -392,6 +402,7 @@ pub fn apply(
 }
 
 /// `VACUUM`: rewrites the whole file (only with no server running).
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn vacuum(conn: &Connection) -> Result<(), DbError> {
     conn.execute_batch("VACUUM;")?;
     Ok(())

@@ -59,6 +59,7 @@ async fn store_batch(db: &Db, batch: Vec<ErrorEvent>) {
 }
 
 /// Upsert one event into its group.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn store(c: &Connection, e: &ErrorEvent) -> Result<(), DbError> {
     let now = crate::clock::now();
     c.execute(
@@ -112,6 +113,7 @@ pub struct Filter {
     pub offset: u32,
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn list(c: &Connection, f: &Filter) -> Result<Vec<Group>, DbError> {
     let mut stmt = c.prepare(
         "SELECT fingerprint, category, severity, component, operation, message, count, first_seen, last_seen, last_request_id

@@ -10,6 +10,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::DbError;
 
 /// Rows per user table, read in the caller's transaction.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn row_counts(conn: &Connection) -> Result<BTreeMap<String, i64>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
@@ -29,6 +30,7 @@ pub fn row_counts(conn: &Connection) -> Result<BTreeMap<String, i64>, DbError> {
 }
 
 /// Highest applied migration (0 for a database refinery never touched).
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn schema_version(conn: &Connection) -> Result<i64, DbError> {
     let has: bool = conn.query_row(
         "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = 'refinery_schema_history'",
@@ -73,11 +75,13 @@ fn rows(conn: &Connection, sql: &str) -> Result<Vec<String>, rusqlite::Error> {
 
 /// `PRAGMA foreign_key_check`: one line per row that points at a missing row
 /// (`table rowid parent fk`).
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn foreign_key_violations(conn: &Connection) -> Result<Vec<String>, rusqlite::Error> {
     rows(conn, "PRAGMA foreign_key_check")
 }
 
 /// Every table, index, trigger and view (SQL text normalised) and every table's columns.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn schema_of(conn: &Connection) -> Result<BTreeMap<String, String>, rusqlite::Error> {
     let mut out = BTreeMap::new();
     let mut stmt = conn.prepare(
@@ -105,6 +109,7 @@ pub fn schema_of(conn: &Connection) -> Result<BTreeMap<String, String>, rusqlite
 }
 
 /// The application's instance id (a real row of a real table, for the deep health check).
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn instance_id(conn: &Connection) -> Result<String, DbError> {
     Ok(conn.query_row(
         "SELECT value FROM app_meta WHERE key = 'instance_id'",
@@ -116,6 +121,7 @@ pub fn instance_id(conn: &Connection) -> Result<String, DbError> {
 /// Open a database file that must not change (an archive's copy being verified):
 /// read-write without create, because the file is in WAL mode and a read-only connection
 /// could not make the `-shm` it needs in a fresh directory; `query_only` keeps it unchanged.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn open_unchanged(path: &Path) -> Result<Connection, DbError> {
     let conn = Connection::open_with_flags(
         path,

@@ -70,6 +70,7 @@ impl Ledger {
     }
 
     /// Append an audit entry; false when there is no audit table to append to.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn audit(&self, event: Event) -> Result<bool, DbError> {
         let done = self
             .run(audit::has_table, move |c| audit::record(c, &event))
@@ -77,6 +78,7 @@ impl Ledger {
         Ok(done.is_some())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn last_backup_success(&self) -> Result<Option<Run>, DbError> {
         Ok(self
             .run(backups::has_tables, backups::last_success)
@@ -85,6 +87,7 @@ impl Ledger {
     }
 
     /// Record a backup attempt; false when the database has no bookkeeping yet.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn record_backup_run(&self, run: Run) -> Result<bool, DbError> {
         let done = self
             .run(backups::has_tables, move |c| backups::record_run(c, &run))
@@ -92,6 +95,7 @@ impl Ledger {
         Ok(done.is_some())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn record_verification(
         &self,
         name: String,
@@ -106,6 +110,7 @@ impl Ledger {
     }
 
     /// The last verification of each archive (empty without bookkeeping).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn verifications(&self) -> Result<HashMap<String, Verification>, DbError> {
         Ok(self
             .run(backups::has_tables, backups::verifications)

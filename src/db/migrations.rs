@@ -196,6 +196,7 @@ pub fn embedded() -> Vec<Embedded> {
 /// Read the history table (read-only; a database without one has applied nothing).
 /// Read by hand rather than through refinery so that a damaged row is reported, not a
 /// panic.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn applied(conn: &Connection) -> Result<Vec<Applied>, DbError> {
     let exists = conn
         .query_row(
@@ -224,6 +225,7 @@ pub fn applied(conn: &Connection) -> Result<Vec<Applied>, DbError> {
     Ok(rows)
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn status(conn: &Connection) -> Result<MigrationStatus, DbError> {
     Ok(MigrationStatus {
         embedded: embedded(),
@@ -254,6 +256,7 @@ pub struct MigrateReport {
 /// Apply pending migrations on the writer connection. Refuses on any [`Problem`]. A
 /// non-empty database is first copied with `VACUUM INTO` to
 /// `backups_dir/pre-migrate-v{from}-to-v{to}-{timestamp}.db` (temp name, fsync, rename).
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn migrate(conn: &mut Connection, backups_dir: &Path) -> Result<MigrateReport, MigrationError> {
     let st = status(conn)?;
     let problems = st.problems();
@@ -306,6 +309,7 @@ pub fn migrate(conn: &mut Connection, backups_dir: &Path) -> Result<MigrateRepor
 
 /// Apply the embedded migrations up to `version` to a fresh database (`doctor` builds
 /// its reference schema this way, in memory). No copy, no checks: for scratch databases.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn migrate_to(conn: &mut Connection, version: i64) -> Result<(), MigrationError> {
     if version <= 0 {
         return Ok(());
@@ -319,6 +323,7 @@ pub fn migrate_to(conn: &mut Connection, version: i64) -> Result<(), MigrationEr
 
 /// A consistent online copy of the database (`VACUUM INTO`), made durable: written to a
 /// temporary name, fsynced, renamed, directory fsynced.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn copy_database(conn: &Connection, dest: &Path) -> Result<(), DbError> {
     if let Some(dir) = dest.parent() {
         std::fs::create_dir_all(dir)

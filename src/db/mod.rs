@@ -58,6 +58,7 @@ struct Inner {
 impl Db {
     /// Open (creating if missing) the database: WAL mode, pragmas, `quick_check`, the
     /// writer and the reader pool. A corrupt file is [`DbError::Corrupt`].
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn open(path: &Path, config: &DatabaseConfig) -> Result<Db, DbError> {
         let path = path.to_path_buf();
         let config = config.clone();
@@ -248,6 +249,7 @@ impl Db {
 
     /// Prove that a write could start now: the writer takes a job within `timeout`,
     /// opens `BEGIN IMMEDIATE` (SQLite's write lock) and rolls back. Writes nothing.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn probe_writer(&self, timeout: Duration) -> Result<(), DbError> {
         self.exclusive(timeout, |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -261,6 +263,7 @@ impl Db {
     /// the path still names the file the server opened (not deleted or replaced), and a
     /// fresh read-only connection can read its header and schema. Pooled connections
     /// alone can keep answering from cached pages after the file was destroyed.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn check_file(&self) -> Result<(), DbError> {
         let path = self.inner.path.clone();
         let identity = self.inner.identity;
@@ -350,6 +353,7 @@ fn clamp_i64(v: u64) -> i64 {
 }
 
 /// `PRAGMA quick_check`: O(size) but without index cross-checks; a few seconds per GiB.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn quick_check(conn: &Connection) -> Result<(), DbError> {
     let problems = damage(conn, false, 5)?;
     if problems.is_empty() {
@@ -363,6 +367,7 @@ pub fn quick_check(conn: &Connection) -> Result<(), DbError> {
 
 /// What `PRAGMA integrity_check` (`full`) or `quick_check` finds, at most `max` lines;
 /// empty when the database is sound.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn damage(conn: &Connection, full: bool, max: u32) -> Result<Vec<String>, DbError> {
     let pragma = if full {
         "integrity_check"
@@ -378,6 +383,7 @@ pub fn damage(conn: &Connection, full: bool, max: u32) -> Result<Vec<String>, Db
 
 /// Open an existing database read-only for inspection (`migrate status`, `validate`),
 /// without creating it, changing its journal mode or taking the data-dir lock.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn open_read_only(path: &Path) -> Result<Connection, DbError> {
     let conn = Connection::open_with_flags(
         path,

@@ -15,6 +15,7 @@ pub struct OutboxRow {
     pub article_id: i64,
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn outbox_after(
     conn: &Connection,
     after_seq: i64,
@@ -46,6 +47,7 @@ pub struct OutboxBatch {
 }
 
 /// The outbox rows after `after_seq` (at most `limit`) and their articles, in one query.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn outbox_batch(conn: &Connection, after_seq: i64, limit: u32) -> Result<OutboxBatch, DbError> {
     // Its text is built once: this runs for every indexer batch.
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -76,6 +78,7 @@ pub fn outbox_batch(conn: &Connection, after_seq: i64, limit: u32) -> Result<Out
     Ok(batch)
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn outbox_delete_through(conn: &Connection, seq: i64) -> Result<usize, DbError> {
     Ok(conn
         .prepare_cached("DELETE FROM search_outbox WHERE seq <= ?1")?
@@ -84,6 +87,7 @@ pub fn outbox_delete_through(conn: &Connection, seq: i64) -> Result<usize, DbErr
 
 /// The highest outbox sequence ever handed out (0 if none): a rebuild from a snapshot
 /// has applied everything up to it.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn outbox_high_water(conn: &Connection) -> Result<i64, DbError> {
     Ok(conn
         .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'search_outbox'")?
@@ -93,6 +97,7 @@ pub fn outbox_high_water(conn: &Connection) -> Result<i64, DbError> {
 }
 
 /// Pending outbox rows and the time of the oldest.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn outbox_backlog(conn: &Connection) -> Result<(u64, Option<String>), DbError> {
     Ok(conn.query_row(
         "SELECT count(*), min(created_at) FROM search_outbox",

@@ -53,11 +53,13 @@ fn user_at(r: &Row<'_>, base: usize) -> rusqlite::Result<User> {
     })
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn count(conn: &Connection) -> Result<i64, DbError> {
     Ok(conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
 }
 
 /// Enabled admins other than `except` (to refuse removing the last one).
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn other_enabled_admins(conn: &Connection, except: i64) -> Result<i64, DbError> {
     Ok(conn.query_row(
         "SELECT count(*) FROM users WHERE role = 'admin' AND disabled = 0 AND id != ?1",
@@ -67,6 +69,7 @@ pub fn other_enabled_admins(conn: &Connection, except: i64) -> Result<i64, DbErr
 }
 
 /// Create a user; a taken email (any case) is [`DbError::Unique`] on `users.email`.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn create(
     conn: &Connection,
     email: &str,
@@ -83,6 +86,7 @@ pub fn create(
     get(conn, conn.last_insert_rowid())?.ok_or_else(|| DbError::Other("user vanished".into()))
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn get(conn: &Connection, id: i64) -> Result<Option<User>, DbError> {
     // Cached: every token-authenticated request reads its user.
     Ok(conn
@@ -91,6 +95,7 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<User>, DbError> {
         .optional()?)
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn by_email(conn: &Connection, email: &str) -> Result<Option<User>, DbError> {
     Ok(conn
         .query_row(
@@ -102,6 +107,7 @@ pub fn by_email(conn: &Connection, email: &str) -> Result<Option<User>, DbError>
 }
 
 /// The user and its password hash, for checking a login.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn find_login(
     conn: &Connection,
     email: &str,
@@ -115,6 +121,7 @@ pub fn find_login(
         .optional()?)
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn list(conn: &Connection) -> Result<Vec<User>, DbError> {
     let mut stmt = conn.prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY id"))?;
     let rows = stmt.query_map([], user_from_row)?;
@@ -133,6 +140,7 @@ pub struct Change {
 /// Apply `change` to user `id`. A role change, a disable and a new password end every
 /// session of the user (API tokens stop working while disabled and are capped by the
 /// current role, see [`token_lookup`]). Returns the user after the change.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn update(conn: &Connection, id: i64, change: &Change) -> Result<Option<User>, DbError> {
     let Some(before) = get(conn, id)? else {
         return Ok(None);
@@ -176,6 +184,7 @@ pub fn update(conn: &Connection, id: i64, change: &Change) -> Result<Option<User
     get(conn, id)
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn record_login(conn: &Connection, id: i64) -> Result<(), DbError> {
     conn.execute(
         "UPDATE users SET last_login_at = ?2 WHERE id = ?1",
@@ -205,6 +214,7 @@ pub struct NewSession<'a> {
     pub user_agent: Option<&'a str>,
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn create_session(conn: &Connection, s: &NewSession<'_>) -> Result<(), DbError> {
     let at = now();
     conn.execute(
@@ -217,6 +227,7 @@ pub fn create_session(conn: &Connection, s: &NewSession<'_>) -> Result<(), DbErr
 
 /// The session with this id hash if it exists, is within both timeouts (`idle_cutoff`
 /// is now minus the idle timeout) and its user is enabled.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn session_lookup(
     conn: &Connection,
     id_hash: &str,
@@ -247,6 +258,7 @@ pub fn session_lookup(
         .optional()?)
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn touch_session(conn: &Connection, id_hash: &str) -> Result<(), DbError> {
     conn.execute(
         "UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1",
@@ -255,16 +267,19 @@ pub fn touch_session(conn: &Connection, id_hash: &str) -> Result<(), DbError> {
     Ok(())
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn delete_session(conn: &Connection, id_hash: &str) -> Result<(), DbError> {
     conn.execute("DELETE FROM sessions WHERE id_hash = ?1", [id_hash])?;
     Ok(())
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn delete_user_sessions(conn: &Connection, user_id: i64) -> Result<usize, DbError> {
     Ok(conn.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?)
 }
 
 /// Remove sessions past either timeout; returns how many.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn purge_sessions(conn: &Connection, now: &str, idle_cutoff: &str) -> Result<usize, DbError> {
     Ok(conn.execute(
         "DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen_at <= ?2",
@@ -322,6 +337,7 @@ pub struct NewTokenRow<'a> {
     pub expires_at: Option<&'a str>,
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn create_token(conn: &Connection, t: &NewTokenRow<'_>) -> Result<Token, DbError> {
     conn.execute(
         "INSERT INTO api_tokens (user_id, name, role, prefix, secret_hash, created_by, created_at, expires_at)
@@ -332,6 +348,7 @@ pub fn create_token(conn: &Connection, t: &NewTokenRow<'_>) -> Result<Token, DbE
         .ok_or_else(|| DbError::Other("token vanished".into()))
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn get_token(conn: &Connection, id: i64) -> Result<Option<Token>, DbError> {
     Ok(conn
         .query_row(
@@ -343,6 +360,7 @@ pub fn get_token(conn: &Connection, id: i64) -> Result<Option<Token>, DbError> {
 }
 
 /// Tokens of one user, or of everyone (`None`), newest first.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn list_tokens(conn: &Connection, user_id: Option<i64>) -> Result<Vec<Token>, DbError> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {TOKEN_COLUMNS} FROM api_tokens t JOIN users u ON u.id = t.user_id
@@ -356,6 +374,7 @@ pub fn list_tokens(conn: &Connection, user_id: Option<i64>) -> Result<Vec<Token>
 /// comparison by the caller), the token and its user. Only tokens that are not
 /// revoked, not expired and whose user is enabled are returned. The effective role is
 /// the lower of the token's and the user's current role.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn token_lookup(
     conn: &Connection,
     prefix: &str,
@@ -379,6 +398,7 @@ pub fn token_lookup(
         .optional()?)
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn touch_token(conn: &Connection, id: i64) -> Result<(), DbError> {
     conn.execute(
         "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1",
@@ -388,6 +408,7 @@ pub fn touch_token(conn: &Connection, id: i64) -> Result<(), DbError> {
 }
 
 /// Revoke a token; false when it does not exist or was revoked already.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn revoke_token(conn: &Connection, id: i64) -> Result<bool, DbError> {
     Ok(conn.execute(
         "UPDATE api_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
@@ -397,6 +418,7 @@ pub fn revoke_token(conn: &Connection, id: i64) -> Result<bool, DbError> {
 
 // ---- password-reset links ---------------------------------------------------------------
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn create_reset(
     conn: &Connection,
     user_id: i64,
@@ -412,6 +434,7 @@ pub fn create_reset(
 
 /// The user a reset link belongs to, when it exists, is unused and unexpired and the
 /// user is enabled. Changes nothing.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn reset_owner(conn: &Connection, token_hash: &str, now: &str) -> Result<Option<i64>, DbError> {
     Ok(conn
         .query_row(
@@ -424,6 +447,7 @@ pub fn reset_owner(conn: &Connection, token_hash: &str, now: &str) -> Result<Opt
 }
 
 /// Spend a reset link: its owner as [`reset_owner`] finds it; it is marked used either way.
+#[tracing::instrument(level = "debug", skip_all)]
 pub fn take_reset(conn: &Connection, token_hash: &str, now: &str) -> Result<Option<i64>, DbError> {
     let user = reset_owner(conn, token_hash, now)?;
     conn.execute(

@@ -18,6 +18,7 @@ use crate::db::users::{self};
 use crate::state::AppState;
 
 /// Record an audit event in its own transaction (see `auth::audit::write`).
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn audit(state: &AppState, event: Event) {
     crate::auth::audit::write(&state.ledger(), event).await;
 }
@@ -191,6 +192,7 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Princip
 /// Middleware on every route (see `http::routes`): rate limit of the route's tier,
 /// credentials, same-origin and CSRF checks, then the route's access rule. The
 /// resolved [`Caller`] goes into the request for handlers.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn authorize(
     State((state, spec)): State<(AppState, RouteSpec)>,
     req: Request,

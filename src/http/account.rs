@@ -18,6 +18,7 @@ use crate::db::users::{self, Change};
 use crate::state::AppState;
 
 /// `GET /api/auth/setup`: whether the first admin still has to be created.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn setup_status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let users = state.db().read(users::count).await?;
     Ok(Json(
@@ -37,6 +38,7 @@ pub struct SetupBody {
 
 /// `POST /api/auth/setup`: create the first admin with the one-time setup token that
 /// `serve` logged, and sign it in.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn setup(
     State(state): State<AppState>,
     caller: Caller,
@@ -130,6 +132,7 @@ pub struct PasswordBody {
 
 /// `POST /api/auth/password`: change one's own password (the current one is checked).
 /// Every session of the user ends; a cookie caller gets a fresh session.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
@@ -190,6 +193,7 @@ pub struct ResetBody {
 }
 
 /// `POST /api/auth/reset-password`: set a password with a one-time link's token.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn reset_password(
     State(state): State<AppState>,
     caller: Caller,

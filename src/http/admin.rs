@@ -10,6 +10,7 @@ use super::ApiError;
 use crate::db::articles as store;
 use crate::state::AppState;
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn index_status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let backlog = state.db().read(crate::db::outbox::outbox_backlog).await?;
     Ok(Json(index_facts(&state, backlog)))
@@ -35,6 +36,7 @@ fn index_facts(state: &AppState, (pending, oldest): (u64, Option<String>)) -> Va
 /// `GET /api/admin/overview`: everything the dashboard shows in one answer — the deep
 /// health checks (as `/readyz`) with active alerts, version and uptime, article counts,
 /// the index, database/WAL size and free disk, the last backup, and recent errors.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn overview(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let health = crate::ops::health::deep_checks(&state).await;
     let (counts, backlog, last_run, last_success, recent_errors) = state
@@ -101,6 +103,7 @@ pub async fn overview(State(state): State<AppState>) -> Result<Json<Value>, ApiE
 
 /// `GET /api/admin/metrics/history`: the last hour of request rate, p99 latency and
 /// 5xx answers in 30-second buckets (the dashboard's live charts).
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn metrics_history(State(state): State<AppState>) -> Json<Value> {
     let now = super::unix_now();
     Json(json!({
@@ -113,6 +116,7 @@ pub async fn metrics_history(State(state): State<AppState>) -> Json<Value> {
 /// `GET /api/admin/migrations`: the migrations compiled into this binary and the
 /// database's history: applied (with date and checksum) and pending, and any problem
 /// (an edited or unknown migration) described.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn migrations(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let status = state.db().read(crate::db::migrations::status).await?;
     let applied: std::collections::HashMap<i64, &crate::db::migrations::Applied> =
@@ -162,6 +166,7 @@ pub async fn migrations(State(state): State<AppState>) -> Result<Json<Value>, Ap
 
 /// `GET /api/admin/settings`: the effective configuration, secrets redacted (the same
 /// values as `appliance config show`).
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn settings(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let config = serde_json::to_value(state.config()).map_err(|e| ApiError::Internal(e.into()))?;
     Ok(Json(json!({
@@ -170,6 +175,7 @@ pub async fn settings(State(state): State<AppState>) -> Result<Json<Value>, ApiE
     })))
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn index_verify(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let v = state
         .search()
@@ -179,6 +185,7 @@ pub async fn index_verify(State(state): State<AppState>) -> Result<Json<Value>, 
     Ok(Json(json!({"consistent": v.is_consistent(), "report": v})))
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn index_rebuild(
     State(state): State<AppState>,
     caller: super::caller::Caller,
@@ -216,6 +223,7 @@ pub struct ErrorsQuery {
 
 /// `GET /api/admin/errors?category=&severity=&component=&since=&limit=&offset=`: error
 /// groups, most recently seen first, with how many events were dropped (queue full).
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn errors(
     State(state): State<AppState>,
     axum::extract::Query(q): axum::extract::Query<ErrorsQuery>,
@@ -280,6 +288,7 @@ pub async fn errors(
 }
 
 /// `GET /api/admin/alerts`: the alerts firing now and the webhook's state.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn alerts(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "active": state.alerts().active(),

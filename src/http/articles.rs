@@ -43,6 +43,7 @@ fn not_found(key: &str) -> ApiError {
     ApiError::NotFound(format!("no article `{key}`"))
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn create(
     State(state): State<AppState>,
     super::json::Json(body): super::json::Json<Value>,
@@ -58,6 +59,7 @@ pub async fn create(
     Ok((status, [(header::LOCATION, location)], Json(article)).into_response())
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -71,6 +73,7 @@ pub async fn get(
     }
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn patch(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -84,6 +87,7 @@ pub async fn patch(
     updated.map(Json).ok_or_else(|| not_found(&key))
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn delete(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -119,6 +123,7 @@ pub async fn delete(
 }
 
 /// Undo a soft delete.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn restore(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -132,6 +137,7 @@ pub async fn restore(
 /// Listing items carry everything but the body.
 /// `POST /api/articles/preview` `{"body": "..."}`: the body rendered as safe HTML (see
 /// [`crate::markdown::render_markdown`]), for the editor's preview.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn preview(
     State(state): State<AppState>,
     super::json::Json(body): super::json::Json<Value>,
@@ -162,6 +168,7 @@ fn summary(a: Article) -> Value {
     v
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -257,6 +264,7 @@ fn bulk_items(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(usize, Value)>, A
     }
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn bulk(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -48,6 +48,7 @@ fn checked_name(name: &str) -> Result<&str, ApiError> {
     }
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let dir = state.config().backups_dir();
     let entries = tokio::task::spawn_blocking(move || backup::list(&dir))
@@ -95,6 +96,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
 
 /// Start a backup now. 202 at once (the archive may take a while); 409 when one is
 /// already running. Progress and the result show in `GET /api/admin/backups`.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn create(
     State(state): State<AppState>,
     caller: super::caller::Caller,
@@ -120,6 +122,7 @@ pub async fn create(
 }
 
 /// Download an archive, streamed.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn download(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -154,6 +157,7 @@ pub async fn download(
 
 /// Verify an archive now and record the result. 200 when it is sound, 422 naming what
 /// is wrong otherwise.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn verify(
     State(state): State<AppState>,
     Path(name): Path<String>,

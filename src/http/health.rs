@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::ops::health::{self, Status};
 use crate::state::AppState;
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     Json(json!({
         "status": "ok",
@@ -18,6 +19,7 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     }))
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let report = health::deep_checks(&state).await;
     let code = if report.status == Status::Failing {

@@ -28,6 +28,7 @@ fn flag(name: &str, value: &str, out: &mut bool, errs: &mut Vec<FieldError>) {
     }
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn search(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,

@@ -25,6 +25,7 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub(super) const TOUCH_EVERY: time::Duration = time::Duration::seconds(60);
 
 /// Hash a password on a blocking thread, at most two at a time (19 MiB each).
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn hash(state: &AppState, password: String) -> Result<String, ApiError> {
     let _permit = state.argon2_permit().await;
     tokio::task::spawn_blocking(move || auth::hash_password(&password))
@@ -121,6 +122,7 @@ pub struct LoginBody {
 }
 
 /// `POST /api/auth/login`: a new session (cookie) for a correct email and password.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn login(
     State(state): State<AppState>,
     caller: Caller,
@@ -204,6 +206,7 @@ pub async fn login(
 }
 
 /// `POST /api/auth/logout`: end the current session (or do nothing for a token).
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     if let Some(Principal {
         via: Via::Session { id_hash, .. },
@@ -226,6 +229,7 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Res
 
 /// `GET /api/auth/me`: the signed-in user, its effective role and (for a session) the
 /// CSRF token to send with state-changing requests.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn me(caller: Caller) -> Result<Json<Value>, ApiError> {
     let p = caller.principal()?;
     let (via, csrf, token) = match &p.via {

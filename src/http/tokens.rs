@@ -21,6 +21,7 @@ pub struct TokenListQuery {
 }
 
 /// `GET /api/auth/tokens`: own tokens; an admin may pass `user_id=` or `all=true`.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
@@ -58,6 +59,7 @@ pub struct NewTokenBody {
 }
 
 /// `POST /api/auth/tokens`: a new API token, shown once in the answer.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -108,6 +110,7 @@ pub async fn create_token(
 }
 
 /// `DELETE /api/auth/tokens/{id}`: revoke one's own token (an admin: any).
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,

@@ -20,11 +20,13 @@ use crate::db::users::{self, Change};
 use crate::state::AppState;
 use crate::validate::FieldError;
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let users = state.db().read(users::list).await?;
     Ok(Json(json!({"users": users})))
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -48,6 +50,7 @@ pub struct NewUserBody {
     password: Option<String>,
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -110,6 +113,7 @@ pub struct PatchBody {
     display_name: Option<String>,
 }
 
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -137,6 +141,7 @@ pub async fn patch(
 }
 
 /// `POST /api/admin/users/{id}/reset-link`: a one-time link to set a new password.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn reset_link(
     State(state): State<AppState>,
     caller: Caller,
@@ -175,6 +180,7 @@ pub struct AuditQuery {
 
 /// `GET /api/admin/audit?action=&actor=&outcome=&since=&until=&before=&limit=`: newest
 /// first; `next_before` pages on.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn audit_log(
     State(state): State<AppState>,
     Query(q): Query<AuditQuery>,

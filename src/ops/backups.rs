@@ -88,6 +88,7 @@ impl BackupState {
 }
 
 /// Take the backup lock now (so a second request is refused at once), for [`run`].
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn acquire(state: &AppState) -> Result<BackupLock, BackupError> {
     let dir = state.config().backups_dir();
     tokio::task::spawn_blocking(move || BackupLock::acquire(&dir))
@@ -96,6 +97,7 @@ pub async fn acquire(state: &AppState) -> Result<BackupLock, BackupError> {
 }
 
 /// Run the backup job, showing its progress in [`BackupState::running`].
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn run(
     state: &AppState,
     lock: BackupLock,
@@ -134,6 +136,7 @@ pub async fn run(
 
 /// Verify an archive of the backups directory by name and record the result: the
 /// outer error is a bad name or failed bookkeeping, the inner one what is wrong.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn verify(state: &AppState, name: &str) -> Result<Result<(), String>, BackupError> {
     let dir = state.config().backups_dir();
     let path = crate::backup::resolve(&dir, name)?;
@@ -178,6 +181,7 @@ pub fn spawn_scheduler(state: AppState, stop: watch::Receiver<bool>) -> Option<J
 
 /// `/readyz`: a failed last run, or no good backup for `backup.max_age_hours`, is
 /// degraded (Err). No backup at all is fine until the server has been up that long.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn health(state: &AppState) -> Result<Result<String, String>, DbError> {
     let max_age_hours = state.config().backup.max_age_hours;
     let (last, last_ok) = state

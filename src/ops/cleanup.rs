@@ -20,6 +20,7 @@ pub fn spawn_scheduler(
 }
 
 /// One scheduled pass: retention and `PRAGMA optimize` in one write transaction.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn run_scheduled(state: &crate::state::AppState) {
     let (c, s) = (
         state.config().cleanup.clone(),

@@ -39,6 +39,7 @@ pub struct Report {
 }
 
 /// Run every deep check; the overall status is the worst of them.
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn deep_checks(state: &AppState) -> Report {
     let timeout = Duration::from_millis(state.config().health.check_timeout_ms);
     let (database_read, database_write, migrations, disk, search_index, backup) = tokio::join!(

@@ -78,6 +78,7 @@ impl Search {
     /// searchable (read-your-writes), for at most `limit`. Wakes the indexer but does
     /// not commit itself, so callers cannot force a commit per request. Returns whether
     /// the index caught up in time.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn catch_up(&self, limit: std::time::Duration) -> Result<bool, SearchError> {
         let target = self.db.read(crate::db::outbox::outbox_high_water).await?;
         let deadline = tokio::time::Instant::now() + limit;
@@ -97,6 +98,7 @@ impl Search {
     }
 
     /// Apply every pending outbox row; returns how many rows were applied.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn apply_pending(&self) -> Result<usize, SearchError> {
         let _guard = self.indexing.lock().await;
         let res = self.apply_pending_locked().await;

@@ -131,6 +131,7 @@ pub struct SearchResults {
 impl Search {
     /// Open the index under `data_dir/index`, rebuilding it from the database when it
     /// is missing, damaged, or built with another analyzer or schema.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn open(
         data_dir: &Path,
         config: &SearchConfig,
@@ -236,6 +237,7 @@ impl Search {
 
     /// Rebuild the index from the database beside the live one and swap it in. Runs
     /// between indexer batches; searches keep using the old index until the swap.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn rebuild(&self, progress: Option<Progress>) -> Result<u64, SearchError> {
         let _guard = self.indexing.lock().await;
         let (handle, _commit_guard) =
@@ -260,6 +262,7 @@ impl Search {
 
     /// Compare the index with the database (ids both ways), allowing for changes that
     /// are still waiting in the outbox.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn verify(&self) -> Result<Verification, SearchError> {
         let _guard = self.indexing.lock().await;
         verify_handle(&self.handle(), &self.db).await
@@ -281,6 +284,7 @@ impl Search {
         ))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn search(&self, req: SearchRequest) -> Result<SearchResults, SearchError> {
         let handle = self.handle();
         let (tx, rx) = tokio::sync::oneshot::channel();
