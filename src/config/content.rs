@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, in_range};
+use super::{ConfigError, in_ranges};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -73,29 +73,23 @@ impl Default for SearchConfig {
 
 impl ArticlesConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        in_range(
-            "articles.body_max_bytes",
-            self.body_max_bytes,
-            1..=64 * 1024 * 1024,
-            "must be between 1 and 67108864",
+        in_ranges::<u64>(
+            "articles",
+            &[
+                ("body_max_bytes", self.body_max_bytes, 1..=64 * 1024 * 1024),
+                (
+                    "bulk_body_limit_bytes",
+                    self.bulk_body_limit_bytes,
+                    1024..=4 * 1024 * 1024 * 1024,
+                ),
+            ],
         )?;
-        in_range(
-            "articles.bulk_max_items",
-            self.bulk_max_items,
-            1..=100_000,
-            "must be between 1 and 100000",
-        )?;
-        in_range(
-            "articles.bulk_body_limit_bytes",
-            self.bulk_body_limit_bytes,
-            1024..=4 * 1024 * 1024 * 1024,
-            "must be between 1024 and 4294967296",
-        )?;
-        in_range(
-            "articles.list_max_limit",
-            self.list_max_limit,
-            1..=10_000,
-            "must be between 1 and 10000",
+        in_ranges::<u32>(
+            "articles",
+            &[
+                ("bulk_max_items", self.bulk_max_items, 1..=100_000),
+                ("list_max_limit", self.list_max_limit, 1..=10_000),
+            ],
         )?;
         Ok(())
     }
@@ -103,30 +97,24 @@ impl ArticlesConfig {
 
 impl SearchConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        in_range(
-            "search.commit_interval_ms",
-            self.commit_interval_ms,
-            10..=60_000,
-            "must be between 10 and 60000",
-        )?;
-        in_range(
-            "search.batch_size",
-            self.batch_size,
-            1..=1_000_000,
-            "must be between 1 and 1000000",
-        )?;
         // tantivy refuses less than 15 MB per indexing thread.
-        in_range(
-            "search.writer_memory_bytes",
-            self.writer_memory_bytes,
-            32 * 1024 * 1024..=4 * 1024 * 1024 * 1024,
-            "must be between 33554432 (32 MiB) and 4294967296",
+        in_ranges::<u64>(
+            "search",
+            &[
+                ("commit_interval_ms", self.commit_interval_ms, 10..=60_000),
+                (
+                    "writer_memory_bytes",
+                    self.writer_memory_bytes,
+                    32 * 1024 * 1024..=4 * 1024 * 1024 * 1024,
+                ),
+            ],
         )?;
-        in_range(
-            "search.max_limit",
-            self.max_limit,
-            1..=1000,
-            "must be between 1 and 1000",
+        in_ranges::<u32>(
+            "search",
+            &[
+                ("batch_size", self.batch_size, 1..=1_000_000),
+                ("max_limit", self.max_limit, 1..=1000),
+            ],
         )?;
         if self.max_lag_secs == 0 {
             return Err(ConfigError::invalid(

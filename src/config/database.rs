@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, in_range};
+use super::{ConfigError, in_ranges};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -80,44 +80,33 @@ impl Default for HealthConfig {
 
 impl DatabaseConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        in_range(
-            "database.readers",
-            self.readers,
-            1..=64,
-            "must be between 1 and 64",
+        in_ranges::<u32>("database", &[("readers", self.readers, 1..=64)])?;
+        in_ranges::<u64>(
+            "database",
+            &[
+                (
+                    "writer_cache_bytes",
+                    self.writer_cache_bytes,
+                    1024 * 1024..=16 * 1024 * 1024 * 1024,
+                ),
+                ("busy_timeout_ms", self.busy_timeout_ms, 1..=600_000),
+                ("write_timeout_ms", self.write_timeout_ms, 1..=600_000),
+                (
+                    "checkpoint_interval_ms",
+                    self.checkpoint_interval_ms,
+                    1..=600_000,
+                ),
+            ],
         )?;
-        in_range(
-            "database.writer_cache_bytes",
-            self.writer_cache_bytes,
-            1024 * 1024..=16 * 1024 * 1024 * 1024,
-            "must be between 1 MiB (1048576) and 16 GiB",
-        )?;
-        for (key, value) in [
-            ("database.busy_timeout_ms", self.busy_timeout_ms),
-            ("database.write_timeout_ms", self.write_timeout_ms),
-            (
-                "database.checkpoint_interval_ms",
-                self.checkpoint_interval_ms,
-            ),
-        ] {
-            in_range(
-                key,
-                value,
-                1..=600_000,
-                "must be between 1 and 600000 (milliseconds)",
-            )?;
-        }
         Ok(())
     }
 }
 
 impl HealthConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        in_range(
-            "health.check_timeout_ms",
-            self.check_timeout_ms,
-            1..=600_000,
-            "must be between 1 and 600000 (milliseconds)",
+        in_ranges::<u64>(
+            "health",
+            &[("check_timeout_ms", self.check_timeout_ms, 1..=600_000)],
         )?;
         if self.warn_free_disk_bytes < self.min_free_disk_bytes {
             return Err(ConfigError::invalid(

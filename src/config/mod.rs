@@ -139,19 +139,73 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// The one range check: `key` = `value` must lie in `allowed`; `says` is the sentence
-/// an operator reads when it does not.
-fn in_range<T: PartialOrd + fmt::Display>(
-    key: &str,
-    value: T,
-    allowed: RangeInclusive<T>,
-    says: &str,
-) -> Result<(), ConfigError> {
-    if allowed.contains(&value) {
-        Ok(())
-    } else {
-        Err(ConfigError::invalid(key, value, says))
+/// A range rule of a section: the key (within the section), its value, and what is
+/// allowed.
+type RangeRule<'a, T> = (&'a str, T, RangeInclusive<T>);
+
+/// How a bound reads in an error: integers as they are (bytes with their binary size
+/// from 1 MiB up), fractions with their decimal point.
+trait Bound: PartialOrd + Copy {
+    fn show(self, key: &str) -> String;
+}
+
+impl Bound for u64 {
+    fn show(self, key: &str) -> String {
+        const MIB: u64 = 1024 * 1024;
+        match self {
+            n if key.ends_with("_bytes") && n >= 1024 * MIB && n % (1024 * MIB) == 0 => {
+                format!("{n} ({} GiB)", n / (1024 * MIB))
+            }
+            n if key.ends_with("_bytes") && n >= MIB && n % MIB == 0 => {
+                format!("{n} ({} MiB)", n / MIB)
+            }
+            n => n.to_string(),
+        }
     }
+}
+
+impl Bound for u32 {
+    fn show(self, key: &str) -> String {
+        u64::from(self).show(key)
+    }
+}
+
+impl Bound for f64 {
+    fn show(self, _key: &str) -> String {
+        format!("{self:?}")
+    }
+}
+
+impl Bound for f32 {
+    fn show(self, _key: &str) -> String {
+        format!("{self:?}")
+    }
+}
+
+/// The one range check: every rule's value must lie in its range; the first that does
+/// not is the error, which says the range (and the unit a key's name gives it).
+fn in_ranges<T: Bound + fmt::Display>(
+    section: &str,
+    rules: &[RangeRule<'_, T>],
+) -> Result<(), ConfigError> {
+    let Some((name, value, allowed)) = rules.iter().find(|(_, v, r)| !r.contains(v)) else {
+        return Ok(());
+    };
+    let key = &format!("{section}.{name}");
+    let unit = match key.rsplit('_').next() {
+        Some("ms") => " (milliseconds)",
+        Some("days") => " days",
+        _ => "",
+    };
+    Err(ConfigError::invalid(
+        key,
+        value,
+        &format!(
+            "must be between {} and {}{unit}",
+            allowed.start().show(key),
+            allowed.end().show(key)
+        ),
+    ))
 }
 
 impl ConfigError {

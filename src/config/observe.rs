@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::Secret;
-use super::{ConfigError, in_range};
+use super::{ConfigError, in_ranges};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -159,12 +159,7 @@ impl SentryConfig {
                 "not a Sentry DSN (https://KEY@HOST/PROJECT)",
             ));
         }
-        in_range(
-            "sentry.sample_rate",
-            self.sample_rate,
-            0.0..=1.0,
-            "must be between 0.0 and 1.0",
-        )?;
+        in_ranges::<f32>("sentry", &[("sample_rate", self.sample_rate, 0.0..=1.0)])?;
         Ok(())
     }
 }
@@ -183,23 +178,16 @@ impl AlertsConfig {
                 ));
             }
         }
-        in_range(
-            "alerts.interval_ms",
-            self.interval_ms,
-            100..=3_600_000,
-            "must be between 100 and 3600000",
+        in_ranges::<u64>(
+            "alerts",
+            &[
+                ("interval_ms", self.interval_ms, 100..=3_600_000),
+                ("webhook_timeout_ms", self.webhook_timeout_ms, 100..=300_000),
+            ],
         )?;
-        in_range(
-            "alerts.webhook_timeout_ms",
-            self.webhook_timeout_ms,
-            100..=300_000,
-            "must be between 100 and 300000",
-        )?;
-        in_range(
-            "alerts.webhook_max_attempts",
-            self.webhook_max_attempts,
-            1..=100,
-            "must be between 1 and 100",
+        in_ranges::<u32>(
+            "alerts",
+            &[("webhook_max_attempts", self.webhook_max_attempts, 1..=100)],
         )?;
         if self.breaker_failures == 0 {
             return Err(ConfigError::invalid(
@@ -208,12 +196,13 @@ impl AlertsConfig {
                 "must be at least 1",
             ));
         }
-        for (key, v) in [
-            ("alerts.disk_used_percent", self.disk_used_percent),
-            ("alerts.memory_percent", self.memory_percent),
-        ] {
-            in_range(key, v, 0.0..=100.0, "must be between 0 and 100")?;
-        }
+        in_ranges::<f64>(
+            "alerts",
+            &[
+                ("disk_used_percent", self.disk_used_percent, 0.0..=100.0),
+                ("memory_percent", self.memory_percent, 0.0..=100.0),
+            ],
+        )?;
         Ok(())
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, in_range};
+use super::{ConfigError, in_ranges};
 use crate::schedule::parse_cron;
 
 /// Snapshots of the database and the index (see `backup/`).
@@ -139,22 +139,38 @@ impl CleanupConfig {
                 &format!("not a cron expression ({e})"),
             ));
         }
-        for (key, value) in [
-            (
-                "cleanup.deleted_retention_days",
-                self.deleted_retention_days,
-            ),
-            ("cleanup.token_retention_days", self.token_retention_days),
-            ("cleanup.audit_retention_days", self.audit_retention_days),
-            ("cleanup.error_retention_days", self.error_retention_days),
-        ] {
-            in_range(key, value, 1..=36_500, "must be between 1 and 36500 days")?;
-        }
-        in_range(
-            "cleanup.vacuum_min_free_ratio",
-            self.vacuum_min_free_ratio,
-            0.0..=1.0,
-            "must be between 0.0 and 1.0",
+        in_ranges::<u32>(
+            "cleanup",
+            &[
+                (
+                    "deleted_retention_days",
+                    self.deleted_retention_days,
+                    1..=36_500,
+                ),
+                (
+                    "token_retention_days",
+                    self.token_retention_days,
+                    1..=36_500,
+                ),
+                (
+                    "audit_retention_days",
+                    self.audit_retention_days,
+                    1..=36_500,
+                ),
+                (
+                    "error_retention_days",
+                    self.error_retention_days,
+                    1..=36_500,
+                ),
+            ],
+        )?;
+        in_ranges::<f64>(
+            "cleanup",
+            &[(
+                "vacuum_min_free_ratio",
+                self.vacuum_min_free_ratio,
+                0.0..=1.0,
+            )],
         )?;
         Ok(())
     }

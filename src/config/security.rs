@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, in_range};
+use super::{ConfigError, in_ranges};
 
 /// Sign-in, sessions, access and response hardening (README, "Security").
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,24 +127,29 @@ impl SecurityConfig {
                 "must be empty or start with http:// or https://",
             ));
         }
-        for (key, value) in [
-            (
-                "security.session_idle_timeout_mins",
-                self.session_idle_timeout_mins,
-            ),
-            (
-                "security.session_absolute_timeout_hours",
-                self.session_absolute_timeout_hours,
-            ),
-            ("security.reset_link_ttl_hours", self.reset_link_ttl_hours),
-        ] {
-            in_range(key, value, 1..=100_000, "must be between 1 and 100000")?;
-        }
-        in_range(
-            "security.json_max_depth",
-            self.json_max_depth,
-            2..=512,
-            "must be between 2 and 512",
+        in_ranges::<u64>(
+            "security",
+            &[
+                (
+                    "session_idle_timeout_mins",
+                    self.session_idle_timeout_mins,
+                    1..=100_000,
+                ),
+                (
+                    "session_absolute_timeout_hours",
+                    self.session_absolute_timeout_hours,
+                    1..=100_000,
+                ),
+                (
+                    "reset_link_ttl_hours",
+                    self.reset_link_ttl_hours,
+                    1..=100_000,
+                ),
+            ],
+        )?;
+        in_ranges::<u32>(
+            "security",
+            &[("json_max_depth", self.json_max_depth, 2..=512)],
         )?;
         Ok(())
     }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{ConfigError, in_range};
+use super::{ConfigError, in_ranges};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -43,17 +43,16 @@ pub(super) fn de_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAd
 
 impl ServerConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        in_range(
-            "server.body_limit_bytes",
-            self.body_limit_bytes,
-            1024..=1024 * 1024 * 1024,
-            "must be between 1024 and 1073741824",
-        )?;
-        in_range(
-            "server.request_timeout_secs",
-            self.request_timeout_secs,
-            1..=3600,
-            "must be between 1 and 3600",
+        in_ranges::<u64>(
+            "server",
+            &[
+                (
+                    "body_limit_bytes",
+                    self.body_limit_bytes,
+                    1024..=1024 * 1024 * 1024,
+                ),
+                ("request_timeout_secs", self.request_timeout_secs, 1..=3600),
+            ],
         )?;
         if self.shutdown_grace_secs > 600 {
             return Err(ConfigError::invalid(
