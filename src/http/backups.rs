@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use super::ApiError;
 use crate::backup::{self, BackupError, Trigger};
 use crate::db::backups as store;
-use crate::ops::backups as runner;
+use crate::ops::backups;
 use crate::state::AppState;
 
 impl From<BackupError> for ApiError {
@@ -84,7 +84,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
         "last_success": last_success,
         "schedule": {
             "cron": cfg.schedule,
-            "next_run": runner::next_run(&state, OffsetDateTime::now_utc()).map(crate::clock::format),
+            "next_run": backups::next_run(&state, OffsetDateTime::now_utc()).map(crate::clock::format),
         },
         "retention": {
             "keep_last": cfg.keep_last,
@@ -101,12 +101,12 @@ pub async fn create(
     State(state): State<AppState>,
     caller: super::caller::Caller,
 ) -> Result<Response, ApiError> {
-    let lock = runner::acquire(&state).await?;
+    let lock = backups::acquire(&state).await?;
     let started_at = OffsetDateTime::now_utc();
     let bg = state.clone();
     let actor = caller.actor();
     tokio::spawn(async move {
-        if let Err(e) = runner::run(&bg, lock, Trigger::Api, actor).await {
+        if let Err(e) = backups::run(&bg, lock, Trigger::Api, actor).await {
             tracing::error!(error = %e, "backup requested through the API failed");
         }
     });
@@ -163,7 +163,7 @@ pub async fn verify(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let name = checked_name(&name)?;
-    match runner::verify(&state, name).await? {
+    match backups::verify(&state, name).await? {
         Ok(()) => Ok(Json(json!({"name": name, "ok": true}))),
         Err(problem) => Err(ApiError::Unprocessable(problem)),
     }
