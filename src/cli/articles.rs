@@ -329,7 +329,7 @@ pub async fn run_index(config: &Config, args: &IndexArgs) -> anyhow::Result<()> 
             pb.finish_and_clear();
             db.close().await?;
             crate::auth::audit::write(
-                &super::backup::ledger(config),
+                &super::ledger(config),
                 crate::auth::audit::Actor::cli()
                     .event("index.rebuild", crate::db::audit::Outcome::Success)
                     .details(serde_json::json!({"documents": docs})),

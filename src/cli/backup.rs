@@ -9,13 +9,13 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
+use super::ledger;
 use crate::auth::audit::{self, Actor};
 use crate::backup::job::{self, Job, Report};
 use crate::backup::{self, BackupError, BackupLock, Trigger, restore};
 use crate::config::Config;
 use crate::data_dir::{DataDir, DataDirError};
 use crate::db::audit::Outcome;
-use crate::db::ledger::Ledger;
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -73,14 +73,6 @@ pub async fn run_backup(config: &Config, args: &BackupArgs) -> anyhow::Result<()
         Some(BackupCommand::Verify { archive }) => verify_cmd(config, archive).await,
         Some(BackupCommand::Prune { dry_run }) => prune(config, *dry_run).await,
     }
-}
-
-/// Bookkeeping of a command: its own short connection, beside a server or not.
-pub(super) fn ledger(config: &Config) -> Ledger {
-    Ledger::direct(
-        DataDir::new(&config.data_dir).db_path(),
-        config.database.busy_timeout_ms,
-    )
 }
 
 /// A progress bar for the backup job's steps (bytes of each step).

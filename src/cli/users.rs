@@ -102,7 +102,7 @@ pub enum TokenCommand {
 pub(super) async fn open(config: &Config) -> anyhow::Result<Db> {
     let path = crate::data_dir::DataDir::new(&config.data_dir).db_path();
     if !path.exists() {
-        super::migrate_now(config).await?;
+        super::migrate::migrate_now(config).await?;
         eprintln!("created the database {}", path.display());
     }
     Ok(open_db(config).await?.1)
