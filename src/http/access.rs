@@ -14,7 +14,7 @@ use super::sessions::{CSRF_HEADER, SESSION_COOKIE, TOUCH_EVERY};
 use crate::auth::{self, Role};
 use crate::clock;
 use crate::db::audit::Event;
-use crate::db::users::{self};
+use crate::db::users;
 use crate::state::AppState;
 
 /// Record an audit event in its own transaction (see `auth::audit::write`).
