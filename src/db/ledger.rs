@@ -128,3 +128,88 @@ impl Ledger {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::audit::{Filter, Outcome};
+
+    fn event() -> Event {
+        Event::new("cli:test", "backup.prune", Outcome::Success)
+    }
+
+    fn verification() -> Verification {
+        Verification {
+            verified_at: crate::clock::now(),
+            ok: true,
+            error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_ledger_never_creates_a_database_and_skips_missing_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("appliance.db");
+        let ledger = Ledger::direct(path.clone(), 1000);
+        assert!(!ledger.audit(event()).await.unwrap());
+        assert!(
+            !ledger
+                .record_verification("a".into(), verification())
+                .await
+                .unwrap()
+        );
+        assert!(ledger.verifications().await.unwrap().is_empty());
+        assert!(
+            !path.exists(),
+            "a command's ledger created {}",
+            path.display()
+        );
+
+        // A database from before the bookkeeping tables: nothing is written, nothing fails.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t(x)")
+            .unwrap();
+        assert!(!ledger.audit(event()).await.unwrap());
+        assert!(ledger.last_backup_success().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_command_ledger_writes_beside_the_servers_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("appliance.db");
+        let db = Db::open(&path, &crate::config::DatabaseConfig::default())
+            .await
+            .unwrap();
+        let backups = dir.path().join("backups");
+        db.with_writer(move |c| super::super::migrations::migrate(c, &backups).map(|_| ()))
+            .await
+            .unwrap();
+        let direct = Ledger::direct(path.clone(), 1000);
+        let server = Ledger::Server(db.clone());
+        assert!(direct.audit(event()).await.unwrap());
+        assert!(server.audit(event()).await.unwrap());
+        assert!(
+            direct
+                .record_verification("x.tar.zst".into(), verification())
+                .await
+                .unwrap()
+        );
+        assert!(server.verifications().await.unwrap()["x.tar.zst"].ok);
+        let entries = db
+            .read(|c| {
+                audit::list(
+                    c,
+                    &Filter {
+                        action: Some("backup.prune".into()),
+                        limit: 10,
+                        ..Filter::default()
+                    },
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(entries.len(), 2, "one entry from each ledger");
+        db.close().await.unwrap();
+    }
+}
