@@ -1,7 +1,7 @@
-//! The running appliance: [`App`], which
-//! owns the start-up sequence (lock the data dir, open and check the database, migrate,
-//! bind) and the graceful shutdown (stop accepting, drain with a deadline, stop
-//! background tasks, final WAL checkpoint, release the lock).
+//! The running appliance: [`App`] owns the start-up sequence (lock the data dir, open
+//! and check the database, migrate, bind) and the graceful shutdown (stop accepting,
+//! drain with a deadline, stop background tasks, final WAL checkpoint, release the
+//! lock). What the running server shares is `state::AppState`.
 //!
 //! Tests build an `App` on `127.0.0.1:0` and stop it through the shutdown future.
 
