@@ -262,7 +262,10 @@ fn looks_like_sql(s: &str) -> bool {
 
 /// rusqlite calls that run SQL text.
 const SQL_CALLS: &[&str] = &[
+    ".execute(",
     ".execute_batch(",
+    ".prepare(",
+    ".query_map(",
     ".query_row(",
     ".prepare_cached(",
     ".pragma_update(",
