@@ -1095,6 +1095,57 @@ async fn brute_force_is_rate_limited_then_the_account_locked_out_and_audited() {
 }
 
 #[tokio::test]
+async fn sign_in_audit_records_a_bounded_name_never_the_typed_input() {
+    let app = spawn_app_with(|c| c.server.body_limit_bytes = 4 * 1024 * 1024).await;
+    user_with_token(&app, "known@test.example", Role::Viewer).await;
+    let huge = format!("{}@test.example", "a".repeat(1_100_000));
+    for email in [
+        "correct horse battery staple",
+        huge.as_str(),
+        "nobody@test.example",
+        "known@test.example",
+    ] {
+        let res = app
+            .anon
+            .post(app.url("/api/auth/login"))
+            .json(&json!({"email": email, "password": "not the password"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "{}", &email[..email.len().min(40)]);
+    }
+    let (_, v) = app
+        .get_json("/api/admin/audit?action=auth.login&limit=100")
+        .await;
+    let targets: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["target"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(targets.len(), 4, "{targets:?}");
+    assert!(
+        targets.iter().all(|t| t.chars().count() <= 320),
+        "{:?}",
+        targets.iter().map(|t| t.len()).collect::<Vec<_>>()
+    );
+    assert!(
+        !v.to_string().contains("horse"),
+        "the typed password is in the audit log"
+    );
+    assert_eq!(
+        targets
+            .iter()
+            .filter(|t| t.starts_with("unparsed:"))
+            .count(),
+        2,
+        "{targets:?}"
+    );
+    assert!(targets.contains(&"nobody@test.example") && targets.contains(&"known@test.example"));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn security_headers_on_api_error_and_probe_responses() {
     let app = spawn_app_with(|_| {}).await;
     for path in ["/api/articles", "/api/nope", "/health"] {

@@ -3,10 +3,40 @@
 //! from the server or a command. (Operations that change users write their entry inside
 //! their own transaction, in `auth::ops`.)
 
+use std::sync::LazyLock;
+
+use rand::Rng;
+use sha2::{Digest, Sha256};
+
 use crate::db::audit::{Event, Outcome};
 use crate::db::ledger::Ledger;
 
 use super::Role;
+
+/// The key of [`account_target`]'s hash: random per process, so the same unparsable
+/// input maps to the same name while the server runs and to nothing anyone can invert
+/// with a dictionary afterwards.
+static TARGET_KEY: LazyLock<[u8; 32]> = LazyLock::new(|| {
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    key
+});
+
+/// What the audit log (and the log) records for the account named at sign-in: the
+/// address when the input is one (trimmed, at most 254 characters), else a keyed hash
+/// (`unparsed:` and 16 hex digits). Never the raw input: a password typed into the
+/// email field, or a megabyte of junk from an anonymous caller, never reaches a row.
+pub fn account_target(raw: &str) -> String {
+    match super::parse_email("email", raw) {
+        Ok(email) => email,
+        Err(_) => {
+            let mut h = Sha256::new();
+            h.update(*TARGET_KEY);
+            h.update(raw.as_bytes());
+            format!("unparsed:{}", &hex::encode(h.finalize())[..16])
+        }
+    }
+}
 
 /// Who acts: the audit entry's actor fields, filled in by the CLI or the HTTP caller.
 #[derive(Debug, Clone)]
@@ -59,5 +89,25 @@ pub async fn write(ledger: &Ledger, event: Event) {
         (Err(e), Ledger::Server(_)) => {
             tracing::error!(action, error = %e, "cannot write the audit log");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_account_target_is_the_address_or_a_keyed_hash_never_the_input() {
+        assert_eq!(account_target(" Ada@Example.org "), "Ada@Example.org");
+        let password = account_target("correct horse battery staple");
+        assert!(
+            password.starts_with("unparsed:") && password.len() == 25,
+            "{password}"
+        );
+        assert!(!password.contains("horse"));
+        assert_eq!(password, account_target("correct horse battery staple"));
+        assert_ne!(password, account_target("correct horse battery staplf"));
+        let huge = account_target(&format!("{}@example.org", "a".repeat(1_100_000)));
+        assert!(huge.starts_with("unparsed:") && huge.len() == 25);
     }
 }

@@ -76,21 +76,42 @@ pub fn cli_actor() -> String {
     format!("cli:{who}")
 }
 
+/// Longest actor, target, IP or request id stored (characters); longer ones are cut.
+pub const FIELD_MAX_CHARS: usize = 320;
+/// Largest `details` stored (bytes of JSON); larger ones are replaced by a note of their
+/// size, so no caller can grow a row without bound.
+pub const DETAILS_MAX_BYTES: usize = 4096;
+
+/// `s` cut to [`FIELD_MAX_CHARS`] characters (marked with `…` when cut).
+fn capped(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(FIELD_MAX_CHARS) {
+        None => s.into(),
+        Some((end, _)) => format!("{}…", &s[..end]).into(),
+    }
+}
+
 #[tracing::instrument(level = "debug", skip_all)]
 pub fn record(conn: &Connection, e: &Event) -> Result<i64, DbError> {
-    let details = (!e.details.is_null()).then(|| e.details.to_string());
+    let details = (!e.details.is_null()).then(|| {
+        let text = e.details.to_string();
+        if text.len() > DETAILS_MAX_BYTES {
+            serde_json::json!({"truncated": true, "bytes": text.len()}).to_string()
+        } else {
+            text
+        }
+    });
     conn.execute(
         "INSERT INTO audit_log (at, actor_id, actor, action, target, outcome, ip, request_id, details)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             now(),
             e.actor_id,
-            e.actor,
+            capped(&e.actor),
             e.action,
-            e.target,
+            e.target.as_deref().map(capped),
             e.outcome.as_str(),
-            e.ip,
-            e.request_id,
+            e.ip.as_deref().map(capped),
+            e.request_id.as_deref().map(capped),
             details
         ],
     )?;

@@ -130,14 +130,16 @@ pub async fn login(
     super::json::Json(body): super::json::Json<LoginBody>,
 ) -> Result<Response, ApiError> {
     let email = body.email.trim().to_string();
+    // What the audit log and the log say of the account: never the raw input.
+    let named = crate::auth::audit::account_target(&email);
     if let Err((wait, newly_locked)) = state.limiters().check_account(&email) {
         if newly_locked {
-            tracing::warn!(ip = %caller.ip, account = %email, retry_after_secs = wait.as_secs(), "sign-in lockout: too many attempts for this account");
+            tracing::warn!(ip = %caller.ip, account = %named, retry_after_secs = wait.as_secs(), "sign-in lockout: too many attempts for this account");
             audit(
                 &state,
                 caller
                     .event("auth.lockout", Outcome::Denied)
-                    .target(&email)
+                    .target(&named)
                     .details(json!({"retry_after_secs": wait.as_secs()})),
             )
             .await;
@@ -163,7 +165,7 @@ pub async fn login(
     let fail = |reason: &str| {
         caller
             .event("auth.login", Outcome::Failure)
-            .target(&email)
+            .target(user.as_ref().map_or(named.as_str(), |u| u.email.as_str()))
             .details(json!({"reason": reason}))
     };
     let user = match user {
