@@ -472,6 +472,17 @@ async fn damaged_truncated_and_tampered_archives_are_refused_and_live_data_untou
     write_archive(&bad, &m);
     assert_refused(tmp.path(), &data, &bad, "checksum mismatch");
 
+    // Junk after the last zstd frame, and a whole second zstd frame after it.
+    let raw = std::fs::read(&archive).unwrap();
+    let mut junk = raw.clone();
+    junk.extend_from_slice(b"appended after the archive was written");
+    std::fs::write(&bad, &junk).unwrap();
+    assert_refused(tmp.path(), &data, &bad, "trailing data");
+    let mut framed = raw.clone();
+    framed.extend(zstd::encode_all(&b"a second frame"[..], 1).unwrap());
+    std::fs::write(&bad, &framed).unwrap();
+    assert_refused(tmp.path(), &data, &bad, "trailing data");
+
     // A member that is not part of a backup.
     let mut m = good.clone();
     m.insert(0, ("../escape".into(), b"x".to_vec()));

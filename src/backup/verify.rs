@@ -113,7 +113,8 @@ fn extract(
         progress,
         last_report: 0,
     };
-    let decoder = zstd::Decoder::new(counted).map_err(damaged)?;
+    // An archive is one zstd frame; anything after it is refused below.
+    let decoder = zstd::Decoder::new(counted).map_err(damaged)?.single_frame();
     let mut tar = tar::Archive::new(decoder);
     let mut found = BTreeMap::new();
     let mut made_index_dir = false;
@@ -168,9 +169,18 @@ fn extract(
             },
         );
     }
-    // Read to the end of the zstd stream so its frame checksum is checked too.
+    // Read to the end of the zstd frame so its checksum is checked too; then nothing may
+    // follow it (appended junk, or a second frame someone added).
     let mut rest = tar.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(damaged)?;
+    let mut after = rest.finish();
+    let mut one = [0u8; 1];
+    if after.read(&mut one).map_err(damaged)? > 0 {
+        return Err(BackupError::invalid(
+            archive,
+            "trailing data after the archive's zstd frame (appended to, or not written by appliance)",
+        ));
+    }
     if durable {
         for d in [dest.to_path_buf(), dest.join("index")] {
             if d.is_dir() {
