@@ -119,7 +119,7 @@ async fn index_lag_fires_and_resolves_and_a_flaky_webhook_gets_each_transition_o
     .await;
     assert!(!firing(&active(&app), "index_lag"));
 
-    let commits = app.hold_index_commits();
+    let commits = app.hold_index_commits().await;
     fill_outbox(&app, 2000);
     let v = poll(Duration::from_secs(20), || {
         let v = active(&app);
@@ -218,7 +218,7 @@ async fn a_dead_webhook_opens_the_breaker_and_the_api_keeps_answering() {
         c.alerts.webhook_max_attempts = 100;
     })
     .await;
-    let commits = app.hold_index_commits();
+    let commits = app.hold_index_commits().await;
     fill_outbox(&app, 2000);
     let w = poll(Duration::from_secs(20), || {
         let w = active(&app)["webhook"].clone();

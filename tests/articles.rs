@@ -797,7 +797,7 @@ async fn a_fresh_search_sees_every_write_acknowledged_before_it() {
 
     // An index that cannot commit (a backup holds the commit lock): the search does not
     // wait forever, and says its results may be stale.
-    let lock = app.hold_index_commits();
+    let lock = app.hold_index_commits().await;
     app.create(json!({"title": "Dunnart habits", "body": "insects", "status": "published"}))
         .await;
     let (s, v) = app.get_json(&fresh("dunnart")).await;

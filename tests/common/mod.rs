@@ -241,9 +241,15 @@ impl TestApp {
     /// Take the index-commit lock exclusively, as a backup does: the indexer may read the
     /// outbox but cannot commit, so no outbox row goes until the returned file is
     /// dropped. (Drop it before `stop()`: the final index pass waits for it.)
-    pub fn hold_index_commits(&self) -> std::fs::File {
-        appliance::data_dir::DataDir::new(&self.data_dir)
-            .index_commit_guard(true)
+    ///
+    /// The wait happens off the test's runtime: the server shares that runtime, and an
+    /// index pass holds the lock shared across awaits, so a blocking wait here would
+    /// stop the very pass it waits for (a deadlock seen in CI).
+    pub async fn hold_index_commits(&self) -> std::fs::File {
+        let dd = appliance::data_dir::DataDir::new(&self.data_dir);
+        tokio::task::spawn_blocking(move || dd.index_commit_guard(true))
+            .await
+            .expect("the lock task")
             .expect("the index-commit lock")
     }
 
