@@ -284,8 +284,10 @@ async fn backup_beside_four_writers_is_a_consistent_point_in_time_and_no_write_f
     let archive = data.join("backups").join(&name);
     let dest = tmp.path().join("extracted");
     std::fs::create_dir(&dest).unwrap();
-    let manifest =
-        appliance::backup::verify::verify_into(&archive, &dest, false, None).expect("verifies");
+    let trust = appliance::backup::signing::Trust::strict(Some(data_key(&data)));
+    let manifest = appliance::backup::verify::verify_into(&archive, &dest, false, &trust, None)
+        .expect("verifies")
+        .manifest;
     let conn = rusqlite::Connection::open(dest.join("appliance.db")).unwrap();
     let (min, max, count): (i64, i64, i64) = conn
         .query_row("SELECT min(id), max(id), count(*) FROM articles", [], |r| {
@@ -369,6 +371,206 @@ fn sum_line(manifest: &[u8]) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The data directory's backup signing key.
+fn data_key(data: &Path) -> appliance::backup::signing::Key {
+    appliance::backup::signing::Key::read(&data.join("backup-signing.key")).expect("the key")
+}
+
+/// `archive` rebuilt the way an intruder with write access to the backups would: an
+/// admin added to `appliance.db`, and the manifest's sizes, sums and row counts and the
+/// manifest's own sum made to match. With `sign`, the intruder's manifest is signed with
+/// that key; without, the signature member is left out.
+fn forged(
+    archive: &Path,
+    work: &Path,
+    sign: Option<&appliance::backup::signing::Key>,
+) -> Vec<(String, Vec<u8>)> {
+    use sha2::Digest;
+    let mut m = members(archive);
+    let db_at = m.iter().position(|(n, _)| n == "appliance.db").unwrap();
+    let db_file = work.join("forged.db");
+    std::fs::write(&db_file, &m[db_at].1).unwrap();
+    let conn = rusqlite::Connection::open(&db_file).unwrap();
+    conn.execute(
+        "INSERT INTO users (email, role, password_hash, created_at, updated_at) VALUES ('intruder@example.org', 'admin', 'copied-hash', '2026-01-01', '2026-01-01')",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let db = std::fs::read(&db_file).unwrap();
+    let idx = m.iter().position(|(n, _)| n == "manifest.json").unwrap();
+    let mut manifest: Value = serde_json::from_slice(&m[idx].1).unwrap();
+    for f in manifest["files"].as_array_mut().unwrap() {
+        if f["path"] == "appliance.db" {
+            f["size"] = json!(db.len());
+            f["sha256"] = json!(hex::encode(sha2::Sha256::digest(&db)));
+        }
+    }
+    let users = manifest["row_counts"]["users"].as_i64().unwrap();
+    manifest["row_counts"]["users"] = json!(users + 1);
+    m[db_at].1 = db;
+    m[idx].1 = serde_json::to_vec_pretty(&manifest).unwrap();
+    let sum = m
+        .iter()
+        .position(|(n, _)| n == "manifest.json.sha256")
+        .unwrap();
+    m[sum].1 = sum_line(&m[idx].1);
+    let sig = m
+        .iter()
+        .position(|(n, _)| n == "manifest.json.sig")
+        .unwrap();
+    match sign {
+        Some(k) => m[sig].1 = k.sign(&m[idx].1),
+        None => {
+            m.remove(sig);
+        }
+    }
+    m
+}
+
+#[tokio::test]
+async fn a_forged_archive_is_refused_and_a_key_from_elsewhere_restores_on_a_new_machine() {
+    let (tmp, data, archive) = small_backup().await;
+    let key = data_key(&data);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(data.join("backup-signing.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the key is the service's alone");
+    let out = cli(tmp.path()).args(["backup", "key"]).output().unwrap();
+    assert!(stdout(&out).contains(key.id()), "{}", stdout(&out));
+    // The key never goes into an archive.
+    let raw_key = std::fs::read(data.join("backup-signing.key")).unwrap();
+    for (name, bytes) in members(&archive) {
+        assert_ne!(name, "backup-signing.key");
+        assert!(
+            !bytes.windows(64).any(|w| w == &raw_key[..64]),
+            "{name} holds the key"
+        );
+    }
+    let bad = tmp.path().join("forged.tar.zst");
+
+    // The manifest kept the old signature: it no longer matches.
+    let mut m = forged(&archive, tmp.path(), None);
+    let good = members(&archive);
+    let sig = good
+        .iter()
+        .find(|(n, _)| n == "manifest.json.sig")
+        .unwrap()
+        .clone();
+    m.push(sig);
+    write_archive(&bad, &m);
+    assert_refused(tmp.path(), &data, &bad, "signature does not match");
+
+    // Signed with the intruder's own key: not this appliance's.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other = appliance::backup::signing::Location::DataDir(elsewhere.path().join("k"))
+        .load_or_create()
+        .unwrap();
+    write_archive(&bad, &forged(&archive, tmp.path(), Some(&other)));
+    assert_refused(
+        tmp.path(),
+        &data,
+        &bad,
+        &format!("signed with key {}", other.id()),
+    );
+
+    // No signature at all: refused unless the operator says --trust-unsigned.
+    write_archive(&bad, &forged(&archive, tmp.path(), None));
+    assert_refused(tmp.path(), &data, &bad, "not signed");
+    let out = cli(tmp.path())
+        .args([
+            "restore",
+            "--dry-run",
+            "--trust-unsigned",
+            bad.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("NOT SIGNED"), "{}", stdout(&out));
+    // ...but a signature of this key that does not match is refused even so.
+    let mut m = forged(&archive, tmp.path(), None);
+    m.push(
+        good.iter()
+            .find(|(n, _)| n == "manifest.json.sig")
+            .unwrap()
+            .clone(),
+    );
+    write_archive(&bad, &m);
+    let out = cli(tmp.path())
+        .args([
+            "restore",
+            "--dry-run",
+            "--trust-unsigned",
+            bad.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("does not match"), "{}", stderr(&out));
+
+    // A new machine: no data directory, no key. The archive is refused until the key
+    // kept elsewhere is given; then it restores, and the key comes with it.
+    let new = tempfile::tempdir().unwrap();
+    let copy = new.path().join("from-old-machine.tar.zst");
+    std::fs::copy(&archive, &copy).unwrap();
+    let out = cli(new.path())
+        .args(["restore", copy.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("no backup signing key"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!new.path().join("data").exists());
+    let kept = new.path().join("kept.key");
+    std::fs::copy(data.join("backup-signing.key"), &kept).unwrap();
+    let out = cli(new.path())
+        .args([
+            "restore",
+            "--key-file",
+            kept.to_str().unwrap(),
+            copy.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("signed with key {}", key.id())),
+        "{}",
+        stdout(&out)
+    );
+    let new_data = new.path().join("data");
+    assert_eq!(
+        data_key(&new_data).id(),
+        key.id(),
+        "the restored directory adopts the key"
+    );
+    // Its next backup is signed with the same key, and the old archive verifies there.
+    let out = cli(new.path())
+        .args(["backup", "--verify"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cli(new.path())
+        .args(["backup", "verify", copy.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(stdout(&out).contains(key.id()), "{}", stderr(&out));
+
+    // A restore over an existing directory keeps that directory's key.
+    let out = cli(tmp.path())
+        .args(["restore", archive.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(data_key(&data).id(), key.id());
+}
+
 /// `backup verify` and `restore` both refuse `bad`, and the live data is untouched.
 fn assert_refused(tmp: &Path, data: &Path, bad: &Path, expect: &str) {
     let db_before = sha256_file(&data.join("appliance.db"));
@@ -436,7 +638,7 @@ async fn damaged_truncated_and_tampered_archives_are_refused_and_live_data_untou
         let (name, bytes) = &mut m[i];
         let at = bytes.len() / 2;
         bytes[at] ^= 0x01;
-        let expect = if name == "manifest.json" || name == "manifest.json.sha256" {
+        let expect = if name.starts_with("manifest.json") {
             "manifest".to_string()
         } else {
             name.clone()
@@ -469,6 +671,14 @@ async fn damaged_truncated_and_tampered_archives_are_refused_and_live_data_untou
         .position(|(n, _)| n == "manifest.json.sha256")
         .unwrap();
     m[sum].1 = sum_line(&m[idx].1);
+    write_archive(&bad, &m);
+    assert_refused(tmp.path(), &data, &bad, "signature does not match");
+    // Re-signed with the real key, the file check still notices.
+    let sig = m
+        .iter()
+        .position(|(n, _)| n == "manifest.json.sig")
+        .unwrap();
+    m[sig].1 = data_key(&data).sign(&m[idx].1);
     write_archive(&bad, &m);
     assert_refused(tmp.path(), &data, &bad, "checksum mismatch");
 

@@ -12,8 +12,10 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::retention::{self, Policy};
+use super::signing::{self, Trust};
 use super::snapshot::{self, CreateOptions, Created};
-use super::{BackupError, BackupLock, Manifest, Trigger};
+use super::verify::Verified;
+use super::{BackupError, BackupLock, Trigger};
 use crate::auth::audit::{self, Actor};
 use crate::config::BackupConfig;
 use crate::data_dir::DataDir;
@@ -70,7 +72,7 @@ pub struct Job<'a> {
 pub struct Outcome {
     pub created: Created,
     /// The verification, when the job verified: the manifest, or what is wrong.
-    pub verified: Option<Result<Manifest, String>>,
+    pub verified: Option<Result<Verified, String>>,
     /// Archives retention removed.
     pub pruned: Vec<String>,
     /// Whether the run was recorded (a database from before V3 has no bookkeeping).
@@ -116,9 +118,15 @@ async fn steps(job: &Job<'_>, lock: BackupLock) -> Result<Outcome, BackupError> 
         job.config.compression_level,
         job.config.min_free_margin_bytes,
     );
+    let key_at = signing::Location::of(job.config, data_dir.root());
     let (lock, created) = tokio::task::spawn_blocking(move || {
         let progress = |done: u64, total: u64| report(Step::Writing, done, total);
+        let key = match key_at.load_or_create() {
+            Ok(k) => k,
+            Err(e) => return (lock, Err(e)),
+        };
         let opts = CreateOptions {
+            key: &key,
             trigger,
             compression_level,
             min_free_margin_bytes,
@@ -159,15 +167,17 @@ async fn steps(job: &Job<'_>, lock: BackupLock) -> Result<Outcome, BackupError> 
     );
     let verified = if job.verify {
         (job.report)(Step::Verifying, 0, 0);
+        let key = signing::Location::of(job.config, job.data_dir.root()).load()?;
         let v = verify_and_record(
             job.ledger,
             job.backups_dir,
             &created.path,
+            Trust::strict(key),
             job.report.clone(),
             job.errors,
         )
         .await?;
-        Some(v.map_err(|e| e.to_string()))
+        Some(v.map_err(|e| e.brief()))
     } else {
         None
     };
@@ -233,13 +243,14 @@ pub async fn verify_and_record(
     ledger: &Ledger,
     backups_dir: &Path,
     path: &Path,
+    trust: Trust,
     report: Report,
     errors: Option<&Tracker>,
-) -> Result<Result<Manifest, BackupError>, BackupError> {
+) -> Result<Result<Verified, BackupError>, BackupError> {
     let (archive, dir) = (path.to_path_buf(), backups_dir.to_path_buf());
     let res = tokio::task::spawn_blocking(move || {
         let progress = |done: u64, total: u64| report(Step::Verifying, done, total);
-        super::verify::verify(&archive, &dir, Some(&progress))
+        super::verify::verify(&archive, &dir, &trust, Some(&progress))
     })
     .await
     .map_err(|e| BackupError::Other(e.to_string()))?;
@@ -261,7 +272,7 @@ pub async fn verify_and_record(
         let v = Verification {
             verified_at: crate::clock::now(),
             ok: res.is_ok(),
-            error: res.as_ref().err().map(ToString::to_string),
+            error: res.as_ref().err().map(BackupError::brief),
         };
         ledger.record_verification(name, v).await?;
     }

@@ -10,6 +10,7 @@ mod index_files;
 pub mod job;
 pub mod restore;
 pub mod retention;
+pub mod signing;
 pub mod snapshot;
 pub mod verify;
 
@@ -56,6 +57,10 @@ pub enum BackupError {
     BadName { name: String },
     #[error("{archive}: {problem}")]
     Invalid { archive: PathBuf, problem: String },
+    /// The archive is intact as far as anyone can tell, but nothing proves this appliance
+    /// wrote it (or it was altered and re-summed): see `signing`.
+    #[error("{archive}: {problem}")]
+    Unauthenticated { archive: PathBuf, problem: String },
     #[error(
         "{archive} was made by a newer appliance (schema version {archive_version}, this binary knows up to {supported}); install that version or newer to restore it"
     )]
@@ -83,6 +88,32 @@ impl BackupError {
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackupError {
         let context = context.into();
         move |source| BackupError::Io { context, source }
+    }
+    /// The message with an archive named by its file name, not its path: for API
+    /// answers and the records they show, which never reveal server paths.
+    pub fn brief(&self) -> String {
+        let name = |p: &Path| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        match self {
+            BackupError::Invalid { archive, problem }
+            | BackupError::Unauthenticated { archive, problem } => {
+                format!("{}: {problem}", name(archive))
+            }
+            BackupError::NewerSchema {
+                archive,
+                archive_version,
+                supported,
+            } => BackupError::NewerSchema {
+                archive: PathBuf::from(name(archive)),
+                archive_version: *archive_version,
+                supported: *supported,
+            }
+            .to_string(),
+            other => other.to_string(),
+        }
     }
     fn invalid(archive: &Path, problem: impl Into<String>) -> BackupError {
         BackupError::Invalid {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use super::signing::{KEY_FILE, Key, Origin, SIG_MEMBER, Trust};
 use super::{BackupError, Manifest, Progress};
 use crate::data_dir::DataDir;
 
@@ -20,6 +21,8 @@ use crate::data_dir::DataDir;
 pub struct RestoreReport {
     pub archive: PathBuf,
     pub manifest: Manifest,
+    /// Who made the archive, as far as its signature tells.
+    pub origin: Origin,
     pub dry_run: bool,
     /// Where the replaced data directory was moved (None: dry run, or there was none).
     pub moved_aside: Option<PathBuf>,
@@ -29,15 +32,29 @@ pub struct RestoreReport {
     pub pending_migrations: i64,
 }
 
+/// How to restore.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Verify only: change nothing.
+    pub dry_run: bool,
+    /// How the archive's signature is checked.
+    pub trust: Trust,
+    /// A key to install as the restored directory's `backup-signing.key` when the data
+    /// directory has none to carry over (the key given with `--key-file` on a new machine).
+    pub adopt_key: Option<Key>,
+}
+
 /// Restore `archive` into `data_dir`. `backups_dir` is where archives are kept: when it
-/// is inside the data directory it is carried over to the restored one.
+/// is inside the data directory it is carried over to the restored one, and so is the
+/// data directory's backup signing key (it is never in an archive).
 pub fn restore(
     data_dir: &DataDir,
     backups_dir: &Path,
     archive: &Path,
-    dry_run: bool,
+    opts: &Options,
     progress: Progress<'_>,
 ) -> Result<RestoreReport, BackupError> {
+    let dry_run = opts.dry_run;
     let root = data_dir.root();
     let existed = root.exists();
     // Refuse before any work while a server (or another restore) owns the directory.
@@ -57,11 +74,18 @@ pub fn restore(
         .map_err(BackupError::io(staging.display().to_string()))?;
     let cleanup = RemoveDirOnDrop(Some(staging.clone()));
 
-    let manifest = super::verify::verify_into(archive, &staging, true, progress)?;
+    let verified = super::verify::verify_into(archive, &staging, true, &opts.trust, progress)?;
+    let (manifest, origin) = (verified.manifest, verified.origin);
     // The manifest describes the archive, not the data directory.
-    for member in [super::MANIFEST_MEMBER, super::MANIFEST_SUM_MEMBER] {
+    for member in [
+        super::MANIFEST_MEMBER,
+        super::MANIFEST_SUM_MEMBER,
+        SIG_MEMBER,
+    ] {
         let p = staging.join(member);
-        std::fs::remove_file(&p).map_err(BackupError::io(p.display().to_string()))?;
+        if p.exists() {
+            std::fs::remove_file(&p).map_err(BackupError::io(p.display().to_string()))?;
+        }
     }
     let current_row_counts = if data_dir.db_path().is_file() {
         crate::db::open_read_only(&data_dir.db_path())
@@ -74,6 +98,7 @@ pub fn restore(
     let mut report = RestoreReport {
         archive: archive.to_path_buf(),
         manifest,
+        origin,
         dry_run,
         moved_aside: None,
         current_row_counts,
@@ -83,6 +108,13 @@ pub fn restore(
         return Ok(report);
     }
 
+    // The signing key stays with the data directory, or a given one is adopted.
+    let key_now = root.join(KEY_FILE);
+    if key_now.is_file() {
+        Key::read(&key_now)?.install(&staging.join(KEY_FILE))?;
+    } else if let Some(k) = &opts.adopt_key {
+        k.install(&staging.join(KEY_FILE))?;
+    }
     // The restored directory is locked before it is swapped in, so a server started
     // right after the swap waits for this process to finish.
     let restored = DataDir::new(&staging);

@@ -35,6 +35,8 @@ pub struct CreateOptions<'a> {
     /// size (None: assume nothing compresses).
     pub previous_ratio: Option<f64>,
     pub progress: Progress<'a>,
+    /// The key that signs the manifest.
+    pub key: &'a super::signing::Key,
 }
 
 /// A backup that was written.
@@ -182,9 +184,11 @@ pub fn create(
         "{}  {MANIFEST_MEMBER}\n",
         hex::encode(Sha256::digest(&manifest_bytes))
     );
+    let signature = opts.key.sign(&manifest_bytes);
     for (member, bytes) in [
         (MANIFEST_MEMBER, &manifest_bytes[..]),
         (MANIFEST_SUM_MEMBER, sum.as_bytes()),
+        (super::signing::SIG_MEMBER, &signature[..]),
     ] {
         append(
             &mut tar,

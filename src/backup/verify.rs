@@ -1,6 +1,7 @@
 //! Checking an archive completely: every member is extracted (into a scratch directory,
-//! or the restore's staging directory) while its sha256 is computed, then the manifest
-//! is checked against its own checksum and against every file, the database inside
+//! or the restore's staging directory) while its sha256 is computed, then the manifest's
+//! signature is checked before anything the manifest says is believed (`signing`), the
+//! manifest against its own checksum and against every file, the database inside
 //! passes `PRAGMA integrity_check` with the manifest's row counts and a schema this
 //! binary knows, and the index opens with the manifest's document count.
 //! Any problem is [`BackupError::Invalid`] naming the member and what is wrong.
@@ -12,6 +13,7 @@ use std::path::{Component, Path};
 
 use sha2::{Digest, Sha256};
 
+use super::signing::{Origin, SIG_MEMBER, Trust};
 use super::snapshot::HashingReader;
 use super::{
     BackupError, DB_MEMBER, FORMAT_VERSION, INDEX_PREFIX, MANIFEST_MEMBER, MANIFEST_SUM_MEMBER,
@@ -24,18 +26,27 @@ struct Found {
     sha256: String,
 }
 
+/// An archive that passed every check.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub manifest: Manifest,
+    /// Who made it, as far as its signature tells.
+    pub origin: Origin,
+}
+
 /// Verify `archive` using a scratch directory created (and removed) under
 /// `scratch_parent`, which needs room for the uncompressed contents.
 pub fn verify(
     archive: &Path,
     scratch_parent: &Path,
+    trust: &Trust,
     progress: Progress<'_>,
-) -> Result<Manifest, BackupError> {
+) -> Result<Verified, BackupError> {
     let scratch = tempfile::Builder::new()
         .prefix(".verify-")
         .tempdir_in(scratch_parent)
         .map_err(BackupError::io(scratch_parent.display().to_string()))?;
-    verify_into(archive, scratch.path(), false, progress)
+    verify_into(archive, scratch.path(), false, trust, progress)
 }
 
 /// Extract `archive` into the empty directory `dest` and verify it there. With
@@ -44,9 +55,11 @@ pub fn verify_into(
     archive: &Path,
     dest: &Path,
     durable: bool,
+    trust: &Trust,
     progress: Progress<'_>,
-) -> Result<Manifest, BackupError> {
+) -> Result<Verified, BackupError> {
     let found = extract(archive, dest, durable, progress)?;
+    let origin = check_signature(archive, dest, &found, trust)?;
     let manifest = check_manifest(archive, dest, &found)?;
     check_database(archive, &dest.join(DB_MEMBER), &manifest)?;
     if let Some(index) = &manifest.index {
@@ -70,13 +83,43 @@ pub fn verify_into(
             "index files present but the manifest lists no index",
         ));
     }
-    Ok(manifest)
+    Ok(Verified { manifest, origin })
+}
+
+/// The manifest's signature, checked before anything the manifest says is believed.
+fn check_signature(
+    archive: &Path,
+    dest: &Path,
+    found: &BTreeMap<String, Found>,
+    trust: &Trust,
+) -> Result<Origin, BackupError> {
+    let invalid = |p: String| BackupError::invalid(archive, p);
+    if !found.contains_key(MANIFEST_MEMBER) {
+        return Err(invalid(format!(
+            "{MANIFEST_MEMBER} is missing (the archive is truncated or not an appliance backup)"
+        )));
+    }
+    let manifest = std::fs::read(dest.join(MANIFEST_MEMBER))
+        .map_err(|e| invalid(format!("{MANIFEST_MEMBER}: {e}")))?;
+    let signature = match found.contains_key(SIG_MEMBER) {
+        true => Some(
+            std::fs::read(dest.join(SIG_MEMBER))
+                .map_err(|e| invalid(format!("{SIG_MEMBER}: {e}")))?,
+        ),
+        false => None,
+    };
+    trust
+        .check(&manifest, signature.as_deref())
+        .map_err(|problem| BackupError::Unauthenticated {
+            archive: archive.to_path_buf(),
+            problem,
+        })
 }
 
 /// The member names an archive may hold; anything else (absolute paths, `..`, links,
 /// nested directories) is refused before it touches the disk.
 fn allowed(path: &str) -> bool {
-    if path == DB_MEMBER || path == MANIFEST_MEMBER || path == MANIFEST_SUM_MEMBER {
+    if [DB_MEMBER, MANIFEST_MEMBER, MANIFEST_SUM_MEMBER, SIG_MEMBER].contains(&path) {
         return true;
     }
     match path.strip_prefix(INDEX_PREFIX) {
@@ -266,8 +309,8 @@ fn check_manifest(
         return Err(invalid(format!("the manifest lists no {DB_MEMBER}")));
     }
     for path in found.keys() {
-        if path != MANIFEST_MEMBER && path != MANIFEST_SUM_MEMBER && !listed.contains(path.as_str())
-        {
+        let bookkeeping = [MANIFEST_MEMBER, MANIFEST_SUM_MEMBER, SIG_MEMBER];
+        if !bookkeeping.contains(&path.as_str()) && !listed.contains(path.as_str()) {
             return Err(invalid(format!(
                 "{path} is in the archive but not in the manifest"
             )));

@@ -12,6 +12,7 @@ use clap::{Args, Subcommand};
 use super::ledger;
 use crate::auth::audit::{self, Actor};
 use crate::backup::job::{self, Job, Report};
+use crate::backup::signing::{Key, Location, Origin, Trust};
 use crate::backup::{self, BackupError, BackupLock, Trigger, restore};
 use crate::config::Config;
 use crate::data_dir::{DataDir, DataDirError};
@@ -43,11 +44,16 @@ pub enum BackupCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check an archive completely: checksums, manifest, database integrity, index.
+    /// Check an archive completely: signature, checksums, manifest, database, index.
     Verify {
         /// Archive name in the backups directory, or a path.
         archive: String,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
+    /// Show the backup signing key's id and file (creating the key if there is none yet),
+    /// to keep a copy of it off this machine.
+    Key,
     /// Apply retention (backup.keep_last / keep_daily / keep_weekly).
     Prune {
         /// Only print what would be deleted.
@@ -63,6 +69,39 @@ pub struct RestoreArgs {
     /// Only verify the archive and report what would change.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+/// How an archive's signature is checked.
+#[derive(Debug, Args, Clone)]
+pub struct TrustArgs {
+    /// Authenticate with this key file (64 hex digits) instead of this appliance's key:
+    /// the copy kept off the machine, when restoring onto a new one.
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// Accept an archive whose origin cannot be proven: unsigned (made before archives
+    /// were signed) or signed with a key you do not have. Its integrity is still
+    /// checked, but anyone who could write to the backups could have made it. An archive
+    /// signed with this key whose signature does not match is refused even so.
+    #[arg(long)]
+    pub trust_unsigned: bool,
+}
+
+impl TrustArgs {
+    /// The trust to check with, and the key given with `--key-file`.
+    fn trust(&self, config: &Config) -> anyhow::Result<(Trust, Option<Key>)> {
+        let given = self.key_file.as_deref().map(Key::read).transpose()?;
+        let key = match &given {
+            Some(k) => Some(k.clone()),
+            None => Location::of(&config.backup, &config.data_dir).load()?,
+        };
+        let trust = Trust {
+            key,
+            trust_unsigned: self.trust_unsigned,
+        };
+        Ok((trust, given))
+    }
 }
 
 pub async fn run_backup(config: &Config, args: &BackupArgs) -> anyhow::Result<()> {
@@ -70,7 +109,8 @@ pub async fn run_backup(config: &Config, args: &BackupArgs) -> anyhow::Result<()
         None => create(config, args.create).await,
         Some(BackupCommand::Create(c)) => create(config, *c).await,
         Some(BackupCommand::List { json }) => list(config, *json).await,
-        Some(BackupCommand::Verify { archive }) => verify_cmd(config, archive).await,
+        Some(BackupCommand::Verify { archive, trust }) => verify_cmd(config, archive, trust).await,
+        Some(BackupCommand::Key) => key_cmd(config),
         Some(BackupCommand::Prune { dry_run }) => prune(config, *dry_run).await,
     }
 }
@@ -205,27 +245,48 @@ async fn list(config: &Config, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn verify_cmd(config: &Config, archive: &str) -> anyhow::Result<()> {
+fn key_cmd(config: &Config) -> anyhow::Result<()> {
+    let at = Location::of(&config.backup, &config.data_dir);
+    if let Location::DataDir(_) = at {
+        crate::data_dir::DataDir::new(&config.data_dir).create()?;
+    }
+    let key = at.load_or_create()?;
+    println!(
+        "backup signing key {} in {}",
+        key.id(),
+        key.path().display()
+    );
+    println!(
+        "keep a copy off this machine: archives restore elsewhere only with it (restore --key-file), or with --trust-unsigned"
+    );
+    Ok(())
+}
+
+async fn verify_cmd(config: &Config, archive: &str, trust: &TrustArgs) -> anyhow::Result<()> {
     let dir = config.backups_dir();
     let path = backup::resolve(&dir, archive)?;
+    let (trust, _) = trust.trust(config)?;
     crate::data_dir::create_private_dir(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let pb = super::progress::bytes();
-    let res = job::verify_and_record(&ledger(config), &dir, &path, job_report(&pb), None).await;
+    let res =
+        job::verify_and_record(&ledger(config), &dir, &path, trust, job_report(&pb), None).await;
     pb.finish_and_clear();
     print_verified(&path, &res??);
     Ok(())
 }
 
-fn print_verified(path: &std::path::Path, m: &backup::Manifest) {
+fn print_verified(path: &std::path::Path, v: &backup::verify::Verified) {
+    let m = &v.manifest;
     let rows: Vec<String> = m
         .row_counts
         .iter()
         .map(|(t, n)| format!("{t}={n}"))
         .collect();
     println!(
-        "OK {}: created {} ({}), schema v{}, {} files, {} bytes; index {}; rows {}",
+        "OK {}: {}; created {} ({}), schema v{}, {} files, {} bytes; index {}; rows {}",
         path.display(),
+        origin_words(&v.origin),
         m.created_at,
         m.trigger.as_str(),
         m.schema_version,
@@ -271,7 +332,18 @@ pub async fn run_restore(config: &Config, args: &RestoreArgs) -> anyhow::Result<
         pb.set_length(total);
         pb.set_position(done);
     };
-    let r = restore::restore(&data_dir, &backups_dir, &path, args.dry_run, Some(&report));
+    let (trust, given) = args.trust.trust(config)?;
+    // A key given on a machine whose data directory has none becomes its key.
+    let adopt_key = match Location::of(&config.backup, &config.data_dir) {
+        Location::DataDir(_) => given,
+        Location::Given(_) => None,
+    };
+    let opts = restore::Options {
+        dry_run: args.dry_run,
+        trust,
+        adopt_key,
+    };
+    let r = restore::restore(&data_dir, &backups_dir, &path, &opts, Some(&report));
     pb.finish_and_clear();
     let r = r.map_err(|e| match e {
         BackupError::DataDir(DataDirError::Locked { dir, pid }) => anyhow::anyhow!(
@@ -282,10 +354,11 @@ pub async fn run_restore(config: &Config, args: &RestoreArgs) -> anyhow::Result<
     })?;
     let m = &r.manifest;
     println!(
-        "archive {} verified: created {}, schema v{}",
+        "archive {} verified: created {}, schema v{}, {}",
         r.archive.display(),
         m.created_at,
-        m.schema_version
+        m.schema_version,
+        origin_words(&r.origin)
     );
     for (table, n) in &m.row_counts {
         let now = r
@@ -311,6 +384,7 @@ pub async fn run_restore(config: &Config, args: &RestoreArgs) -> anyhow::Result<
             )
             .details(serde_json::json!({
                 "archive_created_at": m.created_at,
+                "origin": r.origin,
                 "previous_data_dir": r.moved_aside.as_ref().map(|p| p.display().to_string()),
             })),
     )
@@ -327,4 +401,17 @@ pub async fn run_restore(config: &Config, args: &RestoreArgs) -> anyhow::Result<
     }
     println!("start the server (systemctl start appliance); it brings the search index up to date");
     Ok(())
+}
+
+/// What the signature said, for a person.
+fn origin_words(o: &Origin) -> String {
+    match o {
+        Origin::Signed { key_id } => format!("signed with key {key_id}"),
+        Origin::Unsigned => {
+            "NOT SIGNED (accepted because of --trust-unsigned: its origin is unproven)".into()
+        }
+        Origin::OtherKey { key_id } => format!(
+            "signed with key {key_id}, which this appliance does not have (accepted because of --trust-unsigned: its origin is unproven)"
+        ),
+    }
 }

@@ -30,6 +30,10 @@ pub struct BackupConfig {
     pub compression_level: i32,
     /// Free space kept on the backups disk on top of the expected archive size.
     pub min_free_margin_bytes: u64,
+    /// The key that signs archives (64 hex digits; a relative name is looked up in
+    /// `$CREDENTIALS_DIRECTORY`). Unset: the systemd credential `backup-signing-key`
+    /// when given, else `<data_dir>/backup-signing.key`, created by the first backup.
+    pub signing_key_file: Option<PathBuf>,
 }
 
 impl Default for BackupConfig {
@@ -46,6 +50,7 @@ impl Default for BackupConfig {
             // 440 MiB/s for a 32% archive, level 3 207 MiB/s for 24%.
             compression_level: 1,
             min_free_margin_bytes: 64 * 1024 * 1024,
+            signing_key_file: None,
         }
     }
 }

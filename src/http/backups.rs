@@ -30,9 +30,10 @@ impl From<BackupError> for ApiError {
             BackupError::NotFound(_) | BackupError::BadName { .. } => {
                 ApiError::NotFound("no such backup".into())
             }
-            e @ (BackupError::Invalid { .. } | BackupError::NewerSchema { .. }) => {
-                ApiError::Unprocessable(e.to_string())
-            }
+            // The archive by its name only: an API answer never shows server paths.
+            e @ (BackupError::Invalid { .. }
+            | BackupError::Unauthenticated { .. }
+            | BackupError::NewerSchema { .. }) => ApiError::Unprocessable(e.brief()),
             BackupError::Db(e) => e.into(),
             other => ApiError::Internal(other.into()),
         }

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::audit::Actor;
 use crate::backup::job::{self, Job, Outcome, Step};
+use crate::backup::signing::{Location, Trust};
 use crate::backup::{BackupError, BackupLock, Trigger};
 use crate::db::DbError;
 use crate::db::backups as store;
@@ -142,15 +143,18 @@ pub async fn verify(state: &AppState, name: &str) -> Result<Result<(), String>, 
     let path = crate::backup::resolve(&dir, name)?;
     // Progress shows in `running` while a run verifies its archive (ignored otherwise).
     let progress = state.backups().progress.clone();
+    let config = state.config();
+    let key = Location::of(&config.backup, &config.data_dir).load()?;
     let res = job::verify_and_record(
         &state.ledger(),
         &dir,
         &path,
+        Trust::strict(key),
         Arc::new(move |_, done, total| progress.report(done, total)),
         Some(state.errors()),
     )
     .await?;
-    Ok(res.map(|_| ()).map_err(|e| e.to_string()))
+    Ok(res.map(|_| ()).map_err(|e| e.brief()))
 }
 
 /// The next time the schedule fires after `after`, if there is a schedule.
