@@ -45,6 +45,13 @@ impl App {
         let data_dir = DataDir::new(&config.data_dir);
         data_dir.create()?;
         let lock = data_dir.lock()?;
+        // What interrupted work left (a killed restore, rebuild, verification or backup).
+        let (root, backups_at) = (data_dir.root().to_path_buf(), config.backups_dir());
+        tokio::task::spawn_blocking(move || {
+            crate::backup::leftovers::remove(&root, &backups_at, true)
+        })
+        .await
+        .context("cannot look for leftovers of interrupted work")?;
         let db_path = data_dir.db_path();
         let db = Db::open(&db_path, &config.database)
             .await

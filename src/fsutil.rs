@@ -85,6 +85,45 @@ pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Bytes of the files under `path` (a file's own size for a file); what cannot be read
+/// counts as nothing.
+pub fn tree_size(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|rd| rd.flatten().map(|e| tree_size(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+/// The name of the claim file [`claim`] holds inside a work directory.
+pub const CLAIM_FILE: &str = ".claim";
+
+/// Claim a work directory for this process (an exclusive `flock` on `<dir>/.claim`,
+/// released when the returned file is dropped or the process dies), so that clean-up
+/// can tell a directory in use from one left by a process that was killed.
+pub fn claim(dir: &Path) -> io::Result<File> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(CLAIM_FILE))?;
+    f.lock()?;
+    Ok(f)
+}
+
+/// Whether another open file holds the `flock` of `lock_file` (false when it does not
+/// exist). The test takes the lock for an instant and releases it.
+pub fn held_elsewhere(lock_file: &Path) -> bool {
+    match File::open(lock_file) {
+        Ok(f) => matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
+}
+
 /// Size of a file; none when it is absent or unreadable.
 pub fn file_len(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.len())

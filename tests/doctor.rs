@@ -138,3 +138,149 @@ fn works_beside_a_running_server_and_warns_about_backups_on_the_data_disk() {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 }
+
+/// Run the binary with `args` and kill -9 it the moment `caught()` says it is half-way,
+/// as a power cut or the OOM killer would. The poll is a tight loop, not a sleep: the
+/// work takes far longer than one look.
+fn kill_half_way(dir: &Path, args: &[&str], caught: impl Fn() -> bool) {
+    let mut child = cli(dir)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if caught() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{args:?} ended ({status}) before it could be interrupted");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{args:?} never got there"
+        );
+        std::thread::yield_now();
+    }
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn what_killed_work_leaves_is_reported_then_removed_at_start_and_pre_restore_is_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let backups = data.join("backups");
+    assert!(
+        cli(tmp.path())
+            .args(["migrate", "run"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let file = tmp.path().join("in.jsonl");
+    let body = "words to index and extract ".repeat(80);
+    let lines: String = (0..3000)
+        .map(|i| {
+            format!("{{\"external_id\":\"e{i}\",\"title\":\"Article {i}\",\"body\":\"{body} {i}\",\"status\":\"published\"}}\n")
+        })
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let out = cli(tmp.path())
+        .args(["articles", "import", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cli(tmp.path()).args(["index", "rebuild"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cli(tmp.path()).args(["backup"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let archive = names_in(&backups)
+        .into_iter()
+        .find(|n| n.ends_with(".tar.zst"))
+        .unwrap();
+    let live_db = std::fs::read(data.join("appliance.db")).unwrap();
+
+    // Killed half-way: a restore while extracting, a rebuild while building, a
+    // verification while checking.
+    kill_half_way(tmp.path(), &["restore", &archive], || {
+        names_in(tmp.path())
+            .iter()
+            .any(|n| n.starts_with(".data.restore-"))
+    });
+    kill_half_way(tmp.path(), &["index", "rebuild"], || {
+        data.join("index.rebuild").is_dir()
+    });
+    kill_half_way(tmp.path(), &["backup", "verify", &archive], || {
+        names_in(&backups).iter().any(|n| n.starts_with(".verify-"))
+    });
+    assert_eq!(std::fs::read(data.join("appliance.db")).unwrap(), live_db);
+
+    let (_, report) = doctor(tmp.path(), &backups);
+    let found = line(&report, "leftovers");
+    assert!(found.starts_with("WARN"), "{report}");
+    for kind in ["restore_staging", "index_rebuild", "verify_scratch"] {
+        assert!(found.contains(kind), "{kind} not reported: {found}");
+    }
+    // A dry run names them and removes nothing.
+    let out = cli(tmp.path()).args(["cleanup"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("leftovers.restore_staging"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        names_in(tmp.path())
+            .iter()
+            .any(|n| n.starts_with(".data.restore-"))
+    );
+
+    // A restore that completes keeps the replaced directory aside: never a leftover.
+    let out = cli(tmp.path())
+        .args(["restore", &archive])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let aside = names_in(tmp.path())
+        .into_iter()
+        .find(|n| n.starts_with("data.pre-restore-"))
+        .expect("the replaced data directory is kept");
+
+    // The next start removes what is left; the live data and the kept directory stay.
+    let mut server = common::start_server(tmp.path());
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let left: Vec<String> = names_in(tmp.path())
+        .into_iter()
+        .filter(|n| n.starts_with(".data.restore-"))
+        .chain(
+            names_in(&data)
+                .into_iter()
+                .filter(|n| n.starts_with("index.")),
+        )
+        .chain(
+            names_in(&backups)
+                .into_iter()
+                .filter(|n| n.starts_with(".verify-")),
+        )
+        .collect();
+    assert!(left.is_empty(), "left after the start: {left:?}");
+    assert!(tmp.path().join(&aside).join("appliance.db").is_file());
+    assert!(data.join("index").is_dir() && data.join("appliance.db").is_file());
+    let (_, report) = doctor(tmp.path(), &backups);
+    assert!(line(&report, "leftovers").starts_with("ok"), "{report}");
+    let kept = line(&report, "pre_restore");
+    assert!(kept.starts_with("ok") && kept.contains(&aside), "{kept}");
+}

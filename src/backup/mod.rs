@@ -8,6 +8,7 @@
 
 mod index_files;
 pub mod job;
+pub mod leftovers;
 pub mod restore;
 pub mod retention;
 pub mod signing;

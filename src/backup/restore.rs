@@ -73,6 +73,11 @@ pub fn restore(
     crate::data_dir::create_private_dir(&staging)
         .map_err(BackupError::io(staging.display().to_string()))?;
     let cleanup = RemoveDirOnDrop(Some(staging.clone()));
+    // Locked from the start, so clean-up can tell it from one a killed restore left,
+    // and kept locked through the swap, so a server started right after it waits for
+    // this process to finish.
+    let restored = DataDir::new(&staging);
+    let staged_lock = restored.lock()?;
 
     let verified = super::verify::verify_into(archive, &staging, true, &opts.trust, progress)?;
     let (manifest, origin) = (verified.manifest, verified.origin);
@@ -115,10 +120,6 @@ pub fn restore(
     } else if let Some(k) = &opts.adopt_key {
         k.install(&staging.join(KEY_FILE))?;
     }
-    // The restored directory is locked before it is swapped in, so a server started
-    // right after the swap waits for this process to finish.
-    let restored = DataDir::new(&staging);
-    let staged_lock = restored.lock()?;
     // Root restoring a service user's directory: the restored files become that user's,
     // so the service can still open, prune and back them up.
     if existed && crate::fsutil::running_as_root() {

@@ -46,6 +46,9 @@ pub fn verify(
         .prefix(".verify-")
         .tempdir_in(scratch_parent)
         .map_err(BackupError::io(scratch_parent.display().to_string()))?;
+    // Claimed while in use: clean-up removes only scratch that a killed process left.
+    let _claim = crate::fsutil::claim(scratch.path())
+        .map_err(BackupError::io(scratch.path().display().to_string()))?;
     verify_into(archive, scratch.path(), false, trust, progress)
 }
 

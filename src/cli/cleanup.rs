@@ -10,6 +10,7 @@ use clap::Args;
 use rusqlite::Connection;
 
 use crate::auth::audit::Actor;
+use crate::backup::leftovers::{self, Kind, Leftover};
 use crate::config::Config;
 use crate::data_dir::{DataDir, DataDirError};
 use crate::db::audit::Outcome;
@@ -55,6 +56,7 @@ fn print(tasks: &[Task], json: bool, apply: bool) -> anyhow::Result<()> {
     }
     for t in tasks {
         let verb = match (t.applied, apply, t.task.as_str()) {
+            (_, _, "leftovers.pre_restore") => "kept        ",
             (true, _, "optimize") => "done        ",
             (true, _, "vacuum") => "vacuumed    ",
             (true, _, _) => "removed     ",
@@ -90,6 +92,8 @@ pub async fn run_cleanup(config: &Config, args: &CleanupArgs) -> anyhow::Result<
         tasks.extend(cleanup::orphans(&conn, false)?);
         tasks.extend(cleanup::duplicates(&conn, false, &cut.now)?);
         tasks.push(cleanup::vacuum_task(&conn, &config.cleanup)?.1);
+        let found = leftovers::find(data_dir.root(), &config.backups_dir(), dir_lock.is_some());
+        tasks.extend(found.iter().map(|l| leftover_task(l, false, None)));
         print(&tasks, args.json, false)?;
         if !args.json {
             println!(
@@ -98,6 +102,12 @@ pub async fn run_cleanup(config: &Config, args: &CleanupArgs) -> anyhow::Result<
         }
         return Ok(());
     }
+    // Leftovers first: never live data, and they may be what keeps the backup from fitting.
+    let removed = leftovers::remove(data_dir.root(), &config.backups_dir(), dir_lock.is_some());
+    let leftover_tasks: Vec<Task> = removed
+        .iter()
+        .map(|r| leftover_task(&r.leftover, r.removed, r.note.as_deref()))
+        .collect();
     if !args.json {
         println!("taking a verified backup first");
     }
@@ -130,6 +140,7 @@ pub async fn run_cleanup(config: &Config, args: &CleanupArgs) -> anyhow::Result<
         );
     }
     tasks.push(vacuum);
+    tasks.extend(leftover_tasks);
     print(&tasks, args.json, true)?;
     let left: Vec<&Task> = tasks
         .iter()
@@ -150,4 +161,23 @@ pub async fn run_cleanup(config: &Config, args: &CleanupArgs) -> anyhow::Result<
     }
     drop(dir_lock);
     Ok(())
+}
+
+/// A leftover of interrupted work as a cleanup line: `leftovers.<kind>`, the path and
+/// its size, and why it stays when it does.
+fn leftover_task(l: &Leftover, removed: bool, note: Option<&str>) -> Task {
+    let mut detail = format!("{} ({} bytes)", l.path.display(), l.bytes);
+    if let Some(n) = note {
+        detail = format!("{detail}; {n}");
+    } else if l.in_use {
+        detail = format!("{detail}; in use by a running process");
+    } else if l.kind == Kind::PreRestore {
+        detail = format!("{detail}; kept: delete it yourself once the restore is confirmed");
+    }
+    Task {
+        task: format!("leftovers.{}", l.kind.as_str()),
+        count: 1,
+        detail,
+        applied: removed,
+    }
 }

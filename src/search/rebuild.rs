@@ -93,6 +93,8 @@ pub(super) async fn build_fresh(
         }
     }
     std::fs::create_dir_all(&tmp_dir)?;
+    // A rebuild that fails half-way takes its new index with it.
+    let mut unfinished = RemoveOnDrop(Some(tmp_dir.clone()));
     let (schema, fields) = build_schema(config.analyzer);
     // 4 KiB doc-store blocks instead of 16: fetching one ~2 KiB article for a hit then
     // decompresses a quarter as much (profiled: 11% of a query's CPU with 16 KiB).
@@ -155,6 +157,7 @@ pub(super) async fn build_fresh(
     })
     .await
     .map_err(|e| SearchError::Other(e.to_string()))??;
+    unfinished.0 = None;
     let dir = data_dir.join("index");
     let cfg = config.clone();
     let handle = tokio::task::spawn_blocking(move || IndexHandle::open(&dir, &cfg))
@@ -167,6 +170,20 @@ pub(super) async fn build_fresh(
         "search index built from the database"
     );
     Ok((handle, guard))
+}
+
+/// Removes a directory when dropped, unless disarmed (`.0 = None`).
+struct RemoveOnDrop(Option<std::path::PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(d) = self.0.take()
+            && d.exists()
+            && let Err(e) = std::fs::remove_dir_all(&d)
+        {
+            tracing::warn!(dir = %d.display(), error = %e, "cannot remove an unfinished index");
+        }
+    }
 }
 
 /// Rebuild with no server running (CLI): same swap, no live handle to replace.

@@ -9,6 +9,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 mod database;
+mod files;
 
 use database::{check_integrity, check_migrations, check_schema};
 
@@ -67,6 +68,8 @@ pub fn diagnose(config: &Config) -> Diagnosis {
     check_config(config, &mut f);
     check_permissions(&data_dir, &mut f);
     check_disk(config, &data_dir, &mut f);
+    files::check_signing_key(config, &mut f);
+    files::check_leftovers(config, &mut f);
     let db_path = data_dir.db_path();
     if !db_path.is_file() {
         f.add(
