@@ -285,7 +285,7 @@ async fn backup_beside_four_writers_is_a_consistent_point_in_time_and_no_write_f
     let dest = tmp.path().join("extracted");
     std::fs::create_dir(&dest).unwrap();
     let trust = appliance::backup::signing::Trust::strict(Some(data_key(&data)));
-    let manifest = appliance::backup::verify::verify_into(&archive, &dest, false, &trust, None)
+    let manifest = appliance::backup::verify::verify_into(&archive, &dest, false, 0, &trust, None)
         .expect("verifies")
         .manifest;
     let conn = rusqlite::Connection::open(dest.join("appliance.db")).unwrap();
@@ -949,6 +949,124 @@ async fn api_lists_downloads_verifies_and_refuses_a_second_backup() {
     assert!(stderr(&out).contains("already running"), "{}", stderr(&out));
     drop(lock);
     app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_streams_past_a_full_backups_disk_and_a_failed_one_degrades_readyz() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let disk = tmp.path().join("backup-disk");
+    let _fs = Tmpfs::mount(&disk, "4m");
+    let backup_dir = disk.clone();
+    let app = spawn_in(&data, move |c| {
+        c.backup.dir = backup_dir;
+        c.backup.min_free_margin_bytes = 64 * 1024;
+    })
+    .await
+    .unwrap();
+    for i in 0..150 {
+        publish(&app, i, &"the same words again ".repeat(400)).await;
+    }
+    let v = api_backup(&app).await;
+    let name = v["last_run"]["name"].as_str().unwrap().to_string();
+    assert_eq!(v["backups"][0]["verification"]["ok"], true, "{v}");
+    let (_, ready) = app.get_json("/readyz").await;
+    assert_eq!(ready["checks"]["backup"]["status"], "ok", "{ready}");
+
+    // The backups disk fills up: far less free than the database and index take
+    // uncompressed. Verifying streams the archive and needs no room there.
+    let free = fs2_free(&disk);
+    std::fs::write(disk.join("filler"), vec![0u8; (free - 100 * 1024) as usize]).unwrap();
+    let m = members(&disk.join(&name));
+    let uncompressed: usize = m.iter().map(|(_, b)| b.len()).sum();
+    assert!(
+        uncompressed as u64 > 4 * fs2_free(&disk),
+        "{uncompressed} bytes unpacked"
+    );
+    let (s, v) = app
+        .post(&format!("/api/admin/backups/{name}/verify"), json!({}))
+        .await;
+    assert_eq!(s, 200, "verified beside a full backups disk: {v}");
+    assert!(leftovers(&disk).is_empty() && leftovers(&data).is_empty());
+
+    // No room anywhere for the deep checks: told apart from a bad archive, recorded as
+    // not checked, and /readyz says degraded (the backup alert is raised from this check).
+    let (dir, disk2, n) = (tmp.path().to_path_buf(), disk.clone(), name.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        cli(&dir)
+            .env("APPLIANCE__BACKUP__DIR", &disk2)
+            .env(
+                "APPLIANCE__BACKUP__MIN_FREE_MARGIN_BYTES",
+                "1000000000000000",
+            )
+            .args(["backup", "verify", &n])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("not enough free space") && err.contains("not found faulty"),
+        "{err}"
+    );
+    let (_, v) = app.get_json("/api/admin/backups").await;
+    let verification = &v["backups"][0]["verification"];
+    assert_eq!(verification["ok"], false, "{v}");
+    assert!(
+        verification["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("not checked: "),
+        "{v}"
+    );
+    let (s, ready) = app.get_json("/readyz").await;
+    assert_eq!(s, 200);
+    assert_eq!(ready["checks"]["backup"]["status"], "degraded", "{ready}");
+    let detail = ready["checks"]["backup"]["detail"].as_str().unwrap();
+    assert!(detail.contains("could not be verified"), "{detail}");
+
+    // A damaged newest archive: a failed verification, and /readyz says so.
+    let path = disk.join(&name);
+    let mut raw = std::fs::read(&path).unwrap();
+    let at = raw.len() / 2;
+    raw[at] ^= 0x40;
+    std::fs::write(&path, &raw).unwrap();
+    let (s, v) = app
+        .post(&format!("/api/admin/backups/{name}/verify"), json!({}))
+        .await;
+    assert_eq!(s, 422, "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        !message.contains(disk.to_str().unwrap()),
+        "no server paths: {message}"
+    );
+    let (_, ready) = app.get_json("/readyz").await;
+    let detail = ready["checks"]["backup"]["detail"].as_str().unwrap();
+    assert!(detail.contains("failed verification"), "{detail}");
+
+    // A new good backup puts it right.
+    std::fs::remove_file(disk.join("filler")).unwrap();
+    let v = api_backup(&app).await;
+    assert_eq!(v["last_run"]["ok"], true, "{v}");
+    let (_, ready) = app.get_json("/readyz").await;
+    assert_eq!(ready["checks"]["backup"]["status"], "ok", "{ready}");
+    app.stop().await.unwrap();
+}
+
+/// Free bytes on the file system of `dir`.
+fn fs2_free(dir: &Path) -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .expect("df prints the free bytes")
 }
 
 #[tokio::test]

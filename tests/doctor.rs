@@ -223,7 +223,7 @@ fn what_killed_work_leaves_is_reported_then_removed_at_start_and_pre_restore_is_
         data.join("index.rebuild").is_dir()
     });
     kill_half_way(tmp.path(), &["backup", "verify", &archive], || {
-        names_in(&backups).iter().any(|n| n.starts_with(".verify-"))
+        names_in(&data).iter().any(|n| n.starts_with(".verify-"))
     });
     assert_eq!(std::fs::read(data.join("appliance.db")).unwrap(), live_db);
 
@@ -268,7 +268,7 @@ fn what_killed_work_leaves_is_reported_then_removed_at_start_and_pre_restore_is_
         .chain(
             names_in(&data)
                 .into_iter()
-                .filter(|n| n.starts_with("index.")),
+                .filter(|n| n.starts_with("index.") || n.starts_with(".verify-")),
         )
         .chain(
             names_in(&backups)

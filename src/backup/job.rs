@@ -172,6 +172,7 @@ async fn steps(job: &Job<'_>, lock: BackupLock) -> Result<Outcome, BackupError> 
             job.ledger,
             job.backups_dir,
             &created.path,
+            &Scratch::of(job.data_dir.root(), job.config),
             Trust::strict(key),
             job.report.clone(),
             job.errors,
@@ -236,21 +237,54 @@ fn ratio(r: &Run) -> Option<f64> {
     }
 }
 
-/// Verify the archive at `path` completely (scratch space under `backups_dir`) and
-/// record the result when the archive is one of `backups_dir`'s. The outer error is
-/// bookkeeping that failed; the inner result is the archive's.
+/// Where a verification extracts the database and index for its deep checks: the data
+/// directory (its disk holds that much already; never the backups disk, which may be
+/// nearly full of archives), or the system's temporary directory when there is none.
+#[derive(Debug, Clone)]
+pub struct Scratch {
+    pub dir: PathBuf,
+    /// Free space kept on top of what the checks need (`backup.min_free_margin_bytes`).
+    pub margin: u64,
+}
+
+impl Scratch {
+    pub fn of(data_dir: &Path, config: &BackupConfig) -> Scratch {
+        let dir = if data_dir.is_dir() {
+            data_dir.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        Scratch {
+            dir,
+            margin: config.min_free_margin_bytes,
+        }
+    }
+}
+
+/// Verify the archive at `path` completely and record the result when the archive is one
+/// of `backups_dir`'s: passed, failed, or not checked (too little scratch space, which
+/// says nothing against the archive). The outer error is bookkeeping that failed; the
+/// inner result is the archive's.
 pub async fn verify_and_record(
     ledger: &Ledger,
     backups_dir: &Path,
     path: &Path,
+    scratch: &Scratch,
     trust: Trust,
     report: Report,
     errors: Option<&Tracker>,
 ) -> Result<Result<Verified, BackupError>, BackupError> {
-    let (archive, dir) = (path.to_path_buf(), backups_dir.to_path_buf());
+    let archive = path.to_path_buf();
+    let scratch = scratch.clone();
     let res = tokio::task::spawn_blocking(move || {
         let progress = |done: u64, total: u64| report(Step::Verifying, done, total);
-        super::verify::verify(&archive, &dir, &trust, Some(&progress))
+        super::verify::verify(
+            &archive,
+            &scratch.dir,
+            scratch.margin,
+            &trust,
+            Some(&progress),
+        )
     })
     .await
     .map_err(|e| BackupError::Other(e.to_string()))?;
@@ -269,10 +303,12 @@ pub async fn verify_and_record(
         ));
     }
     if path.parent() == Some(backups_dir) {
-        let v = Verification {
-            verified_at: crate::clock::now(),
-            ok: res.is_ok(),
-            error: res.as_ref().err().map(BackupError::brief),
+        let v = match &res {
+            Ok(_) => Verification::passed(crate::clock::now()),
+            Err(e @ BackupError::NoScratchSpace { .. }) => {
+                Verification::not_checked(crate::clock::now(), &e.brief())
+            }
+            Err(e) => Verification::failed(crate::clock::now(), &e.brief()),
         };
         ledger.record_verification(name, v).await?;
     }

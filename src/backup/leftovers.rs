@@ -1,7 +1,8 @@
 //! What interrupted work leaves behind, found and removed safely: a restore killed while
 //! extracting (`.<data>.restore-<time>.tmp` beside the data directory), an index rebuild
 //! that never swapped (`index.rebuild/`, `index.old/`), a verification's scratch
-//! directory (`.verify-*` in the backups directory) and a half-written archive
+//! directory (`.verify-*` in the data directory, or the backups directory of older
+//! versions) and a half-written archive
 //! (`.appliance-….tmp`). Each of them is removed only when nothing is using it: a
 //! restore's staging directory and a verification's scratch are locked by the process
 //! that works in them, an archive in progress by the backup lock, and a rebuild runs
@@ -85,6 +86,12 @@ pub fn find(data_dir: &Path, backups_dir: &Path, own_data_dir: bool) -> Vec<Left
             } else if name.starts_with(&aside) && path.is_dir() {
                 add(path, Kind::PreRestore, false);
             }
+        }
+    }
+    for (name, path) in entries(data_dir) {
+        if name.starts_with(".verify-") && path.is_dir() {
+            let in_use = fsutil::held_elsewhere(&path.join(fsutil::CLAIM_FILE));
+            add(path, Kind::VerifyScratch, in_use);
         }
     }
     let backup_running = fsutil::held_elsewhere(&backups_dir.join(".backup.lock"));

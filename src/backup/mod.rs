@@ -52,6 +52,16 @@ pub enum BackupError {
         free: u64,
         needed: u64,
     },
+    /// Too little room to extract an archive's database and index for the deep checks:
+    /// nothing is known against the archive.
+    #[error(
+        "not enough free space in {dir} to check the archive's database and index: {free} bytes free, about {needed} needed (their uncompressed size plus backup.min_free_margin_bytes); the archive was not found faulty; free some space there"
+    )]
+    NoScratchSpace {
+        dir: PathBuf,
+        free: u64,
+        needed: u64,
+    },
     #[error("no backup {0}")]
     NotFound(String),
     #[error("{name} is not a backup archive name (expected appliance-<time>-<trigger>.tar.zst)")]

@@ -39,6 +39,8 @@ pub struct Options {
     pub dry_run: bool,
     /// How the archive's signature is checked.
     pub trust: Trust,
+    /// Free space kept beside the data directory on top of the restored data.
+    pub margin: u64,
     /// A key to install as the restored directory's `backup-signing.key` when the data
     /// directory has none to carry over (the key given with `--key-file` on a new machine).
     pub adopt_key: Option<Key>,
@@ -79,7 +81,8 @@ pub fn restore(
     let restored = DataDir::new(&staging);
     let staged_lock = restored.lock()?;
 
-    let verified = super::verify::verify_into(archive, &staging, true, &opts.trust, progress)?;
+    let verified =
+        super::verify::verify_into(archive, &staging, true, opts.margin, &opts.trust, progress)?;
     let (manifest, origin) = (verified.manifest, verified.origin);
     // The manifest describes the archive, not the data directory.
     for member in [

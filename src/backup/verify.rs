@@ -1,12 +1,20 @@
-//! Checking an archive completely: every member is extracted (into a scratch directory,
-//! or the restore's staging directory) while its sha256 is computed, then the manifest's
-//! signature is checked before anything the manifest says is believed (`signing`), the
-//! manifest against its own checksum and against every file, the database inside
-//! passes `PRAGMA integrity_check` with the manifest's row counts and a schema this
-//! binary knows, and the index opens with the manifest's document count.
-//! Any problem is [`BackupError::Invalid`] naming the member and what is wrong.
+//! Checking an archive completely, in two passes over it.
+//!
+//! The first pass streams the archive and writes nothing: the zstd frame and its
+//! checksum (nothing may follow it), every member's name, size and sha256, then the
+//! manifest's signature before anything the manifest says is believed (`signing`), the
+//! manifest against its own checksum, and every file against the manifest. Only an
+//! archive that passed gets the second pass: with room for it counted first, the
+//! database and index are extracted (into a scratch directory, or the restore's staging
+//! directory), hashed again against the same manifest, the database must pass
+//! `PRAGMA integrity_check` with the manifest's row counts and a schema this binary
+//! knows, and the index must open with the manifest's document count.
+//!
+//! A bad archive is [`BackupError::Invalid`] (or `Unauthenticated`) naming the member and
+//! what is wrong; too little room for the second pass is [`BackupError::NoScratchSpace`],
+//! which says nothing against the archive.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Component, Path};
@@ -20,10 +28,23 @@ use super::{
     Manifest, Progress,
 };
 
+/// The bookkeeping members, kept in memory by the first pass (never extracted).
+const BOOKKEEPING: [&str; 3] = [MANIFEST_MEMBER, MANIFEST_SUM_MEMBER, SIG_MEMBER];
+/// A manifest, its sum or its signature larger than this is not ours.
+const MAX_BOOKKEEPING_BYTES: u64 = 16 << 20;
+
 /// A member as found in the archive.
 struct Found {
     size: u64,
     sha256: String,
+}
+
+/// What one pass over an archive found.
+#[derive(Default)]
+struct Members {
+    found: BTreeMap<String, Found>,
+    /// The bookkeeping members' bytes.
+    kept: BTreeMap<String, Vec<u8>>,
 }
 
 /// An archive that passed every check.
@@ -34,14 +55,18 @@ pub struct Verified {
     pub origin: Origin,
 }
 
-/// Verify `archive` using a scratch directory created (and removed) under
-/// `scratch_parent`, which needs room for the uncompressed contents.
+/// Verify `archive` completely. The second pass needs the archive's database and index,
+/// uncompressed, plus `margin` bytes free under `scratch_parent` (a scratch directory is
+/// created there and removed).
 pub fn verify(
     archive: &Path,
     scratch_parent: &Path,
+    margin: u64,
     trust: &Trust,
     progress: Progress<'_>,
 ) -> Result<Verified, BackupError> {
+    let (manifest, origin) = scan(archive, trust, half(progress, 0))?;
+    room_for(&manifest, scratch_parent, margin)?;
     let scratch = tempfile::Builder::new()
         .prefix(".verify-")
         .tempdir_in(scratch_parent)
@@ -49,21 +74,125 @@ pub fn verify(
     // Claimed while in use: clean-up removes only scratch that a killed process left.
     let _claim = crate::fsutil::claim(scratch.path())
         .map_err(BackupError::io(scratch.path().display().to_string()))?;
-    verify_into(archive, scratch.path(), false, trust, progress)
+    deep(
+        archive,
+        scratch.path(),
+        false,
+        manifest,
+        origin,
+        half(progress, 1),
+    )
 }
 
-/// Extract `archive` into the empty directory `dest` and verify it there. With
-/// `durable`, every file and directory is fsynced (the restore keeps them).
+/// Verify `archive` and leave its database and index in the empty directory `dest`
+/// (the restore's staging directory). With `durable`, every file and directory is
+/// fsynced (the restore keeps them).
 pub fn verify_into(
     archive: &Path,
     dest: &Path,
     durable: bool,
+    margin: u64,
     trust: &Trust,
     progress: Progress<'_>,
 ) -> Result<Verified, BackupError> {
-    let found = extract(archive, dest, durable, progress)?;
-    let origin = check_signature(archive, dest, &found, trust)?;
-    let manifest = check_manifest(archive, dest, &found)?;
+    let (manifest, origin) = scan(archive, trust, half(progress, 0))?;
+    room_for(&manifest, dest, margin)?;
+    deep(archive, dest, durable, manifest, origin, half(progress, 1))
+}
+
+/// Progress of one of the two passes as half of the whole.
+fn half(progress: Progress<'_>, pass: u64) -> impl Fn(u64, u64) + Sync + '_ {
+    move |done: u64, total: u64| {
+        if let Some(p) = progress {
+            p(pass * total + done, 2 * total);
+        }
+    }
+}
+
+/// The first pass: everything but the database and index checks, writing nothing.
+fn scan(
+    archive: &Path,
+    trust: &Trust,
+    progress: impl Fn(u64, u64) + Sync,
+) -> Result<(Manifest, Origin), BackupError> {
+    let members = read_members(archive, None, &progress)?;
+    let invalid = |p: String| BackupError::invalid(archive, p);
+    let Some(manifest_bytes) = members.kept.get(MANIFEST_MEMBER) else {
+        return Err(invalid(format!(
+            "{MANIFEST_MEMBER} is missing (the archive is truncated or not an appliance backup)"
+        )));
+    };
+    let origin = trust
+        .check(
+            manifest_bytes,
+            members.kept.get(SIG_MEMBER).map(Vec::as_slice),
+        )
+        .map_err(|problem| BackupError::Unauthenticated {
+            archive: archive.to_path_buf(),
+            problem,
+        })?;
+    let Some(sum) = members.kept.get(MANIFEST_SUM_MEMBER) else {
+        return Err(invalid(format!(
+            "{MANIFEST_SUM_MEMBER} is missing (the archive is truncated or not an appliance backup)"
+        )));
+    };
+    let actual = hex::encode(Sha256::digest(manifest_bytes));
+    let sum = String::from_utf8_lossy(sum);
+    let expected = sum.split_whitespace().next().unwrap_or_default();
+    if expected != actual {
+        return Err(invalid(format!(
+            "{MANIFEST_MEMBER} does not match {MANIFEST_SUM_MEMBER} (sha256 {actual} vs {expected}): the manifest is damaged"
+        )));
+    }
+    let manifest: Manifest = serde_json::from_slice(manifest_bytes)
+        .map_err(|e| invalid(format!("{MANIFEST_MEMBER} is not a valid manifest: {e}")))?;
+    if manifest.format != FORMAT_VERSION {
+        return Err(invalid(format!(
+            "archive format {} is not supported (this binary reads format {FORMAT_VERSION})",
+            manifest.format
+        )));
+    }
+    let supported = super::supported_schema_version();
+    if manifest.schema_version > supported {
+        return Err(BackupError::NewerSchema {
+            archive: archive.to_path_buf(),
+            archive_version: manifest.schema_version,
+            supported,
+        });
+    }
+    check_files(archive, &manifest, &members.found)?;
+    Ok((manifest, origin))
+}
+
+/// Room under `dir` for the archive's database and index, uncompressed, plus `margin`.
+fn room_for(manifest: &Manifest, dir: &Path, margin: u64) -> Result<(), BackupError> {
+    let needed = manifest.total_bytes() + margin;
+    let free = crate::fsutil::disk_space(dir)
+        .map_err(BackupError::io(dir.display().to_string()))?
+        .free;
+    if free < needed {
+        return Err(BackupError::NoScratchSpace {
+            dir: dir.to_path_buf(),
+            free,
+            needed,
+        });
+    }
+    Ok(())
+}
+
+/// The second pass: extract the database and index into `dest`, check them against the
+/// manifest the first pass accepted, and open them.
+fn deep(
+    archive: &Path,
+    dest: &Path,
+    durable: bool,
+    manifest: Manifest,
+    origin: Origin,
+    progress: impl Fn(u64, u64) + Sync,
+) -> Result<Verified, BackupError> {
+    let members = read_members(archive, Some((dest, durable)), &progress)?;
+    // The same file, read again: it must still be what the accepted manifest describes.
+    check_files(archive, &manifest, &members.found)?;
     check_database(archive, &dest.join(DB_MEMBER), &manifest)?;
     if let Some(index) = &manifest.index {
         let index_dir = dest.join("index");
@@ -89,40 +218,10 @@ pub fn verify_into(
     Ok(Verified { manifest, origin })
 }
 
-/// The manifest's signature, checked before anything the manifest says is believed.
-fn check_signature(
-    archive: &Path,
-    dest: &Path,
-    found: &BTreeMap<String, Found>,
-    trust: &Trust,
-) -> Result<Origin, BackupError> {
-    let invalid = |p: String| BackupError::invalid(archive, p);
-    if !found.contains_key(MANIFEST_MEMBER) {
-        return Err(invalid(format!(
-            "{MANIFEST_MEMBER} is missing (the archive is truncated or not an appliance backup)"
-        )));
-    }
-    let manifest = std::fs::read(dest.join(MANIFEST_MEMBER))
-        .map_err(|e| invalid(format!("{MANIFEST_MEMBER}: {e}")))?;
-    let signature = match found.contains_key(SIG_MEMBER) {
-        true => Some(
-            std::fs::read(dest.join(SIG_MEMBER))
-                .map_err(|e| invalid(format!("{SIG_MEMBER}: {e}")))?,
-        ),
-        false => None,
-    };
-    trust
-        .check(&manifest, signature.as_deref())
-        .map_err(|problem| BackupError::Unauthenticated {
-            archive: archive.to_path_buf(),
-            problem,
-        })
-}
-
 /// The member names an archive may hold; anything else (absolute paths, `..`, links,
 /// nested directories) is refused before it touches the disk.
 fn allowed(path: &str) -> bool {
-    if [DB_MEMBER, MANIFEST_MEMBER, MANIFEST_SUM_MEMBER, SIG_MEMBER].contains(&path) {
+    if path == DB_MEMBER || BOOKKEEPING.contains(&path) {
         return true;
     }
     match path.strip_prefix(INDEX_PREFIX) {
@@ -136,12 +235,13 @@ fn allowed(path: &str) -> bool {
     }
 }
 
-fn extract(
+/// One pass over the archive: every member's size and sha256, the bookkeeping members'
+/// bytes, and with `extract_to` the other members written there.
+fn read_members(
     archive: &Path,
-    dest: &Path,
-    durable: bool,
-    progress: Progress<'_>,
-) -> Result<BTreeMap<String, Found>, BackupError> {
+    extract_to: Option<(&Path, bool)>,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Members, BackupError> {
     let damaged = |e: io::Error| {
         BackupError::invalid(archive, format!("the archive is damaged or truncated: {e}"))
     };
@@ -156,14 +256,15 @@ fn extract(
         read: 0,
         done_before: 0,
         total,
-        progress,
+        progress: Some(progress),
         last_report: 0,
     };
     // An archive is one zstd frame; anything after it is refused below.
     let decoder = zstd::Decoder::new(counted).map_err(damaged)?.single_frame();
     let mut tar = tar::Archive::new(decoder);
-    let mut found = BTreeMap::new();
+    let mut members = Members::default();
     let mut made_index_dir = false;
+    let mut buf = vec![0u8; 256 * 1024];
     for entry in tar.entries().map_err(damaged)? {
         let mut entry = entry.map_err(damaged)?;
         let path = entry
@@ -177,43 +278,60 @@ fn extract(
                 format!("unexpected member {path:?} (not part of an appliance backup)"),
             ));
         }
-        if found.contains_key(&path) {
+        if members.found.contains_key(&path) {
             return Err(BackupError::invalid(
                 archive,
                 format!("member {path} appears twice"),
             ));
         }
-        if path.starts_with(INDEX_PREFIX) && !made_index_dir {
-            crate::data_dir::create_private_dir(&dest.join("index"))
-                .map_err(BackupError::io(dest.display().to_string()))?;
-            made_index_dir = true;
+        let bookkeeping = BOOKKEEPING.contains(&path.as_str());
+        if bookkeeping && entry.size() > MAX_BOOKKEEPING_BYTES {
+            return Err(BackupError::invalid(
+                archive,
+                format!(
+                    "{path} is {} bytes: not an appliance manifest",
+                    entry.size()
+                ),
+            ));
         }
-        let target = dest.join(&path);
-        let mut out = private_file(&target)?;
+        let mut out = match extract_to {
+            Some((dest, _)) if !bookkeeping => {
+                if path.starts_with(INDEX_PREFIX) && !made_index_dir {
+                    crate::data_dir::create_private_dir(&dest.join("index"))
+                        .map_err(BackupError::io(dest.display().to_string()))?;
+                    made_index_dir = true;
+                }
+                Some((dest.join(&path), private_file(&dest.join(&path))?))
+            }
+            _ => None,
+        };
+        let mut kept = Vec::new();
         let mut hasher = Sha256::new();
         let mut size = 0u64;
-        let mut buf = vec![0u8; 256 * 1024];
         loop {
             let n = entry.read(&mut buf).map_err(damaged)?;
             if n == 0 {
                 break;
             }
             hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])
-                .map_err(BackupError::io(target.display().to_string()))?;
+            if let Some((target, f)) = &mut out {
+                f.write_all(&buf[..n])
+                    .map_err(BackupError::io(target.display().to_string()))?;
+            }
+            if bookkeeping {
+                kept.extend_from_slice(&buf[..n]);
+            }
             size += n as u64;
         }
-        if durable {
-            out.sync_all()
+        if let (Some((target, f)), Some((_, true))) = (&out, extract_to) {
+            f.sync_all()
                 .map_err(BackupError::io(target.display().to_string()))?;
         }
-        found.insert(
-            path,
-            Found {
-                size,
-                sha256: hex::encode(hasher.finalize()),
-            },
-        );
+        if bookkeeping {
+            members.kept.insert(path.clone(), kept);
+        }
+        let sha256 = hex::encode(hasher.finalize());
+        members.found.insert(path, Found { size, sha256 });
     }
     // Read to the end of the zstd frame so its checksum is checked too; then nothing may
     // follow it (appended junk, or a second frame someone added).
@@ -227,14 +345,14 @@ fn extract(
             "trailing data after the archive's zstd frame (appended to, or not written by appliance)",
         ));
     }
-    if durable {
+    if let Some((dest, true)) = extract_to {
         for d in [dest.to_path_buf(), dest.join("index")] {
             if d.is_dir() {
                 crate::fsutil::fsync_dir(&d).map_err(BackupError::io(d.display().to_string()))?;
             }
         }
     }
-    Ok(found)
+    Ok(members)
 }
 
 /// Create a file that only the owner and group may read: archives hold user data.
@@ -248,45 +366,14 @@ pub(crate) fn private_file(path: &Path) -> Result<File, BackupError> {
         .map_err(BackupError::io(path.display().to_string()))
 }
 
-fn check_manifest(
+/// Every file the manifest lists is there with its size and sha256, and nothing else is.
+fn check_files(
     archive: &Path,
-    dest: &Path,
+    manifest: &Manifest,
     found: &BTreeMap<String, Found>,
-) -> Result<Manifest, BackupError> {
+) -> Result<(), BackupError> {
     let invalid = |p: String| BackupError::invalid(archive, p);
-    let (Some(m), Some(_)) = (found.get(MANIFEST_MEMBER), found.get(MANIFEST_SUM_MEMBER)) else {
-        return Err(invalid(format!(
-            "{MANIFEST_MEMBER} or {MANIFEST_SUM_MEMBER} is missing (the archive is truncated or not an appliance backup)"
-        )));
-    };
-    let sum = std::fs::read_to_string(dest.join(MANIFEST_SUM_MEMBER))
-        .map_err(|e| invalid(format!("{MANIFEST_SUM_MEMBER}: {e}")))?;
-    let expected = sum.split_whitespace().next().unwrap_or_default();
-    if expected != m.sha256 {
-        return Err(invalid(format!(
-            "{MANIFEST_MEMBER} does not match {MANIFEST_SUM_MEMBER} (sha256 {} vs {expected}): the manifest is damaged",
-            m.sha256
-        )));
-    }
-    let bytes = std::fs::read(dest.join(MANIFEST_MEMBER))
-        .map_err(|e| invalid(format!("{MANIFEST_MEMBER}: {e}")))?;
-    let manifest: Manifest = serde_json::from_slice(&bytes)
-        .map_err(|e| invalid(format!("{MANIFEST_MEMBER} is not a valid manifest: {e}")))?;
-    if manifest.format != FORMAT_VERSION {
-        return Err(invalid(format!(
-            "archive format {} is not supported (this binary reads format {FORMAT_VERSION})",
-            manifest.format
-        )));
-    }
-    let supported = super::supported_schema_version();
-    if manifest.schema_version > supported {
-        return Err(BackupError::NewerSchema {
-            archive: archive.to_path_buf(),
-            archive_version: manifest.schema_version,
-            supported,
-        });
-    }
-    let mut listed = std::collections::BTreeSet::new();
+    let mut listed = BTreeSet::new();
     for f in &manifest.files {
         listed.insert(f.path.as_str());
         let Some(got) = found.get(&f.path) else {
@@ -312,14 +399,13 @@ fn check_manifest(
         return Err(invalid(format!("the manifest lists no {DB_MEMBER}")));
     }
     for path in found.keys() {
-        let bookkeeping = [MANIFEST_MEMBER, MANIFEST_SUM_MEMBER, SIG_MEMBER];
-        if !bookkeeping.contains(&path.as_str()) && !listed.contains(path.as_str()) {
+        if !BOOKKEEPING.contains(&path.as_str()) && !listed.contains(path.as_str()) {
             return Err(invalid(format!(
                 "{path} is in the archive but not in the manifest"
             )));
         }
     }
-    Ok(manifest)
+    Ok(())
 }
 
 fn check_database(archive: &Path, db: &Path, manifest: &Manifest) -> Result<(), BackupError> {

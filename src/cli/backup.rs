@@ -225,6 +225,7 @@ async fn list(config: &Config, json: bool) -> anyhow::Result<()> {
     for e in &entries {
         let verified = match verifications.get(&e.name) {
             Some(v) if v.ok => format!("yes, {}", v.verified_at),
+            Some(v) if !v.found_faulty() => v.error.clone().unwrap_or_default(),
             Some(v) => format!("FAILED: {}", v.error.as_deref().unwrap_or("")),
             None => "not yet".into(),
         };
@@ -266,11 +267,20 @@ async fn verify_cmd(config: &Config, archive: &str, trust: &TrustArgs) -> anyhow
     let dir = config.backups_dir();
     let path = backup::resolve(&dir, archive)?;
     let (trust, _) = trust.trust(config)?;
+    let scratch = job::Scratch::of(&config.data_dir, &config.backup);
     crate::data_dir::create_private_dir(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let pb = super::progress::bytes();
-    let res =
-        job::verify_and_record(&ledger(config), &dir, &path, trust, job_report(&pb), None).await;
+    let res = job::verify_and_record(
+        &ledger(config),
+        &dir,
+        &path,
+        &scratch,
+        trust,
+        job_report(&pb),
+        None,
+    )
+    .await;
     pb.finish_and_clear();
     print_verified(&path, &res??);
     Ok(())
@@ -341,6 +351,7 @@ pub async fn run_restore(config: &Config, args: &RestoreArgs) -> anyhow::Result<
     let opts = restore::Options {
         dry_run: args.dry_run,
         trust,
+        margin: config.backup.min_free_margin_bytes,
         adopt_key,
     };
     let r = restore::restore(&data_dir, &backups_dir, &path, &opts, Some(&report));

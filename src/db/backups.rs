@@ -31,6 +31,42 @@ pub struct Verification {
     pub error: Option<String>,
 }
 
+/// How a verification that could not run (no room for its deep checks) is recorded: not
+/// ok, and its error starts with this, so it is never mistaken for a bad archive.
+pub const NOT_CHECKED: &str = "not checked: ";
+
+impl Verification {
+    pub fn passed(at: String) -> Verification {
+        Verification {
+            verified_at: at,
+            ok: true,
+            error: None,
+        }
+    }
+    pub fn failed(at: String, problem: &str) -> Verification {
+        Verification {
+            verified_at: at,
+            ok: false,
+            error: Some(problem.to_string()),
+        }
+    }
+    pub fn not_checked(at: String, why: &str) -> Verification {
+        Verification {
+            verified_at: at,
+            ok: false,
+            error: Some(format!("{NOT_CHECKED}{why}")),
+        }
+    }
+    /// The archive was checked and found faulty (not merely left unchecked).
+    pub fn found_faulty(&self) -> bool {
+        !self.ok
+            && !self
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with(NOT_CHECKED))
+    }
+}
+
 /// Whether this database has the bookkeeping tables yet (a CLI backup of a database
 /// that was never migrated to V3 has nowhere to record its run).
 #[tracing::instrument(level = "debug", skip_all)]

@@ -149,6 +149,7 @@ pub async fn verify(state: &AppState, name: &str) -> Result<Result<(), String>, 
         &state.ledger(),
         &dir,
         &path,
+        &job::Scratch::of(&config.data_dir, &config.backup),
         Trust::strict(key),
         Arc::new(move |_, done, total| progress.report(done, total)),
         Some(state.errors()),
@@ -188,9 +189,15 @@ pub fn spawn_scheduler(state: AppState, stop: watch::Receiver<bool>) -> Option<J
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn health(state: &AppState) -> Result<Result<String, String>, DbError> {
     let max_age_hours = state.config().backup.max_age_hours;
-    let (last, last_ok) = state
+    let (last, last_ok, verifications) = state
         .db()
-        .read(|c| Ok((store::last_run(c)?, store::last_success(c)?)))
+        .read(|c| {
+            Ok((
+                store::last_run(c)?,
+                store::last_success(c)?,
+                store::verifications(c)?,
+            ))
+        })
         .await?;
     if let Some(last) = &last
         && !last.ok
@@ -201,11 +208,32 @@ pub async fn health(state: &AppState) -> Result<Result<String, String>, DbError>
             last.error.as_deref().unwrap_or("unknown error")
         )));
     }
+    // The newest archive must have passed verification (a backup being verified right
+    // now is given the time to finish).
+    let unverified = last_ok.as_ref().and_then(|newest| {
+        let name = &newest.name;
+        match verifications.get(name) {
+            Some(v) if v.ok => None,
+            Some(v) if v.found_faulty() => Some(format!(
+                "the newest backup {name} failed verification: {}; take a new backup",
+                v.error.as_deref().unwrap_or("unknown error")
+            )),
+            Some(v) => Some(format!(
+                "the newest backup {name} could not be verified ({}); free space and run `appliance backup verify {name}`",
+                v.error.as_deref().unwrap_or("")
+            )),
+            None if state.backups().running().is_some() => None,
+            None => Some(format!(
+                "the newest backup {name} has not been verified; run `appliance backup verify {name}`"
+            )),
+        }
+    });
     if max_age_hours == 0 {
-        return Ok(Ok(match last_ok {
-            Some(r) => format!("last backup {} at {}", r.name, r.started_at),
-            None => "no backup yet (age check off)".into(),
-        }));
+        return Ok(match (last_ok, unverified) {
+            (_, Some(problem)) => Err(problem),
+            (Some(r), None) => Ok(format!("last backup {} at {}", r.name, r.started_at)),
+            (None, None) => Ok("no backup yet (age check off)".into()),
+        });
     }
     let max_age = Duration::from_secs(max_age_hours * 3600);
     match last_ok {
@@ -219,6 +247,8 @@ pub async fn health(state: &AppState) -> Result<Result<String, String>, DbError>
                     r.name,
                     age.as_secs() / 3600
                 )))
+            } else if let Some(problem) = unverified {
+                Ok(Err(problem))
             } else {
                 Ok(Ok(format!("last backup {} at {}", r.name, r.started_at)))
             }

@@ -326,17 +326,18 @@ fn check_backups(conn: &Connection, config: &Config, f: &mut Findings) {
     let max = i64::try_from(config.backup.max_age_hours).unwrap_or(i64::MAX);
     let verified_text = match verified {
         Some(v) if v.ok => "verified".to_string(),
+        Some(v) if !v.found_faulty() => v.error.clone().unwrap_or_default(),
         Some(v) => format!("verification FAILED: {}", v.error.as_deref().unwrap_or("")),
         None => "not verified".to_string(),
     };
     let detail = format!("last backup {} ({age_h} h ago), {verified_text}", ok.name);
-    if verified.is_some_and(|v| !v.ok) {
+    if verified.is_some_and(|v| v.found_faulty()) {
         f.add(
             "backups",
             Level::Fail,
             format!("{detail}; take a new backup"),
         );
-    } else if (max > 0 && age_h > max) || verified.is_none() {
+    } else if (max > 0 && age_h > max) || !verified.is_some_and(|v| v.ok) {
         f.add(
             "backups",
             Level::Warn,

@@ -34,7 +34,9 @@ export async function render(view, ctx) {
       { label: "Size", cell: (b) => fmtBytes(b.size_bytes) },
       { label: "Verification", cell: (b) => !b.verification ? badge("not verified", "degraded")
         : b.verification.ok ? [badge("verified", "ok"), " ", h("span", { class: "muted" }, ago(b.verification.verified_at))]
-        : [badge("failed", "failing"), " ", b.verification.error || ""] },
+        : (b.verification.error || "").startsWith("not checked: ")
+          ? [badge("not checked", "degraded"), " ", b.verification.error.slice("not checked: ".length)]
+          : [badge("failed", "failing"), " ", b.verification.error || ""] },
       { label: "Actions", cell: (b) => h("div", { class: "row" },
         h("button", { type: "button", onclick: async (e) => {
           try {
