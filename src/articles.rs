@@ -250,7 +250,10 @@ fn slug(v: &Value, field: &str, errs: &mut Vec<FieldError>) -> Option<String> {
     if RESERVED_SLUGS.contains(&s) {
         errs.push(FieldError::new(
             field,
-            format!("`{s}` is reserved (it is a route under /api/articles/)"),
+            format!(
+                "`{}` is reserved (it is a route under /api/articles/)",
+                crate::validate::excerpt(s, 40)
+            ),
         ));
         return None;
     }
@@ -271,7 +274,10 @@ fn status(v: &Value, field: &str, errs: &mut Vec<FieldError>) -> Option<Status> 
         None => {
             errs.push(FieldError::new(
                 field,
-                format!("must be `draft` or `published` (got `{s}`)"),
+                format!(
+                    "must be `draft` or `published` (got `{}`)",
+                    crate::validate::excerpt(s, 40)
+                ),
             ));
             None
         }

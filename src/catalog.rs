@@ -51,11 +51,17 @@ fn conflict(err: DbError, slug: Option<&str>, external_id: Option<&str>) -> Writ
     match err {
         DbError::Unique { target } if target.ends_with("slug") => WriteError::Conflict {
             field: "slug".into(),
-            message: format!("slug `{}` is taken by another article", slug.unwrap_or("?")),
+            message: format!(
+                "slug `{}` is taken by another article",
+                crate::validate::excerpt(slug.unwrap_or("?"), 80)
+            ),
         },
         DbError::Unique { target } if target.ends_with("external_id") => WriteError::Conflict {
             field: "external_id".into(),
-            message: format!("external_id `{}` exists", external_id.unwrap_or("?")),
+            message: format!(
+                "external_id `{}` exists",
+                crate::validate::excerpt(external_id.unwrap_or("?"), 80)
+            ),
         },
         other => WriteError::Db(other),
     }

@@ -542,7 +542,7 @@ async fn bad_queries_say_where_or_fall_back() {
     let (s, v) = app
         .get_json("/api/search?q=%22readers+never&strict=true")
         .await;
-    assert_eq!(s, 400, "{v}");
+    assert_eq!(s, 422, "{v}");
     assert_eq!(v["error"]["fields"][0]["field"], "q");
     assert!(
         v["error"]["message"]
@@ -552,7 +552,7 @@ async fn bad_queries_say_where_or_fall_back() {
         "{v}"
     );
     let (s, v) = app.get_json("/api/search?q=colour:red&strict=true").await;
-    assert_eq!(s, 400);
+    assert_eq!(s, 422);
     assert!(
         v["error"]["message"]
             .as_str()

@@ -84,7 +84,7 @@ async fn unexpected_errors_are_recorded_grouped_and_listed() {
     assert_eq!(groups(&app, "?severity=critical").await.len(), 1);
     assert_eq!(groups(&app, "?category=database").await.len(), 1);
     let (s, v) = app.get_json("/api/admin/errors?severity=dire").await;
-    assert_eq!(s, 400);
+    assert_eq!(s, 422);
     assert_eq!(v["error"]["fields"][0]["field"], "severity");
     let (_, v) = app.get_json("/api/admin/errors").await;
     assert!(v["last_minute"].as_u64().unwrap() >= 3, "{v}");

@@ -1414,8 +1414,12 @@ async fn bad_input_to_the_identity_apis_is_a_4xx_naming_the_problem() {
         )
         .await;
     assert_eq!(s, 422, "{v}");
+    assert_eq!(field(&v), "role", "{v}");
     assert!(
-        v["error"]["message"].as_str().unwrap().contains("root"),
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("viewer, editor, admin"),
         "{v}"
     );
     let (s, v) = app.patch("/api/admin/users/1", json!({})).await;
@@ -1427,7 +1431,7 @@ async fn bad_input_to_the_identity_apis_is_a_4xx_naming_the_problem() {
     let (s, v) = app
         .get_json("/api/admin/audit?limit=0&since=yesterday")
         .await;
-    assert_eq!(s, 400, "{v}");
+    assert_eq!(s, 422, "{v}");
     let mut fields: Vec<String> = v["error"]["fields"]
         .as_array()
         .unwrap()
@@ -1463,5 +1467,201 @@ async fn bad_input_to_the_identity_apis_is_a_4xx_naming_the_problem() {
     assert_eq!(res.status(), 400);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["error"]["code"], "bad_request");
+    app.stop().await.unwrap();
+}
+
+/// Every bad input gets an answer that names the field and what it must be, and never
+/// repeats more than a short escaped prefix of what was sent (before: 1.1 MB values came
+/// back whole, or degraded the answer to a bare "unprocessable entity" without fields).
+#[tokio::test]
+async fn bad_input_answers_name_the_field_and_never_repeat_the_value() {
+    let app = common::spawn_app().await;
+    let junk = "Zq".repeat(550_000);
+    let run = &junk[..200];
+    let small = |what: &str, s: u16, v: &Value| {
+        let text = v.to_string();
+        assert!(
+            text.len() < 4096,
+            "{what}: {s} answer of {} bytes",
+            text.len()
+        );
+        assert!(
+            !text.contains(run),
+            "{what}: the value is repeated: {}",
+            &text[..300.min(text.len())]
+        );
+    };
+    let field_of = |v: &Value| {
+        v["error"]["fields"][0]["field"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    // Bodies: an unknown key, a bad value, a wrong type, on typed and untyped bodies.
+    let cases: Vec<(&str, reqwest::Method, &str, Value)> = vec![
+        (
+            "unknown article key",
+            reqwest::Method::POST,
+            "/api/articles",
+            json!({"title": "t", "body": "b", junk.clone(): 1}),
+        ),
+        (
+            "article status",
+            reqwest::Method::POST,
+            "/api/articles",
+            json!({"title": "t", "body": "b", "status": junk}),
+        ),
+        (
+            "user role",
+            reqwest::Method::PATCH,
+            "/api/admin/users/1",
+            json!({"role": junk}),
+        ),
+        (
+            "unknown user key",
+            reqwest::Method::PATCH,
+            "/api/admin/users/1",
+            json!({junk.clone(): true}),
+        ),
+        (
+            "preview key",
+            reqwest::Method::POST,
+            "/api/articles/preview",
+            json!({"body": "x", junk.clone(): 1}),
+        ),
+        (
+            "token name type",
+            reqwest::Method::POST,
+            "/api/auth/tokens",
+            json!({"name": 5, junk.clone(): 1}),
+        ),
+        (
+            "login email",
+            reqwest::Method::POST,
+            "/api/auth/login",
+            json!({"email": junk, "password": "pw"}),
+        ),
+    ];
+    for (what, method, path, body) in cases {
+        let (s, v) = app.send_json(method, path, body).await;
+        assert!((400..500).contains(&s), "{what}: {s} {v}");
+        small(what, s, &v);
+        if s == 422 {
+            assert!(!field_of(&v).is_empty(), "{what}: no field named: {v}");
+        }
+    }
+
+    // Valid JSON of the wrong type names the field and the type, never a parser message.
+    let (s, v) = app
+        .patch("/api/admin/users/1", json!({"role": 12345}))
+        .await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(field_of(&v), "role", "{v}");
+    let message = v["error"]["fields"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("must be") && message.contains("integer"),
+        "{v}"
+    );
+    assert!(!v.to_string().contains("Failed to parse"), "{v}");
+    let (s, v) = app
+        .post("/api/articles/preview", json!({"body": "x", "colour": 1}))
+        .await;
+    assert_eq!((s, field_of(&v).as_str()), (422, "colour"), "{v}");
+
+    // Bad query parameters: one status everywhere, naming the parameter.
+    for (path, field) in [
+        ("/api/admin/audit?limit=abc", "limit"),
+        ("/api/admin/audit?colour=red", "colour"),
+        ("/api/admin/errors?severity=dire", "severity"),
+        ("/api/auth/tokens?all=maybe", "all"),
+        ("/api/auth/tokens?colour=red", "colour"),
+        ("/api/articles?limit=0", "limit"),
+        ("/api/search?q=x&limit=0", "limit"),
+        ("/api/search?q=x&colour=red", "colour"),
+    ] {
+        let (s, v) = app.get_json(path).await;
+        assert_eq!(s, 422, "{path}: {v}");
+        assert_eq!(v["error"]["code"], "invalid_input", "{path}: {v}");
+        assert_eq!(field_of(&v), field, "{path}: {v}");
+    }
+    let long = format!("/api/admin/audit?{}=1", "k".repeat(5000));
+    let (s, v) = app.get_json(&long).await;
+    assert_eq!(s, 422);
+    assert!(field_of(&v).len() < 100, "{v}");
+    let (s, v) = app
+        .get_json(&format!("/api/articles/{}", "s".repeat(5000)))
+        .await;
+    assert_eq!(s, 404);
+    assert!(v.to_string().len() < 1024, "{v}");
+    app.stop().await.unwrap();
+}
+
+/// Before: one wrong password every 90 s from anywhere kept an account locked, its owner
+/// included, and refusals by the per-address sign-in limit were only log lines.
+#[tokio::test]
+async fn a_lockout_spares_the_owners_address_and_session_and_refusals_are_audited_in_aggregate() {
+    let app = spawn_app_with(|c| {
+        c.rate_limit.enabled = true;
+        c.rate_limit.login_per_15_min = 3;
+        c.security.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    user_with_token(&app, "owner@test.example", Role::Viewer).await;
+    let login = |ip: &str, password: &str, cookie: &str| {
+        let mut req = app
+            .anon
+            .post(app.url("/api/auth/login"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({"email": "owner@test.example", "password": password}));
+        if !cookie.is_empty() {
+            req = req.header("cookie", cookie);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    let attempt = |ip: &str, password: &str| {
+        let res = login(ip, password, "");
+        async move { res.await.status().as_u16() }
+    };
+    // The owner signs in from home, and keeps the session cookie.
+    let res = login("192.0.2.7", PASSWORD, "").await;
+    assert_eq!(res.status(), 200);
+    let cookie = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    // Someone elsewhere spends the account's budget, from addresses under their own limit.
+    assert_eq!(attempt("198.51.100.1", "wrong password!!").await, 401);
+    assert_eq!(attempt("198.51.100.2", "wrong password!!").await, 401);
+    assert_eq!(attempt("198.51.100.3", "wrong password!!").await, 429);
+    // Locked for strangers, even with the right password...
+    assert_eq!(attempt("203.0.113.9", PASSWORD).await, 429);
+    // ...but not from the owner's address, nor for the owner's own session elsewhere.
+    assert_eq!(attempt("192.0.2.7", PASSWORD).await, 200);
+    let res = login("203.0.113.50", PASSWORD, &cookie).await;
+    assert_eq!(res.status(), 200);
+
+    // One address over the sign-in limit: its refusals make one aggregated audit entry.
+    for i in 0..8 {
+        let s = attempt("198.51.100.99", "wrong password!!").await;
+        assert_eq!(s, 429, "attempt {i}");
+    }
+    let (_, v) = app
+        .get_json("/api/admin/audit?action=auth.rate_limited&limit=100")
+        .await;
+    let entries = v["entries"].as_array().unwrap();
+    let from: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["ip"] == "198.51.100.99")
+        .collect();
+    assert_eq!(from.len(), 1, "one entry for the burst: {v}");
+    assert_eq!(from[0]["outcome"], "denied");
+    assert_eq!(from[0]["target"], "/api/auth/login");
+    assert_eq!(from[0]["details"]["refused"], 1, "{v}");
+    let (_, v) = app.get_json("/api/admin/audit?action=auth.lockout").await;
+    assert_eq!(v["entries"].as_array().unwrap().len(), 1, "{v}");
     app.stop().await.unwrap();
 }

@@ -119,6 +119,23 @@ pub fn record(conn: &Connection, e: &Event) -> Result<i64, DbError> {
 }
 
 /// Whether this database has the audit table (an archive restored from before V4).
+/// Whether the account `email` signed in successfully from `ip` at or after `since`
+/// (an RFC 3339 time): the addresses a lockout does not shut out.
+#[tracing::instrument(level = "debug", skip_all)]
+pub fn signed_in_from(
+    conn: &Connection,
+    email: &str,
+    ip: &str,
+    since: &str,
+) -> Result<bool, DbError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM audit_log WHERE action = 'auth.login' AND outcome = 'success'
+             AND target = ?1 COLLATE NOCASE AND ip = ?2 AND at >= ?3 LIMIT 1",
+        )?
+        .exists(rusqlite::params![email, ip, since])?)
+}
+
 #[tracing::instrument(level = "debug", skip_all)]
 pub fn has_table(conn: &Connection) -> Result<bool, DbError> {
     Ok(conn

@@ -96,7 +96,10 @@ fn touch_token(state: &AppState, id: i64) {
 
 /// Resolve the credentials of a request. `Err` only for a presented API token that is
 /// not valid (a client should learn at once); a stale cookie is just anonymous.
-async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Principal>, ApiError> {
+pub(super) async fn resolve(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, ApiError> {
     let now_utc = time::OffsetDateTime::now_utc();
     if let Some(presented) = bearer(headers) {
         let invalid =
@@ -211,6 +214,29 @@ async fn check(state: &AppState, spec: &RouteSpec, req: Request) -> Result<Reque
         && let Err(wait) = state.limiters().check(spec.tier, ip)
     {
         tracing::warn!(%ip, route = spec.path, retry_after_secs = wait.as_secs(), "rate limited");
+        // Sign-in refusals are audited too, aggregated: one entry per address per
+        // REFUSAL_AUDIT_EVERY, counting the refusals since the previous one.
+        if spec.tier == Tier::Auth
+            && let Some(refused) = state.limiters().note_refusal(ip)
+        {
+            let mut e = crate::db::audit::Event::new(
+                "anonymous",
+                "auth.rate_limited",
+                crate::db::audit::Outcome::Denied,
+            );
+            e.target = Some(spec.path.to_string());
+            e.ip = Some(ip.to_string());
+            e.request_id = parts
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            e.details = serde_json::json!({
+                "refused": refused,
+                "aggregated_secs": super::limits::REFUSAL_AUDIT_EVERY.as_secs(),
+            });
+            audit(state, e).await;
+        }
         return Err(ApiError::RateLimited {
             message: format!(
                 "too many requests to {}; retry in {} s",

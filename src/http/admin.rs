@@ -226,7 +226,7 @@ pub struct ErrorsQuery {
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn errors(
     State(state): State<AppState>,
-    axum::extract::Query(q): axum::extract::Query<ErrorsQuery>,
+    super::json::Query(q): super::json::Query<ErrorsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     use super::FieldError;
     let mut errs = Vec::new();

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use super::json::Query;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -40,7 +42,10 @@ fn visible(a: &Article, caller: &Caller) -> bool {
 }
 
 fn not_found(key: &str) -> ApiError {
-    ApiError::NotFound(format!("no article `{key}`"))
+    ApiError::NotFound(format!(
+        "no article `{}`",
+        crate::validate::excerpt(key, 80)
+    ))
 }
 
 #[tracing::instrument(level = "debug", skip_all)]
@@ -101,7 +106,10 @@ pub async fn delete(
             ("purge", other) => {
                 return Err(ApiError::Validation(vec![FieldError::new(
                     "purge",
-                    format!("must be true or false (got `{other}`)"),
+                    format!(
+                        "must be true or false (got `{}`)",
+                        crate::validate::excerpt(other, 40)
+                    ),
                 )]));
             }
             (other, _) => {
@@ -129,9 +137,12 @@ pub async fn restore(
     Path(key): Path<String>,
 ) -> Result<Json<Article>, ApiError> {
     let restored = catalog(&state).restore(ArticleKey::parse(&key)).await?;
-    restored
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no deleted article `{key}`")))
+    restored.map(Json).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no deleted article `{}`",
+            crate::validate::excerpt(&key, 80)
+        ))
+    })
 }
 
 /// Listing items carry everything but the body.
@@ -142,6 +153,13 @@ pub async fn preview(
     State(state): State<AppState>,
     super::json::Json(body): super::json::Json<Value>,
 ) -> Result<Json<Value>, ApiError> {
+    let mut errs = Vec::new();
+    if let Some(obj) = crate::validate::object(&body, "", &mut errs) {
+        crate::validate::unknown_fields(obj, &["body"], "", &mut errs);
+    }
+    if !errs.is_empty() {
+        return Err(ApiError::Validation(errs));
+    }
     let Some(text) = body.get("body").and_then(Value::as_str) else {
         return Err(ApiError::Validation(vec![FieldError::new(
             "body",

@@ -40,7 +40,7 @@ pub enum ApiError {
         message: String,
         fields: Vec<FieldError>,
     },
-    /// A 400 that names the parameter at fault (e.g. query syntax).
+    /// A 422 that names the query parameter at fault (e.g. search syntax).
     #[error("{message}")]
     BadParameter {
         message: String,
@@ -83,13 +83,15 @@ impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::BadRequest(_) | ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Validation(_) | ApiError::Invalid { .. } | ApiError::Unprocessable(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            // Bad query parameters too: one status for every well-formed but invalid input.
+            ApiError::Validation(_)
+            | ApiError::Invalid { .. }
+            | ApiError::BadParameter { .. }
+            | ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,

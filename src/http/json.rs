@@ -1,6 +1,10 @@
-//! The JSON request-body extractor of every handler: like `axum::Json`, plus a nesting
-//! depth limit (`security.json_max_depth`) checked on the raw bytes before parsing, so
-//! a deeply nested document is a 400 naming the limit, never deep recursion.
+//! The request extractors of every handler, with answers that name the field at fault
+//! and never repeat what was sent: [`Json`], like `axum::Json` plus a nesting depth
+//! limit (`security.json_max_depth`) checked on the raw bytes before parsing, so a deeply
+//! nested document is a 400 naming the limit, never deep recursion; and [`Query`], like
+//! `axum::extract::Query`. Malformed JSON is a 400; a well-formed body or query string
+//! with a wrong type, an unknown or a missing field is a 422 whose `fields` name the
+//! field and what it must be (`crate::validate::from_serde`).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -69,13 +73,48 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
                 "the JSON body is nested deeper than {max} levels"
             )));
         }
-        match axum::Json::<T>::from_bytes(&bytes) {
-            Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(e) if e.status() == axum::http::StatusCode::UNPROCESSABLE_ENTITY => {
-                Err(ApiError::Unprocessable(e.body_text()))
-            }
-            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        if let Ok(v) = serde_json::from_slice::<T>(&bytes) {
+            return Ok(Json(v));
         }
+        // What is wrong, in two steps, so that malformed JSON (400) is never confused with
+        // well-formed JSON of the wrong shape (422): serde_json reports a number where an
+        // enum belongs as a syntax error when it parses straight into `T`.
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            // serde_json's message names the line and column, never the value.
+            ApiError::BadRequest(format!("the request body is not valid JSON: {e}"))
+        })?;
+        serde_path_to_error::deserialize(value)
+            .map(Json)
+            .map_err(|e| {
+                ApiError::Validation(vec![crate::validate::from_serde(
+                    &e.path().to_string(),
+                    &e.inner().to_string(),
+                )])
+            })
+    }
+}
+
+/// The query string, deserialized into `T`; see the module documentation.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let qs = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(qs.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(Query)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                ApiError::Validation(vec![crate::validate::from_serde(
+                    &path,
+                    &e.inner().to_string(),
+                )])
+            })
     }
 }
 

@@ -35,9 +35,26 @@ pub struct Limiters {
     expensive: DefaultKeyedRateLimiter<IpAddr>,
     /// Sign-in attempts per account (lowercased email).
     accounts: DefaultKeyedRateLimiter<String>,
+    /// Sign-in attempts per account from one of its trusted addresses (see
+    /// [`Limiters::check_trusted`]): a budget of their own, which failures from
+    /// elsewhere cannot spend.
+    trusted: DefaultKeyedRateLimiter<(String, IpAddr)>,
     /// Accounts currently locked out, to log and audit a lockout once, not per attempt.
     locked: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Sign-in-tier refusals per address since their last audit entry.
+    refusals: std::sync::Mutex<std::collections::HashMap<IpAddr, Tally>>,
     checks: AtomicU64,
+}
+
+/// At most one audit entry per address per this long for refused sign-in requests.
+pub const REFUSAL_AUDIT_EVERY: Duration = Duration::from_secs(600);
+/// Addresses whose refusals are tallied at once (beyond: the quietest are forgotten).
+const MAX_TALLIES: usize = 10_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Tally {
+    since_entry: u64,
+    last_entry: Option<std::time::Instant>,
 }
 
 fn quota(per: Duration, burst: u32) -> Quota {
@@ -63,7 +80,9 @@ impl Limiters {
                 c.expensive_burst,
             )),
             accounts: RateLimiter::keyed(login),
+            trusted: RateLimiter::keyed(login),
             locked: Default::default(),
+            refusals: Default::default(),
             checks: AtomicU64::new(0),
         }
     }
@@ -107,6 +126,50 @@ impl Limiters {
         }
     }
 
+    /// Count a sign-in attempt for `email` from `ip`, an address the account is known to
+    /// sign in from (or a caller already signed in to it), once the account's own limit
+    /// has locked it out for everyone else: the same quota, per account and address.
+    pub fn check_trusted(&self, email: &str, ip: IpAddr) -> Result<(), Duration> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.trusted
+            .check_key(&(email.trim().to_lowercase(), ip))
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// Count a refused sign-in-tier request from `ip`. `Some(n)` when an audit entry is
+    /// due, covering `n` refusals: the first refusal, then the first one at least
+    /// [`REFUSAL_AUDIT_EVERY`] after the previous entry (with all refused since).
+    pub fn note_refusal(&self, ip: IpAddr) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let mut map = self
+            .refusals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= MAX_TALLIES && !map.contains_key(&ip) {
+            map.retain(|_, t| {
+                t.last_entry
+                    .is_some_and(|at| now.duration_since(at) < REFUSAL_AUDIT_EVERY)
+            });
+        }
+        let t = map.entry(ip).or_insert(Tally {
+            since_entry: 0,
+            last_entry: None,
+        });
+        t.since_entry += 1;
+        let due = t
+            .last_entry
+            .is_none_or(|at| now.duration_since(at) >= REFUSAL_AUDIT_EVERY);
+        if !due {
+            return None;
+        }
+        let n = t.since_entry;
+        t.since_entry = 0;
+        t.last_entry = Some(now);
+        Some(n)
+    }
+
     /// Keyed limiters keep a cell per key; forget idle keys now and then so a scan
     /// from many addresses cannot grow memory without bound.
     fn housekeeping(&self) {
@@ -117,6 +180,8 @@ impl Limiters {
             }
             self.accounts.retain_recent();
             self.accounts.shrink_to_fit();
+            self.trusted.retain_recent();
+            self.trusted.shrink_to_fit();
             let now = std::time::Instant::now();
             self.locked
                 .lock()

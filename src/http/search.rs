@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
+
+use super::json::Query;
 
 use super::{ApiError, FieldError};
 use crate::search::{SearchError, SearchRequest, SearchResults};

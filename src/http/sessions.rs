@@ -121,6 +121,41 @@ pub struct LoginBody {
     password: String,
 }
 
+/// How long a successful sign-in makes its address trusted by its account's lockout.
+const TRUSTED_FOR: time::Duration = time::Duration::days(30);
+
+/// The account `email` is locked out (for `wait`). A caller already signed in to it, or
+/// signing in from an address it signed in from in the last 30 days, still gets an
+/// attempt, counted against a budget of that account and address alone: failures from
+/// elsewhere cannot lock the owner out. `Ok(Err(wait))`: refuse.
+async fn trusted_attempt(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    email: &str,
+    wait: std::time::Duration,
+) -> Result<Result<(), std::time::Duration>, ApiError> {
+    // Sign-in is a public route, so its caller carries no principal: look at the
+    // session cookie here (a stale or bad one simply does not count).
+    let own_session = super::access::resolve(state, headers)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|p| p.user.email.eq_ignore_ascii_case(email));
+    let known_address = own_session || {
+        let (email, ip) = (email.to_string(), caller.ip.to_string());
+        let since = crate::clock::format(time::OffsetDateTime::now_utc() - TRUSTED_FOR);
+        state
+            .db()
+            .read(move |c| crate::db::audit::signed_in_from(c, &email, &ip, &since))
+            .await?
+    };
+    if !known_address {
+        return Ok(Err(wait));
+    }
+    Ok(state.limiters().check_trusted(email, caller.ip))
+}
+
 /// `POST /api/auth/login`: a new session (cookie) for a correct email and password.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn login(
@@ -132,7 +167,9 @@ pub async fn login(
     let email = body.email.trim().to_string();
     // What the audit log and the log say of the account: never the raw input.
     let named = crate::auth::audit::account_target(&email);
-    if let Err((wait, newly_locked)) = state.limiters().check_account(&email) {
+    if let Err((wait, newly_locked)) = state.limiters().check_account(&email)
+        && let Err(wait) = trusted_attempt(&state, &caller, &headers, &email, wait).await?
+    {
         if newly_locked {
             tracing::warn!(ip = %caller.ip, account = %named, retry_after_secs = wait.as_secs(), "sign-in lockout: too many attempts for this account");
             audit(

@@ -1,7 +1,9 @@
 //! API tokens: list, create (shown once), revoke: one's own, or anybody's for an admin.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use super::json::Query;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -15,6 +17,7 @@ use crate::db::users::{self};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TokenListQuery {
     user_id: Option<i64>,
     all: Option<bool>,

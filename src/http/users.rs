@@ -3,7 +3,9 @@
 //! The rules (last admin, audit entries) are in `crate::auth::ops`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use super::json::Query;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
