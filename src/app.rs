@@ -77,6 +77,9 @@ impl App {
             .await
             .with_context(|| format!("cannot migrate database {}", db_path.display()))?;
 
+        crate::ops::jobs::interrupt_stale(&db)
+            .await
+            .context("cannot mark unfinished jobs as interrupted")?;
         let search = Search::open(data_dir.root(), &config.search, db.clone())
             .await
             .context("cannot open the search index")?;
@@ -107,6 +110,7 @@ impl App {
                 db,
                 search: Arc::new(search),
                 backups: Default::default(),
+                jobs: Default::default(),
                 started_at,
                 in_flight: InFlightRequestsCounter::default(),
                 last_readiness: std::sync::Mutex::new(None),

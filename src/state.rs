@@ -25,6 +25,8 @@ pub struct Parts {
     pub db: Db,
     pub search: Arc<Search>,
     pub backups: crate::ops::backups::BackupState,
+    /// Background jobs running now (their records are in the database).
+    pub jobs: crate::ops::jobs::Jobs,
     pub started_at: Instant,
     pub in_flight: InFlightRequestsCounter,
     /// Last overall readiness status reported, to log transitions only.
@@ -66,6 +68,9 @@ impl AppState {
     }
     pub fn backups(&self) -> &crate::ops::backups::BackupState {
         &self.0.backups
+    }
+    pub fn jobs(&self) -> &crate::ops::jobs::Jobs {
+        &self.0.jobs
     }
     pub fn uptime(&self) -> Duration {
         self.0.started_at.elapsed()

@@ -629,12 +629,13 @@ async fn deletes_and_edits_reach_the_index() {
 async fn rebuild_keeps_search_working_and_repairs_a_damaged_index() {
     let app = spawn_app().await;
     corpus(&app).await;
-    let (s, v) = app.post("/api/admin/index/rebuild", json!({})).await;
-    assert_eq!(s, 200, "{v}");
+    let job = app.run_job("/api/admin/index/rebuild").await;
+    assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(
-        v["documents"], 5,
-        "only published articles are indexed: {v}"
+        job["result"]["documents"], 5,
+        "only published articles are indexed: {job}"
     );
+    assert_eq!(job["kind"], "index_rebuild");
     app.search_until("q=lucene", |v| total(v) == 1).await;
     let (_, verify) = app.get_json("/api/admin/index/verify").await;
     assert_eq!(verify["consistent"], true, "{verify}");
@@ -658,8 +659,8 @@ async fn rebuild_keeps_search_working_and_repairs_a_damaged_index() {
         "{r}"
     );
 
-    let (s, v) = app.post("/api/admin/index/rebuild", json!({})).await;
-    assert_eq!(s, 200, "{v}");
+    let job = app.run_job("/api/admin/index/rebuild").await;
+    assert_eq!(job["state"], "succeeded", "{job}");
     let (s, r) = app.get_json("/readyz").await;
     assert_eq!(s, 200, "{r}");
     app.search_until("q=lucene", |v| total(v) == 1).await;
@@ -809,5 +810,75 @@ async fn a_fresh_search_sees_every_write_acknowledged_before_it() {
     let (_, v) = app.get_json(&fresh("dunnart")).await;
     assert_eq!(total(&v), 1, "{v}");
     assert!(v.get("warnings").is_none(), "{v}");
+    app.stop().await.unwrap();
+}
+
+/// Before: a rebuild ran inside its request, so on large data the request timed out
+/// (408), the work was dropped half-way and nothing was recorded. Now it is a job that
+/// outlives the request: held up here past the request timeout by the index-commit lock
+/// (as a backup would hold it), it still finishes, swaps the index in, and is recorded
+/// and audited; one rebuild runs at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_is_a_background_job_that_outlives_its_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let app = common::spawn_in(&data, |c| c.server.request_timeout_secs = 1)
+        .await
+        .unwrap();
+    corpus(&app).await;
+    app.search_until("q=lucene", |v| total(v) == 1).await;
+    let lock = app.hold_index_commits().await;
+    let started = Instant::now();
+    let (s, v) = app.post("/api/admin/index/rebuild", json!({})).await;
+    assert_eq!(s, 202, "{v}");
+    let id = v["job"]["id"].as_i64().unwrap();
+    assert_eq!(v["job"]["state"], "running", "{v}");
+    // Running, with its progress; a second rebuild is refused meanwhile.
+    let (s, v) = app.post("/api/admin/index/rebuild", json!({})).await;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already running"),
+        "{v}"
+    );
+    // Past the request timeout, the job is still there and still running.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, v) = app.get_json(&format!("/api/admin/jobs/{id}")).await;
+    assert_eq!(v["job"]["state"], "running", "{v}");
+    assert_eq!(v["job"]["progress"]["step"], "indexing", "{v}");
+    drop(lock);
+    let job = app.wait_job(id).await;
+    assert!(started.elapsed() > Duration::from_secs(1));
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["result"]["documents"], 5, "{job}");
+    assert!(!app.data_dir.join("index.rebuild").exists());
+    let (_, verify) = app.get_json("/api/admin/index/verify").await;
+    assert_eq!(verify["consistent"], true, "{verify}");
+    let (_, list) = app.get_json("/api/admin/jobs?kind=index_rebuild").await;
+    assert_eq!(list["jobs"][0]["id"], id, "{list}");
+    let (s, _) = app.get_json("/api/admin/jobs?kind=nonsense").await;
+    assert_eq!(s, 422);
+    let (_, audit) = app.get_json("/api/admin/audit?action=index.rebuild").await;
+    assert_eq!(audit["entries"][0]["outcome"], "success", "{audit}");
+    assert_eq!(audit["entries"][0]["details"]["job"], id, "{audit}");
+    app.stop().await.unwrap();
+
+    // A job the server did not finish (it was killed) is interrupted at the next start.
+    let conn = rusqlite::Connection::open(data.join("appliance.db")).unwrap();
+    let stale = appliance::db::jobs::start(
+        &conn,
+        "index_rebuild",
+        "someone",
+        None,
+        "2026-01-01T00:00:00Z",
+    )
+    .unwrap();
+    drop(conn);
+    let app = common::spawn_in(&data, |_| {}).await.unwrap();
+    let (_, v) = app.get_json(&format!("/api/admin/jobs/{stale}")).await;
+    assert_eq!(v["job"]["state"], "interrupted", "{v}");
+    assert!(v["job"]["finished_at"].is_string(), "{v}");
     app.stop().await.unwrap();
 }

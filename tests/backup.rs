@@ -81,10 +81,14 @@ async fn api_backup(app: &TestApp) -> Value {
     let (_, before) = app.get_json("/api/admin/backups").await;
     let (status, v) = app.post("/api/admin/backups", json!({})).await;
     assert_eq!(status, 202, "{v}");
+    let job = v["job"]["id"].as_i64().expect("a job");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, v) = app.get_json("/api/admin/backups").await;
         if v["last_run"] != before["last_run"] && v["running"].is_null() {
+            // The job's own record ends right after.
+            let done = app.wait_job(job).await;
+            assert_eq!(done["kind"], "backup", "{done}");
             return v;
         }
         // While it runs: its step and that step's bytes.
@@ -207,8 +211,8 @@ async fn round_trip_restores_the_data_at_backup_time_and_search_equals_a_rebuild
     assert_eq!(restored, apples_at_backup);
     let (_, v) = app.get_json("/api/admin/index/verify").await;
     assert_eq!(v["consistent"], true, "{v}");
-    let (s, v) = app.post("/api/admin/index/rebuild", json!({})).await;
-    assert_eq!(s, 200, "{v}");
+    let job = app.run_job("/api/admin/index/rebuild").await;
+    assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(search_ids(&app, "apples").await, restored);
     assert_eq!(search_ids(&app, "pears").await.0, 30);
     app.stop().await.unwrap();
@@ -912,24 +916,23 @@ async fn api_lists_downloads_verifies_and_refuses_a_second_backup() {
         assert_eq!(v["error"]["code"], "not_found");
     }
 
-    let (s, v) = app
-        .post(&format!("/api/admin/backups/{name}/verify"), json!({}))
+    let job = app
+        .run_job(&format!("/api/admin/backups/{name}/verify"))
         .await;
-    assert_eq!((s, v["ok"].clone()), (200, json!(true)), "{v}");
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["kind"], "backup_verify", "{job}");
+    assert_eq!(job["result"]["ok"], true, "{job}");
     // Damage the archive on disk: verification now fails, naming the problem.
     let path = data.join("backups").join(&name);
     let mut raw = std::fs::read(&path).unwrap();
     let at = raw.len() / 2;
     raw[at] ^= 0x10;
     std::fs::write(&path, raw).unwrap();
-    let (s, v) = app
-        .post(&format!("/api/admin/backups/{name}/verify"), json!({}))
+    let job = app
+        .run_job(&format!("/api/admin/backups/{name}/verify"))
         .await;
-    assert_eq!(s, 422, "{v}");
-    assert!(
-        v["error"]["message"].as_str().unwrap().contains(&name),
-        "{v}"
-    );
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(job["error"].as_str().unwrap().contains(&name), "{job}");
     let (_, v) = app.get_json("/api/admin/backups").await;
     assert_eq!(v["backups"][0]["verification"]["ok"], false, "{v}");
 
@@ -983,10 +986,13 @@ async fn verification_streams_past_a_full_backups_disk_and_a_failed_one_degrades
         uncompressed as u64 > 4 * fs2_free(&disk),
         "{uncompressed} bytes unpacked"
     );
-    let (s, v) = app
-        .post(&format!("/api/admin/backups/{name}/verify"), json!({}))
+    let job = app
+        .run_job(&format!("/api/admin/backups/{name}/verify"))
         .await;
-    assert_eq!(s, 200, "verified beside a full backups disk: {v}");
+    assert_eq!(
+        job["state"], "succeeded",
+        "verified beside a full backups disk: {job}"
+    );
     assert!(leftovers(&disk).is_empty() && leftovers(&data).is_empty());
 
     // No room anywhere for the deep checks: told apart from a bad archive, recorded as
@@ -1033,11 +1039,11 @@ async fn verification_streams_past_a_full_backups_disk_and_a_failed_one_degrades
     let at = raw.len() / 2;
     raw[at] ^= 0x40;
     std::fs::write(&path, &raw).unwrap();
-    let (s, v) = app
-        .post(&format!("/api/admin/backups/{name}/verify"), json!({}))
+    let job = app
+        .run_job(&format!("/api/admin/backups/{name}/verify"))
         .await;
-    assert_eq!(s, 422, "{v}");
-    let message = v["error"]["message"].as_str().unwrap();
+    assert_eq!(job["state"], "failed", "{job}");
+    let message = job["error"].as_str().unwrap();
     assert!(
         !message.contains(disk.to_str().unwrap()),
         "no server paths: {message}"
@@ -1239,13 +1245,13 @@ fn cli_backup_list_prune_and_errors() {
 #[tokio::test]
 async fn an_older_snapshot_is_migrated_and_reindexed_at_the_next_start() {
     let (tmp, data, _) = small_backup().await;
-    // Make it the database of an earlier release: migrations V3 to V6 not applied yet.
+    // Make it the database of an earlier release: migrations V3 to V7 not applied yet.
     let conn = rusqlite::Connection::open(data.join("appliance.db")).unwrap();
     conn.execute_batch(
         "DROP TABLE backup_runs; DROP TABLE backup_verifications;
          DROP TABLE audit_log; DROP TABLE password_resets; DROP TABLE api_tokens;
          DROP TABLE sessions; DROP TABLE users; DROP TABLE error_groups;
-         DROP TABLE auth_epoch;
+         DROP TABLE auth_epoch; DROP TABLE jobs;
          DELETE FROM refinery_schema_history WHERE version >= 3;",
     )
     .unwrap();
@@ -1257,7 +1263,7 @@ async fn an_older_snapshot_is_migrated_and_reindexed_at_the_next_start() {
     let out = cli(tmp.path()).args(["restore", &name]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("applies 4 pending migration"),
+        stdout(&out).contains("applies 5 pending migration"),
         "{}",
         stdout(&out)
     );
@@ -1272,7 +1278,7 @@ async fn an_older_snapshot_is_migrated_and_reindexed_at_the_next_start() {
                 .unwrap()
                 .file_name()
                 .to_string_lossy()
-                .starts_with("pre-migrate-v2-to-v6")
+                .starts_with("pre-migrate-v2-to-v7")
         })
         .count();
     assert_eq!(

@@ -501,6 +501,20 @@ async fn a_backup_started_in_the_ui_is_listed_as_verified() {
         "{href}"
     );
     b.shot("backups").await;
+    // Verifying from the list runs a background job, followed to its end.
+    b.click("#backup-list button").await;
+    b.wait_text("#flash", "verified: sound").await;
+
+    // The Jobs page lists them (the backup and the verification), and starts a rebuild
+    // whose outcome appears without a reload.
+    b.click("#nav a[href='/admin/jobs']").await;
+    b.wait_text("h1", "Jobs").await;
+    b.wait_text("#jobs-list", "Archive verification").await;
+    b.wait_text("#jobs-list", "Backup").await;
+    b.click("#index-rebuild").await;
+    b.wait_text("#flash", "Index rebuild started").await;
+    b.wait_text("#jobs-list", "Index rebuild").await;
+    b.wait_text("#jobs-list", "documents").await;
 
     // Migrations and settings pages show what the server has.
     b.click("#nav a[href='/admin/migrations']").await;

@@ -400,6 +400,19 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
         },
         Case {
             method: Method::GET,
+            pattern: "/api/admin/jobs",
+            requests: same("/api/admin/jobs", None),
+            expect: ADMIN,
+        },
+        Case {
+            method: Method::GET,
+            pattern: "/api/admin/jobs/{id}",
+            // Job 1 is the backup started above.
+            requests: same("/api/admin/jobs/1", None),
+            expect: ADMIN,
+        },
+        Case {
+            method: Method::GET,
             pattern: "/api/admin/backups",
             requests: same("/api/admin/backups", None),
             expect: ADMIN,

@@ -18,6 +18,7 @@ pub mod cleanup;
 pub mod error;
 pub mod errors;
 pub mod inspect;
+pub mod jobs;
 pub mod ledger;
 pub mod migrations;
 pub mod outbox;

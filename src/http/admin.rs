@@ -2,12 +2,17 @@
 //! database vs index, rebuild swapped in atomically), errors and alerts, and what the
 //! admin UI's dashboard, migrations and settings pages show. All admin-only.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::ApiError;
 use crate::db::articles as store;
+use crate::ops::jobs;
 use crate::state::AppState;
 
 #[tracing::instrument(level = "debug", skip_all)]
@@ -185,29 +190,112 @@ pub async fn index_verify(State(state): State<AppState>) -> Result<Json<Value>, 
     Ok(Json(json!({"consistent": v.is_consistent(), "report": v})))
 }
 
+/// `POST /api/admin/index/rebuild`: rebuild the index from the database as a background
+/// job: 202 with the job at once (progress: documents done of all); 409 while one runs.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn index_rebuild(
     State(state): State<AppState>,
     caller: super::caller::Caller,
-) -> Result<Json<Value>, ApiError> {
-    use crate::db::audit::Outcome;
-    let started = std::time::Instant::now();
-    let rebuilt = state.search().rebuild(None).await;
-    let event = match &rebuilt {
-        Ok(docs) => caller
-            .event("index.rebuild", Outcome::Success)
-            .details(json!({"documents": docs})),
-        Err(e) => caller
-            .event("index.rebuild", Outcome::Failure)
-            .details(json!({"error": e.to_string()})),
+) -> Result<Response, ApiError> {
+    let search = state.search().clone();
+    let spec = jobs::Spec {
+        kind: jobs::Kind::IndexRebuild,
+        actor: caller.actor(),
+        target: None,
+        audit_action: Some("index.rebuild"),
     };
-    super::access::audit(&state, event).await;
-    let docs =
-        rebuilt.map_err(|e| ApiError::Internal(anyhow::anyhow!("index rebuild failed: {e}")))?;
-    Ok(Json(json!({
-        "documents": docs,
-        "took_ms": started.elapsed().as_millis() as u64,
-    })))
+    let job = jobs::start(&state, spec, move |progress| async move {
+        let started = std::time::Instant::now();
+        progress.step("indexing");
+        let report: crate::search::Progress =
+            Arc::new(move |done, total| progress.set(done, total));
+        let docs = search
+            .rebuild(Some(report))
+            .await
+            .map_err(|e| format!("index rebuild failed: {e}"))?;
+        Ok(json!({"documents": docs, "took_ms": started.elapsed().as_millis() as u64}))
+    })
+    .await?;
+    Ok(accepted(&state, &job))
+}
+
+/// `202 Accepted` with the job and where to follow it.
+pub(super) fn accepted(state: &AppState, job: &crate::db::jobs::JobRow) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/api/admin/jobs/{}", job.id))],
+        Json(json!({"job": jobs::view(state, job)})),
+    )
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsQuery {
+    kind: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /api/admin/jobs?kind=&limit=`: background jobs, newest first.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn jobs_list(
+    State(state): State<AppState>,
+    super::json::Query(q): super::json::Query<JobsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    use super::FieldError;
+    let mut errs = Vec::new();
+    let kind = match q.kind.as_deref() {
+        Some(k) if jobs::Kind::parse(k).is_none() => {
+            errs.push(FieldError::new(
+                "kind",
+                "must be index_rebuild, backup or backup_verify",
+            ));
+            None
+        }
+        k => k.map(str::to_string),
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        errs.push(FieldError::new("limit", "must be between 1 and 500"));
+    }
+    if !errs.is_empty() {
+        return Err(ApiError::Validation(errs));
+    }
+    let rows = state
+        .db()
+        .read(move |c| crate::db::jobs::recent(c, kind.as_deref(), limit))
+        .await?;
+    let list: Vec<Value> = rows.iter().map(|r| jobs::view(&state, r)).collect();
+    Ok(Json(json!({"jobs": list})))
+}
+
+/// `GET /api/admin/jobs/{id}`: one job, with its progress while it runs.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn job(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::NotFound("no such job".into()))?;
+    let row = state
+        .db()
+        .read(move |c| crate::db::jobs::get(c, id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such job".into()))?;
+    Ok(Json(json!({"job": jobs::view(&state, &row)})))
+}
+
+impl From<jobs::JobError> for ApiError {
+    fn from(e: jobs::JobError) -> Self {
+        match e {
+            e @ jobs::JobError::AlreadyRunning { .. } => ApiError::Conflict {
+                field: None,
+                message: e.to_string(),
+            },
+            jobs::JobError::Db(e) => e.into(),
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]

@@ -1,7 +1,6 @@
-//! `/api/admin/backups…`: list archives with the last run's status, start a backup
-//! (202; it runs in the background, one at a time), download an archive (streamed) and
-//! verify one. The work itself is `crate::backup`. When the users capability lands,
-//! these routes are admin-only.
+//! `/api/admin/backups…`: list archives with the last run's status, start a backup and
+//! verify an archive (background jobs, `crate::ops::jobs`: 202 at once, one at a time),
+//! download an archive (streamed). The work itself is `crate::backup`. Admin-only.
 
 use axum::Json;
 use axum::body::Body;
@@ -14,7 +13,7 @@ use time::OffsetDateTime;
 use super::ApiError;
 use crate::backup::{self, BackupError, Trigger};
 use crate::db::backups as store;
-use crate::ops::backups;
+use crate::ops::{backups, jobs};
 use crate::state::AppState;
 
 impl From<BackupError> for ApiError {
@@ -97,6 +96,8 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
 
 /// Start a backup now. 202 at once (the archive may take a while); 409 when one is
 /// already running. Progress and the result show in `GET /api/admin/backups`.
+/// `POST /api/admin/backups`: take a backup as a background job (write, verify, prune):
+/// 202 with the job at once; 409 while a backup runs (here, the scheduler or the CLI).
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn create(
     State(state): State<AppState>,
@@ -106,18 +107,43 @@ pub async fn create(
     let started_at = OffsetDateTime::now_utc();
     let bg = state.clone();
     let actor = caller.actor();
-    tokio::spawn(async move {
-        if let Err(e) = backups::run(&bg, lock, Trigger::Api, actor).await {
-            tracing::error!(error = %e, "backup requested through the API failed");
-        }
+    let spec = jobs::Spec {
+        kind: jobs::Kind::Backup,
+        actor: actor.clone(),
+        target: None,
+        // backup.create is audited by the backup job itself.
+        audit_action: None,
+    };
+    let job = jobs::start(&state, spec, move |progress| async move {
+        progress.step("writing");
+        let outcome = backups::run(&bg, lock, Trigger::Api, actor)
+            .await
+            .map_err(|e| e.brief())?;
+        Ok(json!({
+            "name": outcome.created.name,
+            "size_bytes": outcome.created.size_bytes,
+            "verified": outcome.verified.as_ref().map(Result::is_ok),
+            "verify_error": outcome.verified.as_ref().and_then(|v| v.as_ref().err()),
+            "pruned": outcome.pruned,
+        }))
+    })
+    .await?;
+    let mut v = json!({
+        "status": "started",
+        "trigger": "api",
+        "started_at": crate::clock::format(started_at),
+        "job": jobs::view(&state, &job),
     });
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "location".into(),
+            format!("/api/admin/jobs/{}", job.id).into(),
+        );
+    }
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({
-            "status": "started",
-            "trigger": "api",
-            "started_at": crate::clock::format(started_at),
-        })),
+        [(header::LOCATION, format!("/api/admin/jobs/{}", job.id))],
+        Json(v),
     )
         .into_response())
 }
@@ -156,16 +182,32 @@ pub async fn download(
         .into_response())
 }
 
-/// Verify an archive now and record the result. 200 when it is sound, 422 naming what
-/// is wrong otherwise.
+/// `POST /api/admin/backups/{name}/verify`: verify an archive as a background job and
+/// record the result: 202 with the job at once (404 for no such archive, 409 while a
+/// verification runs). The job fails naming what is wrong when the archive is bad.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn verify(
     State(state): State<AppState>,
+    caller: super::caller::Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let name = checked_name(&name)?;
-    match backups::verify(&state, name).await? {
-        Ok(()) => Ok(Json(json!({"name": name, "ok": true}))),
-        Err(problem) => Err(ApiError::Unprocessable(problem)),
-    }
+) -> Result<Response, ApiError> {
+    let name = checked_name(&name)?.to_string();
+    backup::resolve(&state.config().backups_dir(), &name)?;
+    let spec = jobs::Spec {
+        kind: jobs::Kind::BackupVerify,
+        actor: caller.actor(),
+        target: Some(name.clone()),
+        audit_action: Some("backup.verify"),
+    };
+    let bg = state.clone();
+    let job = jobs::start(&state, spec, move |progress| async move {
+        progress.step("verifying");
+        match backups::verify(&bg, &name).await {
+            Ok(Ok(())) => Ok(json!({"name": name, "ok": true})),
+            Ok(Err(problem)) => Err(problem),
+            Err(e) => Err(e.brief()),
+        }
+    })
+    .await?;
+    Ok(super::admin::accepted(&state, &job))
 }

@@ -180,6 +180,8 @@ fn routes() -> Vec<Entry> {
         r(Method::GET,     "/api/admin/index",                        Admin,      General,   get(admin::index_status)),
         r(Method::GET,     "/api/admin/index/verify",                 Admin,      Expensive, get(admin::index_verify)),
         r(Method::POST,    "/api/admin/index/rebuild",                Admin,      Expensive, post(admin::index_rebuild)),
+        r(Method::GET,     "/api/admin/jobs",                         Admin,      General,   get(admin::jobs_list)),
+        r(Method::GET,     "/api/admin/jobs/{id}",                    Admin,      General,   get(admin::job)),
         r(Method::GET,     "/api/admin/backups",                      Admin,      General,   get(backups::list)),
         r(Method::POST,    "/api/admin/backups",                      Admin,      Expensive, post(backups::create)),
         r(Method::GET,     "/api/admin/backups/{name}",               Admin,      Expensive, get(backups::download)),

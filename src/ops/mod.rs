@@ -10,5 +10,6 @@ pub mod cleanup;
 pub mod doctor;
 pub mod health;
 pub mod history;
+pub mod jobs;
 pub mod metrics;
 pub mod watchdog;

@@ -253,6 +253,33 @@ impl TestApp {
             .expect("the index-commit lock")
     }
 
+    /// POST to a route that starts a background job, expect 202, and follow the job to
+    /// its end; the finished job.
+    pub async fn run_job(&self, path: &str) -> Value {
+        let (s, v) = self.post(path, serde_json::json!({})).await;
+        assert_eq!(s, 202, "{path}: {v}");
+        let id = v["job"]["id"].as_i64().expect("a job id");
+        self.wait_job(id).await
+    }
+
+    /// Poll `GET /api/admin/jobs/{id}` until the job is no longer running (2 minutes at
+    /// most); the finished job.
+    pub async fn wait_job(&self, id: i64) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let (s, v) = self.get_json(&format!("/api/admin/jobs/{id}")).await;
+            assert_eq!(s, 200, "{v}");
+            if v["job"]["state"] != "running" {
+                return v["job"].clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {id} never finished: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("appliance.db")
     }

@@ -51,3 +51,21 @@ export function qs(params) {
   const s = p.toString();
   return s ? `?${s}` : "";
 }
+
+/**
+ * Follow a background job (the `job` of a 202 answer) until it ends: resolves with the
+ * finished job when it succeeded, throws an ApiError with the job's error when it
+ * failed. `onProgress(job)` sees each poll while it runs.
+ */
+export async function waitJob(job, onProgress) {
+  let j = job;
+  while (j.state === "running") {
+    if (onProgress) onProgress(j);
+    await new Promise((r) => setTimeout(r, 400));
+    j = (await api("GET", `/api/admin/jobs/${j.id}`)).job;
+  }
+  if (j.state !== "succeeded") {
+    throw new ApiError(422, { error: { message: j.error || `the job ended ${j.state}` } });
+  }
+  return j;
+}

@@ -20,6 +20,7 @@ const ROUTES = [
   { path: /^articles\/(\d+)$/, page: articles.edit, role: "viewer", title: "Article" },
   { path: /^users$/, page: users.render, role: "admin", title: "Users", nav: "users" },
   { path: /^backups$/, page: backups.render, role: "admin", title: "Backups", nav: "backups" },
+  { path: /^jobs$/, page: ops.jobs, role: "admin", title: "Jobs", nav: "jobs" },
   { path: /^migrations$/, page: ops.migrations, role: "admin", title: "Migrations", nav: "migrations" },
   { path: /^errors$/, page: ops.errors, role: "admin", title: "Errors", nav: "errors" },
   { path: /^audit$/, page: ops.audit, role: "admin", title: "Audit log", nav: "audit" },

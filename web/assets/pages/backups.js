@@ -1,6 +1,6 @@
 // Backups (admin): archives with size, trigger and verification, "Back up now" with
 // progress, verify, download; the schedule and retention; how to restore.
-import { api } from "../api.js";
+import { api, waitJob } from "../api.js";
 import { h, put, busy, table, badge, ago, fmtBytes, fmtTime } from "../dom.js";
 
 function runningNotice(run) {
@@ -40,7 +40,10 @@ export async function render(view, ctx) {
       { label: "Actions", cell: (b) => h("div", { class: "row" },
         h("button", { type: "button", onclick: async (e) => {
           try {
-            await busy(e.target, "Verifying…", () => api("POST", `/api/admin/backups/${encodeURIComponent(b.name)}/verify`));
+            await busy(e.target, "Verifying…", async () => {
+              const r = await api("POST", `/api/admin/backups/${encodeURIComponent(b.name)}/verify`);
+              await waitJob(r.job);
+            });
             ctx.flash(`${b.name} verified: sound.`);
           } catch (err) { ctx.flash(`${b.name}: ${err.message}`, "error"); }
           await load();

@@ -122,3 +122,52 @@ export async function settings(view) {
     sections.map(([name, v]) => h("section", { class: "card" }, h("h2", {}, `[${name}]`), kv(Object.entries(v)))),
     h("details", {}, h("summary", {}, "As TOML"), h("pre", { id: "settings-toml" }, r.toml)));
 }
+
+const JOB_NAMES = { index_rebuild: "Index rebuild", backup: "Backup", backup_verify: "Archive verification" };
+
+function jobProgress(j) {
+  if (j.state === "running") {
+    const p = j.progress || {};
+    const pct = p.total ? Math.min(100, Math.round((100 * p.done) / p.total)) : null;
+    return h("span", {}, h("span", { class: "spinner", "aria-hidden": "true" }), ` ${p.step || "running"}`,
+      pct === null ? "…" : ` — ${pct}% (${p.done} of ${p.total})`);
+  }
+  if (j.state === "succeeded") return h("code", { class: "details" }, JSON.stringify(j.result));
+  return j.error || "–";
+}
+
+/** Background jobs (index rebuilds, backups, verifications): newest first, with progress
+ * while they run; refreshes itself while one is running. "Rebuild the index" starts one. */
+export async function jobs(view, ctx) {
+  const out = h("div", { id: "jobs-list", "aria-live": "polite" });
+  const rebuild = h("button", { type: "button", id: "index-rebuild" }, "Rebuild the search index");
+  let timer = null;
+  let stopped = false;
+  const load = async () => {
+    const r = await api("GET", "/api/admin/jobs?limit=50");
+    put(out, table([
+      { label: "Job", cell: (j) => `#${j.id}` },
+      { label: "What", cell: (j) => [JOB_NAMES[j.kind] || j.kind, j.target ? [" ", h("code", {}, j.target)] : null] },
+      { label: "State", cell: (j) => badge(j.state, j.state === "succeeded" ? "ok" : j.state === "running" ? "degraded" : "failing") },
+      { label: "By", cell: (j) => j.actor },
+      { label: "Started", cell: (j) => ago(j.started_at) },
+      { label: "Finished", cell: (j) => (j.finished_at ? ago(j.finished_at) : "–") },
+      { label: "Progress or outcome", cell: jobProgress },
+    ], r.jobs, "No jobs yet."));
+    rebuild.disabled = r.jobs.some((j) => j.kind === "index_rebuild" && j.state === "running");
+    if (!stopped && r.jobs.some((j) => j.state === "running")) timer = setTimeout(() => load().catch(() => {}), 1000);
+  };
+  rebuild.addEventListener("click", async () => {
+    try {
+      await api("POST", "/api/admin/index/rebuild");
+      ctx.flash("Index rebuild started; search keeps working meanwhile.");
+      clearTimeout(timer);
+      await load();
+    } catch (err) { ctx.flash(err.message, "error"); }
+  });
+  put(view, h("div", { class: "title-row" }, h("h1", {}, "Jobs"), rebuild),
+    h("p", {}, "Long operations run in the background: they go on when you leave this page, and their outcome stays here and in the audit log."),
+    out);
+  await load();
+  return () => { stopped = true; clearTimeout(timer); };
+}
