@@ -82,6 +82,12 @@ watchdog=""
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f; if (p == 0) exit 1 }' "$log"
 
+# The API against its OpenAPI document: Schemathesis (pinned, from PyPI into a virtual
+# environment under target/) fuzzes every operation of a real server (scripts/test-api.sh,
+# about a minute).
+echo "==> API contract (scripts/test-api.sh: Schemathesis)"
+scripts/test-api.sh
+
 # The Debian package: build it, lintian, systemd-analyze, install / upgrade / restore /
 # remove / purge in a debootstrap chroot (scripts/test-deb.sh; about 5-10 minutes on a
 # fresh machine: a release build, cargo-deb, debootstrap). APPLIANCE_SKIP_DEB=1 skips it

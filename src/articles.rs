@@ -11,7 +11,7 @@ use serde_json::Value;
 pub use crate::validate::FieldError;
 use crate::validate::{object, opt, short_text, string, unknown_fields};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Draft,
@@ -35,7 +35,7 @@ impl Status {
 }
 
 /// An article as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Article {
     pub id: i64,
     pub external_id: Option<String>,

@@ -400,6 +400,12 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
         },
         Case {
             method: Method::GET,
+            pattern: "/api/openapi.json",
+            requests: same("/api/openapi.json", None),
+            expect: OPEN,
+        },
+        Case {
+            method: Method::GET,
             pattern: "/api/admin/jobs",
             requests: same("/api/admin/jobs", None),
             expect: ADMIN,

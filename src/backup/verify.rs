@@ -197,7 +197,13 @@ fn deep(
     if let Some(index) = &manifest.index {
         let index_dir = dest.join("index");
         let docs = tantivy::Index::open_in_dir(&index_dir)
-            .and_then(|i| i.reader())
+            // Manual reloads: the default policy watches meta.json from a thread of its
+            // own, which logs an error when the scratch directory goes.
+            .and_then(|i| {
+                i.reader_builder()
+                    .reload_policy(tantivy::ReloadPolicy::Manual)
+                    .try_into()
+            })
             .map(|r| r.searcher().num_docs())
             .map_err(|e| BackupError::invalid(archive, format!("the index does not open: {e}")))?;
         if docs != index.documents {

@@ -26,7 +26,7 @@ pub async fn setup_status(State(state): State<AppState>) -> Result<Json<Value>, 
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetupBody {
     token: String,
@@ -123,7 +123,7 @@ pub(super) fn clean_name(raw: &str) -> Result<String, ApiError> {
     Ok(name.to_string())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordBody {
     current_password: String,
@@ -185,7 +185,7 @@ pub async fn change_password(
     Ok(Json(json!({"user": user})).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetBody {
     token: String,

@@ -229,7 +229,7 @@ pub(super) fn accepted(state: &AppState, job: &crate::db::jobs::JobRow) -> Respo
         .into_response()
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobsQuery {
     kind: Option<String>,
@@ -298,7 +298,7 @@ impl From<jobs::JobError> for ApiError {
     }
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorsQuery {
     category: Option<String>,

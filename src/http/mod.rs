@@ -5,6 +5,7 @@
 pub mod access;
 pub mod account;
 pub mod admin;
+pub mod api_doc;
 pub mod articles;
 pub mod backups;
 pub mod caller;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod health;
 pub mod json;
 pub mod limits;
+pub mod openapi;
 pub mod search;
 pub mod sessions;
 pub mod token_cache;
@@ -147,6 +149,7 @@ fn routes() -> Vec<Entry> {
     vec![
         r(Method::GET,     "/health",                                 Public,     General,   get(health::health)),
         r(Method::GET,     "/readyz",                                 Public,     General,   get(health::readyz)),
+        r(Method::GET,     "/api/openapi.json",                       Public,     General,   get(openapi::serve)),
         // The admin UI (static files; it signs in through /api/auth).
         r(Method::GET,     "/admin",                                  Public,     General,   get(ui::redirect)),
         r(Method::GET,     "/admin/",                                 Public,     General,   get(ui::index).layer(CompressionLayer::new())),

@@ -16,7 +16,7 @@ use crate::auth::ops::{self, TokenRequest};
 use crate::db::users::{self};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenListQuery {
     user_id: Option<i64>,
@@ -50,7 +50,7 @@ pub async fn list_tokens(
     Ok(Json(json!({"tokens": tokens})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTokenBody {
     name: String,

@@ -41,7 +41,7 @@ pub async fn get(
     Ok(Json(json!({"user": user})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserBody {
     email: String,
@@ -107,7 +107,7 @@ pub async fn create(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchBody {
     role: Option<Role>,
@@ -168,7 +168,7 @@ pub async fn reset_link(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     action: Option<String>,
