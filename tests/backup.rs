@@ -964,6 +964,7 @@ async fn verification_streams_past_a_full_backups_disk_and_a_failed_one_degrades
     let app = spawn_in(&data, move |c| {
         c.backup.dir = backup_dir;
         c.backup.min_free_margin_bytes = 64 * 1024;
+        c.alerts.interval_ms = 100;
     })
     .await
     .unwrap();
@@ -996,7 +997,7 @@ async fn verification_streams_past_a_full_backups_disk_and_a_failed_one_degrades
     assert!(leftovers(&disk).is_empty() && leftovers(&data).is_empty());
 
     // No room anywhere for the deep checks: told apart from a bad archive, recorded as
-    // not checked, and /readyz says degraded (the backup alert is raised from this check).
+    // not checked, and /readyz says degraded, and the backup alert fires.
     let (dir, disk2, n) = (tmp.path().to_path_buf(), disk.clone(), name.clone());
     let out = tokio::task::spawn_blocking(move || {
         cli(&dir)
@@ -1032,6 +1033,22 @@ async fn verification_streams_past_a_full_backups_disk_and_a_failed_one_degrades
     assert_eq!(ready["checks"]["backup"]["status"], "degraded", "{ready}");
     let detail = ready["checks"]["backup"]["detail"].as_str().unwrap();
     assert!(detail.contains("could not be verified"), "{detail}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = app.get_json("/api/admin/alerts").await;
+        let fired = v["active"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "backup")
+            .cloned();
+        if let Some(a) = fired {
+            assert!(a.to_string().contains("could not be verified"), "{a}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no backup alert: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // A damaged newest archive: a failed verification, and /readyz says so.
     let path = disk.join(&name);
