@@ -688,6 +688,7 @@ async fn a_viewer_made_in_the_ui_cannot_reach_admin_pages() {
     assert!(token.as_str().unwrap().starts_with("apl_"), "{token}");
     b.wait_text("#token-list", "laptop").await;
     b.click("#token-list button.danger").await;
+    b.click("#confirm-yes").await;
     b.wait_text("#token-list", "revoked").await;
     let status = reqwest::Client::new()
         .get(server.url("/api/auth/me"))
@@ -760,5 +761,137 @@ async fn an_article_titled_with_markup_never_runs_as_script() {
     b.go(&server.url("/admin/audit")).await;
     b.wait_text("#view", "auth.login").await;
     b.assert_no_alert().await;
+    b.close().await;
+}
+
+impl Browser {
+    /// Whether the element is displayed (not `display: none`, e.g. through `hidden`).
+    async fn shown(&self, css: &str) -> bool {
+        let v = self
+            .js(&format!(
+                "const e = document.querySelector({css:?}); return !!e && getComputedStyle(e).display !== 'none';"
+            ))
+            .await;
+        v.as_bool().unwrap_or(false)
+    }
+
+    /// Wait until `shown(css)` is `want`.
+    async fn wait_shown(&self, css: &str, want: bool) {
+        let deadline = Instant::now() + WAIT;
+        while self.shown(css).await != want {
+            assert!(Instant::now() < deadline, "{css} shown: not {want}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The role of `email`, as the API says.
+    async fn role_of(&self, email: &str) -> String {
+        let v = self
+            .js(&format!(
+                "return fetch('/api/admin/users').then(r => r.json()).then(v => v.users.find(u => u.email === {email:?}).role);"
+            ))
+            .await;
+        v.as_str().unwrap_or_default().to_string()
+    }
+}
+
+/// Before: the banner never went (a CSS rule beat `hidden`), followed the admin to other
+/// pages, and "Sign out" showed to nobody; one stray key on a role dropdown changed a
+/// role, and disable and revoke acted at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_belong_to_their_page_and_access_changes_ask_first() {
+    let server = Server::start(true);
+    let b = browser().await;
+    b.go(&server.url("/admin/signin")).await;
+    b.wait_text("#signin h1", "Sign in").await;
+    assert!(
+        !b.shown("#signout").await,
+        "Sign out shown with nobody signed in"
+    );
+    assert!(!b.shown("#flash").await);
+    b.sign_in(&server, ADMIN).await;
+    assert!(b.shown("#signout").await);
+    b.click("#nav a[href='/admin/users']").await;
+    b.wait_text("h1", "Users").await;
+    b.fill(
+        "user-form",
+        &[("email", "viewer2@example.org"), ("password", PASSWORD)],
+    )
+    .await;
+    b.submit("user-form").await;
+    b.wait_text("#flash", "Created viewer2@example.org").await;
+    // A message can be dismissed...
+    b.click("#flash .dismiss").await;
+    b.wait_shown("#flash", false).await;
+    // ...and belongs to its page: it is gone on the next one.
+    b.fill(
+        "user-form",
+        &[("email", "viewer3@example.org"), ("password", PASSWORD)],
+    )
+    .await;
+    b.submit("user-form").await;
+    b.wait_text("#flash", "Created viewer3@example.org").await;
+    b.click("#nav a[href='/admin/backups']").await;
+    b.wait_text("h1", "Backups").await;
+    b.wait_shown("#flash", false).await;
+    // A success fades on its own.
+    b.click("#nav a[href='/admin/users']").await;
+    b.wait_text("#user-list", "viewer2@example.org").await;
+
+    // Changing the dropdown alone changes nothing; Apply asks, Cancel keeps the role.
+    let select = "#user-list select[data-user='viewer2@example.org']";
+    b.js(&format!(
+        "const s = document.querySelector({select:?}); s.value = 'editor'; s.dispatchEvent(new Event('change')); return 1;"
+    ))
+    .await;
+    assert_eq!(b.role_of("viewer2@example.org").await, "viewer");
+    let apply = "#user-list tr:has(select[data-user='viewer2@example.org']) .apply-role";
+    b.wait_shown(apply, true).await;
+    b.click(apply).await;
+    b.wait_text("#confirm-text", "from viewer to editor").await;
+    b.wait_text("#confirm-text", "signed out everywhere").await;
+    b.click("#confirm-no").await;
+    assert_eq!(b.role_of("viewer2@example.org").await, "viewer");
+    b.wait_shown(apply, false).await;
+    // Confirmed, it applies.
+    b.js(&format!(
+        "const s = document.querySelector({select:?}); s.value = 'editor'; s.dispatchEvent(new Event('change')); return 1;"
+    ))
+    .await;
+    b.click(apply).await;
+    b.click("#confirm-yes").await;
+    b.wait_text("#flash", "Role of viewer2@example.org is now editor")
+        .await;
+    assert_eq!(b.role_of("viewer2@example.org").await, "editor");
+    // Disable asks too; Cancel leaves the user active.
+    b.click("#user-list tr:has(select[data-user='viewer3@example.org']) button.danger")
+        .await;
+    b.wait_text("#confirm-text", "Disable viewer3@example.org")
+        .await;
+    b.click("#confirm-no").await;
+    b.wait_text(
+        "#user-list tr:has(select[data-user='viewer3@example.org'])",
+        "active",
+    )
+    .await;
+    // The success message from before has faded on its own.
+    b.wait_shown("#flash", false).await;
+
+    // Revoking a token says what stops working, and Cancel keeps it.
+    b.click("#nav a[href='/admin/account']").await;
+    b.fill("token-form", &[("name", "deploy bot")]).await;
+    b.submit("token-form").await;
+    b.wait_text("#token-list", "deploy bot").await;
+    b.click("#token-list button.danger").await;
+    b.wait_text("#confirm-text", "stops working at once").await;
+    b.wait_text("#confirm-text", "never used").await;
+    b.click("#confirm-no").await;
+    assert!(
+        b.shown("#token-list button.danger").await,
+        "still revocable"
+    );
+    b.click("#token-list button.danger").await;
+    b.click("#confirm-yes").await;
+    b.wait_text("#token-list", "revoked").await;
     b.close().await;
 }

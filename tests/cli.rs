@@ -420,3 +420,55 @@ fn the_text_log_has_no_colour_codes_when_stderr_is_not_a_terminal() {
         "escape sequences in the log: {text:?}"
     );
 }
+
+/// Every `appliance …` command the admin UI shows (in its JavaScript's strings) parses:
+/// run against the real binary in a scratch directory, none is a usage error (before,
+/// two hints ended in "unexpected argument": the CLI wants `--email`).
+#[test]
+fn every_command_the_ui_shows_is_accepted_by_the_cli() {
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("web/assets");
+    let mut sources = Vec::new();
+    for dir in [assets.clone(), assets.join("pages")] {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "js") {
+                sources.push(std::fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+    let mut commands = Vec::new();
+    for src in &sources {
+        // Double-quoted string literals; a `\n` inside one separates shell lines.
+        for literal in src.split('"').skip(1).step_by(2) {
+            for line in literal.split("\\n") {
+                let line = line.trim().trim_start_matches("sudo ").trim();
+                if let Some(args) = line.strip_prefix("appliance ") {
+                    commands.push(args.to_string());
+                }
+            }
+        }
+    }
+    assert!(commands.len() >= 4, "found {commands:?}");
+    let tmp = tempfile::tempdir().unwrap();
+    for args in &commands {
+        let words: Vec<String> = args
+            .split_whitespace()
+            .map(|w| match w {
+                "EMAIL" => "someone@example.org".to_string(),
+                "ARCHIVE" => "appliance-20260101T000000.000Z-manual.tar.zst".to_string(),
+                other => other.to_string(),
+            })
+            .collect();
+        let out = cli(tmp.path()).args(&words).output().unwrap();
+        let err = stderr(&out);
+        assert_ne!(
+            out.status.code(),
+            Some(2),
+            "`appliance {args}` is a usage error: {err}"
+        );
+        assert!(
+            !err.contains("unexpected argument") && !err.contains("Usage:"),
+            "`appliance {args}`: {err}"
+        );
+    }
+}

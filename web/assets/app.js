@@ -36,13 +36,36 @@ let me = null;
 let cleanup = null;
 let flashTimer = null;
 
-export function flash(text, kind = "ok") {
+// The page a message belongs to: it goes when the admin moves to another page.
+let flashPage = null;
+
+function hideFlash() {
   const el = document.getElementById("flash");
-  el.className = kind;
-  put(el, text);
-  el.hidden = false;
   clearTimeout(flashTimer);
-  flashTimer = setTimeout(() => { el.hidden = true; }, kind === "error" ? 15000 : 6000);
+  el.hidden = true;
+  el.classList.remove("fading");
+}
+
+/**
+ * A message about what the admin just did, for this page only (`carry`: for the page
+ * about to open, e.g. "Signed out." before going to sign-in). One at a time; it can be
+ * dismissed; a success fades after a few seconds, an error stays until dismissed or the
+ * page changes.
+ */
+export function flash(text, kind = "ok", { carry = false } = {}) {
+  const el = document.getElementById("flash");
+  hideFlash();
+  el.className = kind;
+  const close = h("button", { type: "button", class: "dismiss", "aria-label": "Dismiss this message", onclick: hideFlash }, "×");
+  put(el, h("span", {}, text), close);
+  el.hidden = false;
+  flashPage = carry ? null : location.pathname;
+  if (kind !== "error") {
+    flashTimer = setTimeout(() => {
+      el.classList.add("fading");
+      flashTimer = setTimeout(hideFlash, 450);
+    }, 5000);
+  }
 }
 
 function allowed(role) {
@@ -77,6 +100,8 @@ function home() {
 
 async function route() {
   if (cleanup) { cleanup(); cleanup = null; }
+  if (flashPage === null) flashPage = location.pathname;
+  else if (flashPage !== location.pathname) hideFlash();
   const rel = location.pathname.replace(/^\/admin\/?/, "").replace(/\/$/, "");
   const r = ROUTES.find((x) => x.path.test(rel));
   if (!r) {
@@ -121,7 +146,7 @@ document.getElementById("signout").addEventListener("click", async () => {
   await api("POST", "/api/auth/logout").catch(() => {});
   me = null;
   setCsrf(null);
-  flash("Signed out.");
+  flash("Signed out.", "ok", { carry: true });
   navigate("/admin/signin");
 });
 

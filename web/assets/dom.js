@@ -143,3 +143,22 @@ export function table(columns, rows, empty = "Nothing here yet.") {
 export function badge(text, kind) {
   return h("span", { class: `badge ${kind || text}` }, text);
 }
+
+/**
+ * Ask before an action that cannot be taken back or changes someone's access: a modal
+ * dialog saying what will happen, with Cancel focused. Resolves true on confirm.
+ */
+export function confirmDialog(message, confirmLabel) {
+  return new Promise((resolve) => {
+    const yes = h("button", { type: "button", class: "danger", id: "confirm-yes" }, confirmLabel);
+    const no = h("button", { type: "button", id: "confirm-no" }, "Cancel");
+    const dlg = h("dialog", { "aria-labelledby": "confirm-text" }, h("p", { id: "confirm-text" }, message), h("div", { class: "actions" }, no, yes));
+    const done = (v) => { dlg.close(); dlg.remove(); resolve(v); };
+    yes.addEventListener("click", () => done(true));
+    no.addEventListener("click", () => done(false));
+    dlg.addEventListener("cancel", () => done(false));
+    document.body.append(dlg);
+    dlg.showModal();
+    no.focus();
+  });
+}

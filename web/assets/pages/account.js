@@ -1,7 +1,7 @@
 // Own account: who I am, change password, and API tokens (create — shown once with a
 // copy button — list, revoke).
 import { api } from "../api.js";
-import { h, put, field, showErrors, clearErrors, busy, table, badge, ago, fmtTime } from "../dom.js";
+import { h, put, field, showErrors, clearErrors, busy, table, badge, ago, fmtTime, confirmDialog } from "../dom.js";
 
 const ROLES = ["viewer", "editor", "admin"];
 
@@ -48,6 +48,8 @@ export async function render(view, ctx) {
       { label: "Expires", cell: (t) => t.expires_at ? fmtTime(t.expires_at) : "never" },
       { label: "Last used", cell: (t) => ago(t.last_used_at) },
       { label: "", cell: (t) => t.revoked_at ? badge("revoked", "failing") : h("button", { type: "button", class: "danger", onclick: async (e) => {
+        const used = t.last_used_at ? `last used ${ago(t.last_used_at)}` : "never used";
+        if (!(await confirmDialog(`Revoke the token “${t.name}” (apl_${t.prefix}_…, ${used})? Anything that uses it stops working at once. This cannot be undone.`, "Revoke"))) return;
         try {
           await busy(e.target, "Revoking…", () => api("DELETE", `/api/auth/tokens/${t.id}`));
           ctx.flash(`Revoked token “${t.name}”.`);

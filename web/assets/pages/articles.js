@@ -2,7 +2,7 @@
 // filtered, paginated list (drafts too, for editors), and the editor with a Markdown
 // preview, publish/unpublish, and delete with confirmation and undo.
 import { api, qs } from "../api.js";
-import { h, put, field, showErrors, clearErrors, busy, table, badge, ago, snippet } from "../dom.js";
+import { h, put, field, showErrors, clearErrors, busy, table, badge, ago, snippet, confirmDialog } from "../dom.js";
 
 const canWrite = (me) => me.role === "editor" || me.role === "admin";
 
@@ -76,21 +76,6 @@ export async function list(view, ctx) {
   return () => clearTimeout(timer);
 }
 
-function confirmDialog(message, confirmLabel) {
-  return new Promise((resolve) => {
-    const yes = h("button", { type: "button", class: "danger", id: "confirm-yes" }, confirmLabel);
-    const no = h("button", { type: "button", id: "confirm-no" }, "Cancel");
-    const dlg = h("dialog", { "aria-labelledby": "confirm-text" }, h("p", { id: "confirm-text" }, message), h("div", { class: "actions" }, no, yes));
-    const done = (v) => { dlg.close(); dlg.remove(); resolve(v); };
-    yes.addEventListener("click", () => done(true));
-    no.addEventListener("click", () => done(false));
-    dlg.addEventListener("cancel", () => done(false));
-    document.body.append(dlg);
-    dlg.showModal();
-    no.focus();
-  });
-}
-
 export async function edit(view, ctx) {
   const id = ctx.params[0];
   const a = id ? await api("GET", `/api/articles/${id}`) : null;
@@ -154,7 +139,7 @@ export async function edit(view, ctx) {
       const saved = await busy(save, "Saving…", () => a
         ? api("PATCH", `/api/articles/${a.id}`, values())
         : api("POST", "/api/articles", values()));
-      ctx.flash(`Saved “${saved.title}” (${saved.status}).`);
+      ctx.flash(`Saved “${saved.title}” (${saved.status}).`, "ok", { carry: true });
       ctx.navigate(`/admin/articles/${saved.id}`, { replace: !a });
     } catch (err) {
       showErrors(form, err);
@@ -165,7 +150,7 @@ export async function edit(view, ctx) {
     const next = a.status === "published" ? "draft" : "published";
     try {
       await busy(toggle, "Working…", () => api("PATCH", `/api/articles/${a.id}`, { status: next }));
-      ctx.flash(next === "published" ? `Published “${a.title}”.` : `Unpublished “${a.title}”; it is a draft again.`);
+      ctx.flash(next === "published" ? `Published “${a.title}”.` : `Unpublished “${a.title}”; it is a draft again.`, "ok", { carry: true });
       ctx.navigate(`/admin/articles/${a.id}`, { replace: true });
     } catch (err) {
       showErrors(form, err);
@@ -180,7 +165,7 @@ export async function edit(view, ctx) {
       undo.addEventListener("click", async () => {
         try {
           await busy(undo, "Restoring…", () => api("POST", `/api/articles/${a.id}/restore`));
-          ctx.flash(`Restored “${a.title}”.`);
+          ctx.flash(`Restored “${a.title}”.`, "ok", { carry: true });
           ctx.navigate(`/admin/articles/${a.id}`);
         } catch (err) {
           ctx.flash(`Could not restore: ${err.message}`, "error");

@@ -42,7 +42,7 @@ export async function signin(view, ctx) {
       await finish(ctx);
     }),
     h("p", { class: "muted" }, "Forgot your password? An admin can send you a reset link (Users page, or ",
-      h("code", {}, "appliance user reset-password EMAIL"), " on the server).")));
+      h("code", {}, "appliance user reset-password --email EMAIL"), " on the server).")));
   view.querySelector("input[name=email]").focus();
 }
 
@@ -53,7 +53,7 @@ export async function setup(view, ctx) {
     h("h1", {}, "Create the first admin"),
     h("p", {}, "This appliance has no users yet. Paste the one-time setup token from the server log (",
       h("code", {}, "journalctl -u appliance | grep setup_token"), "), or create the admin on the server with ",
-      h("code", {}, "appliance user create --role admin EMAIL"), "."),
+      h("code", {}, "appliance user create --email EMAIL --role admin"), "."),
     form("setup-form", [
       field("Setup token", input("token", "text", { autocomplete: "off", spellcheck: "false" })),
       field("Email", input("email", "email", { autocomplete: "username" })),
@@ -79,7 +79,7 @@ export async function reset(view, ctx) {
     ], "Set password", async (d) => {
       const res = await api("POST", "/api/auth/reset-password", { token, password: d.password });
       history.replaceState(null, "", "/admin/reset-password");
-      ctx.flash(`Password set for ${res.user.email}. Sign in with it now.`);
+      ctx.flash(`Password set for ${res.user.email}. Sign in with it now.`, "ok", { carry: true });
       ctx.navigate("/admin/signin", { replace: true });
     })));
 }

@@ -1,7 +1,7 @@
 // Users (admin): list, create (with a password, or a set-password link to hand over),
 // change role, disable/enable, and a reset-password link.
 import { api } from "../api.js";
-import { h, put, field, showErrors, clearErrors, busy, table, badge, ago } from "../dom.js";
+import { h, put, field, showErrors, clearErrors, busy, table, badge, ago, confirmDialog } from "../dom.js";
 
 function linkBox(title, link) {
   const input = h("input", { type: "text", readOnly: true, value: link.url, class: "secret", "aria-label": title });
@@ -31,15 +31,25 @@ export async function render(view, ctx) {
     put(listEl, table([
       { label: "Email", cell: (u) => h("span", {}, u.email, u.display_name ? h("span", { class: "muted" }, ` (${u.display_name})`) : null) },
       { label: "Role", cell: (u) => {
+        // A change of the dropdown alone does nothing: Apply, then confirm.
         const sel = h("select", { "aria-label": `Role of ${u.email}`, dataset: { user: u.email } }, ["viewer", "editor", "admin"].map((x) => h("option", { value: x }, x)));
         sel.value = u.role;
-        sel.addEventListener("change", () => act(`Role of ${u.email} is now ${sel.value}.`, () => api("PATCH", `/api/admin/users/${u.id}`, { role: sel.value })));
-        return sel;
+        const apply = h("button", { type: "button", class: "apply-role", hidden: true, onclick: async () => {
+          const to = sel.value;
+          const ok = await confirmDialog(`Change the role of ${u.email} from ${u.role} to ${to}? They are signed out everywhere and sign in again with the new role; their API tokens are capped at it.`, `Make ${to}`);
+          if (!ok) { sel.value = u.role; apply.hidden = true; return; }
+          await act(`Role of ${u.email} is now ${to}.`, () => api("PATCH", `/api/admin/users/${u.id}`, { role: to }));
+        } }, "Apply");
+        sel.addEventListener("change", () => { apply.hidden = sel.value === u.role; });
+        return h("div", { class: "row" }, sel, apply);
       } },
       { label: "Status", cell: (u) => [u.disabled ? badge("disabled", "failing") : badge("active", "ok"), u.password_set ? null : [" ", badge("no password", "degraded")]] },
       { label: "Last sign-in", cell: (u) => ago(u.last_login_at) },
       { label: "Actions", cell: (u) => h("div", { class: "row" },
-        h("button", { type: "button", onclick: () => act(`${u.email} is ${u.disabled ? "enabled" : "disabled"}.`, () => api("PATCH", `/api/admin/users/${u.id}`, { disabled: !u.disabled })) }, u.disabled ? "Enable" : "Disable"),
+        h("button", { type: "button", class: u.disabled ? "" : "danger", onclick: async () => {
+          if (!u.disabled && !(await confirmDialog(`Disable ${u.email}? They are signed out everywhere and their API tokens stop working until you enable them again.`, "Disable"))) return;
+          await act(`${u.email} is ${u.disabled ? "enabled" : "disabled"}.`, () => api("PATCH", `/api/admin/users/${u.id}`, { disabled: !u.disabled }));
+        } }, u.disabled ? "Enable" : "Disable"),
         h("button", { type: "button", onclick: async () => {
           try {
             const link = await api("POST", `/api/admin/users/${u.id}/reset-link`);
