@@ -51,6 +51,17 @@ pub struct Article {
     pub deleted_at: Option<String>,
 }
 
+impl Article {
+    /// The article's version for optimistic concurrency (`ETag` / `If-Match`): a hash of
+    /// everything a client sees of it, quoted as an HTTP entity tag. Any change to any
+    /// field gives another one, even two within the same millisecond.
+    pub fn etag(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        format!("\"{}\"", &hex::encode(Sha256::digest(&bytes))[..20])
+    }
+}
+
 /// A validated create (or upsert by `external_id`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewArticle {

@@ -18,6 +18,9 @@ pub enum WriteError {
     /// A unique field collided: which one, and a sentence naming the value.
     #[error("{message}")]
     Conflict { field: String, message: String },
+    /// `If-Match` named a version the article has moved on from: here it is now.
+    #[error("the article was changed by someone else since you loaded it")]
+    Moved(Box<Article>),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -161,17 +164,33 @@ impl<'a> Catalog<'a> {
         key: ArticleKey,
         patch: ArticlePatch,
     ) -> Result<Option<Article>, WriteError> {
+        self.update_if(key, patch, None).await
+    }
+
+    /// [`Catalog::update`] only while the article is at version `if_match` (an `If-Match`
+    /// header: its `ETag`, or `*`); [`WriteError::Moved`] with the current article when
+    /// it changed since.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn update_if(
+        &self,
+        key: ArticleKey,
+        patch: ArticlePatch,
+        if_match: Option<String>,
+    ) -> Result<Option<Article>, WriteError> {
         let slug = patch.slug.clone();
         let now = crate::clock::now();
         let res = self
             .db
-            .write(move |tx| store::update(tx, &key, &patch, &now))
+            .write(move |tx| store::update_if(tx, &key, &patch, &now, if_match.as_deref()))
             .await
-            .map_err(|e| conflict(e, slug.as_deref(), None));
-        if res.is_ok() {
-            self.wake();
+            .map_err(|e| conflict(e, slug.as_deref(), None))?;
+        match res {
+            Ok(updated) => {
+                self.wake();
+                Ok(updated)
+            }
+            Err(current) => Err(WriteError::Moved(current)),
         }
-        res
     }
 
     /// Soft-delete an article, or remove it for good with `purge`; false when there is

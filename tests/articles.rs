@@ -882,3 +882,62 @@ async fn a_rebuild_is_a_background_job_that_outlives_its_request() {
     assert!(v["job"]["finished_at"].is_string(), "{v}");
     app.stop().await.unwrap();
 }
+
+/// Before: two people editing one article, the second save silently undid the first.
+/// Now GET gives a version (ETag); a PATCH with If-Match applies only to that version,
+/// else 412 with the article as it is now.
+#[tokio::test]
+async fn a_patch_with_if_match_never_overwrites_a_newer_version() {
+    let app = spawn_app().await;
+    let a = app
+        .create(json!({"title": "Shared page", "body": "first text", "status": "published"}))
+        .await;
+    let path = format!("/api/articles/{}", a["id"]);
+    let etag_of = |res: &reqwest::Response| res.headers()["etag"].to_str().unwrap().to_string();
+    let res = app.get(&path).await;
+    assert_eq!(res.status(), 200);
+    let v1 = etag_of(&res);
+    assert!(v1.starts_with('"') && v1.ends_with('"'), "{v1}");
+    // Unchanged: 304 for If-None-Match.
+    let res = app
+        .client
+        .get(app.url(&path))
+        .header("if-none-match", &v1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 304);
+    let patch = |etag: Option<String>, body: Value| {
+        let mut req = app.client.patch(app.url(&path)).json(&body);
+        if let Some(e) = etag {
+            req = req.header("if-match", e);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    // Alice saves against the version she loaded: it applies, with a new version.
+    let res = patch(Some(v1.clone()), json!({"body": "alice's text"})).await;
+    assert_eq!(res.status(), 200);
+    let v2 = etag_of(&res);
+    assert_ne!(v1, v2);
+    // Bob still holds v1: refused, told what it is now, nothing lost.
+    let res = patch(Some(v1.clone()), json!({"title": "Bob's title"})).await;
+    assert_eq!(res.status(), 412);
+    assert_eq!(etag_of(&res), v2);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "precondition_failed", "{v}");
+    assert_eq!(v["current"]["body"], "alice's text", "{v}");
+    let (_, now) = app.get_json(&path).await;
+    assert_eq!(
+        (now["title"].as_str(), now["body"].as_str()),
+        (Some("Shared page"), Some("alice's text"))
+    );
+    // Bob chooses to overwrite with the version he was shown; without If-Match the last
+    // write wins as before.
+    let res = patch(Some(v2.clone()), json!({"title": "Bob's title"})).await;
+    assert_eq!(res.status(), 200);
+    let res = patch(None, json!({"title": "No precondition"})).await;
+    assert_eq!(res.status(), 200);
+    let res = patch(Some("*".into()), json!({"title": "Any version"})).await;
+    assert_eq!(res.status(), 200);
+    app.stop().await.unwrap();
+}

@@ -895,3 +895,87 @@ async fn messages_belong_to_their_page_and_access_changes_ask_first() {
     b.wait_text("#token-list", "revoked").await;
     b.close().await;
 }
+
+/// Before: the second of two editors silently undid the first one's save, and leaving the
+/// editor with unsaved changes did not ask.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_edit_is_shown_not_overwritten_and_unsaved_work_asks_before_leaving() {
+    let server = Server::start(true);
+    let api = server.api();
+    let created: Value = api
+        .post(server.url("/api/articles"))
+        .json(&json!({"title": "Shared page", "body": "the original text", "status": "published"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_i64().unwrap();
+    let b = browser().await;
+    b.sign_in(&server, ADMIN).await;
+    b.go(&server.url(&format!("/admin/articles/{id}"))).await;
+    b.wait_text("h1", "Shared page").await;
+
+    // Someone else saves while this editor is open.
+    let res = api
+        .patch(server.url(&format!("/api/articles/{id}")))
+        .json(&json!({"body": "their newer text"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    b.fill("article-form", &[("title", "My title")]).await;
+    b.submit("article-form").await;
+    b.wait_text("#conflict", "Someone else changed this article")
+        .await;
+    let body: Value = api
+        .get(server.url(&format!("/api/articles/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["body"], "their newer text", "nothing overwritten");
+    assert_eq!(body["title"], "Shared page");
+
+    // Leaving with unsaved changes asks; No stays on the editor with the work.
+    b.click("#nav a[href='/admin/articles']").await;
+    b.c.dismiss_alert().await.unwrap();
+    b.wait_text("h1", "Shared page").await;
+    let title = b
+        .js("return document.querySelector('#article-form [name=title]').value")
+        .await;
+    assert_eq!(title, "My title");
+
+    // Choosing to save over theirs applies, knowingly.
+    b.click("#conflict-overwrite").await;
+    b.wait_text("#flash", "Saved").await;
+    b.wait_text("h1", "My title").await;
+    let body: Value = api
+        .get(server.url(&format!("/api/articles/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["title"], "My title");
+
+    // Reload theirs: the editor shows the newest version.
+    api.patch(server.url(&format!("/api/articles/{id}")))
+        .json(&json!({"title": "Their title again"}))
+        .send()
+        .await
+        .unwrap();
+    b.fill("article-form", &[("category", "mine")]).await;
+    b.submit("article-form").await;
+    b.wait_text("#conflict", "Someone else changed").await;
+    b.click("#conflict-reload").await;
+    b.wait_text("h1", "Their title again").await;
+    // A fresh editor with no changes leaves without asking.
+    b.click("#nav a[href='/admin/articles']").await;
+    b.wait_text("h1", "Articles").await;
+    b.close().await;
+}

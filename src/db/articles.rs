@@ -235,9 +235,28 @@ pub fn update(
     patch: &ArticlePatch,
     now: &str,
 ) -> Result<Option<Article>, DbError> {
+    update_if(conn, key, patch, now, None).map(|r| r.unwrap_or_else(|moved| Some(*moved)))
+}
+
+/// [`update`], only when the article is still at version `if_match` (its
+/// [`Article::etag`]); `Err(current)` when it moved on. Checked inside the write, so no
+/// other change can slip in between.
+pub fn update_if(
+    conn: &Connection,
+    key: &ArticleKey,
+    patch: &ArticlePatch,
+    now: &str,
+    if_match: Option<&str>,
+) -> Result<Result<Option<Article>, Box<Article>>, DbError> {
     let Some(old) = get(conn, key)?.filter(|a| a.deleted_at.is_none()) else {
-        return Ok(None);
+        return Ok(Ok(None));
     };
+    if let Some(expected) = if_match
+        && expected != "*"
+        && !expected.split(',').any(|t| t.trim() == old.etag())
+    {
+        return Ok(Err(Box::new(old)));
+    }
     let status = patch.status.unwrap_or(old.status);
     let tags = patch.tags.clone().unwrap_or(old.tags.clone());
     conn.prepare_cached(
@@ -260,7 +279,7 @@ pub fn update(
         set_tags(conn, old.id, &tags)?;
     }
     enqueue(conn, old.id, now)?;
-    get_by_id(conn, old.id)
+    get_by_id(conn, old.id).map(Ok)
 }
 
 /// Soft delete: the row stays (for restore and `cleanup`), readers and search lose it.

@@ -289,10 +289,16 @@ pub fn describe(method: &Method, path: &str, config: &Config, s: &mut Schemas) -
         .errors(&[CONFLICT]),
         ("POST", "/api/articles/preview") => Op::new("Render Markdown as the article page would.", vec![ok(200, "The safe HTML.", object())])
             .body(json_body(json!({"type": "object", "required": ["body"], "additionalProperties": false, "properties": {"body": {"type": "string"}}}))),
-        ("GET", "/api/articles/{key}") => Op::new("One article by id or slug.", vec![ok(200, "The article.", article.clone())]),
-        ("PATCH", "/api/articles/{key}") => Op::new("Change some fields of an article.", vec![ok(200, "The article as changed.", article.clone())])
-            .body(json_body(article_patch(config)))
-            .errors(&[CONFLICT]),
+        ("GET", "/api/articles/{key}") => Op::new(
+            "One article by id or slug, with its version as ETag (If-None-Match: 304 when unchanged).",
+            vec![ok(200, "The article.", article.clone()), empty(304, "Not modified (If-None-Match).")],
+        ),
+        ("PATCH", "/api/articles/{key}") => Op::new(
+            "Change some fields of an article; with If-Match (its ETag), only while it is at that version.",
+            vec![ok(200, "The article as changed, with its new ETag.", article.clone())],
+        )
+        .body(json_body(article_patch(config)))
+        .errors(&[CONFLICT, (412, "If-Match names an older version; `current` is the article now, ETag its version.")]),
         ("DELETE", "/api/articles/{key}") => Op::new("Delete an article (soft; purge=true for good).", vec![empty(204, "Deleted.")])
             .query(vec![q("purge", json!({"type": "boolean"}), "Remove it for good, not restorable.")]),
         ("POST", "/api/articles/{key}/restore") => Op::new("Undo a soft delete.", vec![ok(200, "The restored article.", article.clone())])

@@ -32,6 +32,15 @@ impl From<WriteError> for ApiError {
                 field: Some(field),
                 message,
             },
+            WriteError::Moved(current) => ApiError::PreconditionFailed {
+                message: format!(
+                    "the article was changed since you loaded it (last change {}); reload it, or send If-Match: {} to overwrite",
+                    current.updated_at,
+                    current.etag()
+                ),
+                etag: current.etag(),
+                current: json!(current),
+            },
             WriteError::Db(e) => e.into(),
         }
     }
@@ -64,32 +73,66 @@ pub async fn create(
     Ok((status, [(header::LOCATION, location)], Json(article)).into_response())
 }
 
+/// An article with its version as `ETag` (send it back as `If-Match` when changing it).
+fn with_etag(status: StatusCode, a: Article) -> Response {
+    let etag = a.etag();
+    (status, [(header::ETAG, etag)], Json(a)).into_response()
+}
+
+/// `GET /api/articles/{key}`: the article, with `ETag`; `If-None-Match` with the current
+/// version answers 304.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     Path(key): Path<String>,
-) -> Result<Json<Article>, ApiError> {
+) -> Result<Response, ApiError> {
     let k = ArticleKey::parse(&key);
     let article = state.db().read(move |c| store::get(c, &k)).await?;
     match article {
-        Some(a) if visible(&a, &caller) => Ok(Json(a)),
+        Some(a) if visible(&a, &caller) => {
+            let etag = a.etag();
+            let unchanged = headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+            if unchanged {
+                return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+            }
+            Ok(with_etag(StatusCode::OK, a))
+        }
         _ => Err(not_found(&key)),
     }
 }
 
+/// `PATCH /api/articles/{key}`: change some fields. With `If-Match` (an `ETag` from GET),
+/// only while the article is still at that version: 412 with the current article and
+/// its `ETag` when someone changed it since. Without it, the change applies (last write
+/// wins), as before.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn patch(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Path(key): Path<String>,
     super::json::Json(body): super::json::Json<Value>,
-) -> Result<Json<Article>, ApiError> {
+) -> Result<Response, ApiError> {
     let patch =
         catalog::parse_patch(&body, &state.config().articles).map_err(ApiError::Validation)?;
+    let if_match = headers
+        .get(header::IF_MATCH)
+        .map(|v| {
+            v.to_str()
+                .map(str::to_string)
+                .map_err(|_| ApiError::BadRequest("If-Match is not a valid header value".into()))
+        })
+        .transpose()?;
     let updated = catalog(&state)
-        .update(ArticleKey::parse(&key), patch)
+        .update_if(ArticleKey::parse(&key), patch, if_match)
         .await?;
-    updated.map(Json).ok_or_else(|| not_found(&key))
+    updated
+        .map(|a| with_etag(StatusCode::OK, a))
+        .ok_or_else(|| not_found(&key))
 }
 
 #[tracing::instrument(level = "debug", skip_all)]
@@ -357,6 +400,8 @@ pub async fn bulk(
             })
             | BatchError::Db(e),
         ) => return Err(e.into()),
+        // Bulk writes never carry If-Match.
+        Err(BatchError::Item(ItemError { error, .. })) => return Err(error.into()),
     };
     let created = results.iter().filter(|r| r["result"] == "created").count();
     Ok(Json(json!({

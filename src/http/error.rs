@@ -57,6 +57,14 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unprocessable(String),
+    /// `If-Match` named a version that is not the current one; `current` is the thing as
+    /// it is now (with its `ETag`), for the client to reload or overwrite.
+    #[error("{message}")]
+    PreconditionFailed {
+        message: String,
+        current: Value,
+        etag: String,
+    },
     #[error("{0}")]
     Unavailable(String),
     /// Logged with its cause chain; the client sees an opaque message and the request id.
@@ -95,6 +103,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -167,6 +176,7 @@ impl IntoResponse for ApiError {
             ApiError::Conflict {
                 field: Some(field), ..
             } => body["error"]["fields"] = json!([{"field": field, "message": "already exists"}]),
+            ApiError::PreconditionFailed { current, .. } => body["current"] = current.clone(),
             ApiError::Internal(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "internal error");
                 let category = if cause.chain().any(|c| c.downcast_ref::<DbError>().is_some()) {
@@ -201,6 +211,11 @@ impl IntoResponse for ApiError {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if let ApiError::PreconditionFailed { etag, .. } = &self
+            && let Ok(v) = HeaderValue::from_str(etag)
+        {
+            res.headers_mut().insert(header::ETAG, v);
+        }
         if status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -233,6 +248,7 @@ pub fn code_for(status: StatusCode) -> &'static str {
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::REQUEST_TIMEOUT => "timeout",
         StatusCode::CONFLICT => "conflict",
+        StatusCode::PRECONDITION_FAILED => "precondition_failed",
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
         StatusCode::UNPROCESSABLE_ENTITY => "invalid_input",

@@ -6,23 +6,32 @@ let csrf = null;
 const expiredListeners = [];
 
 export class ApiError extends Error {
-  constructor(status, body) {
+  constructor(status, body, etag) {
     const e = body?.error || {};
     super(e.message || `the server answered ${status}`);
     this.status = status;
     this.code = e.code || String(status);
     this.fields = e.fields || [];
     this.requestId = e.request_id;
+    // A 412: the thing as it is now, and its version.
+    this.current = body?.current;
+    this.etag = etag;
   }
 }
+
+// The ETag each answer came with (the version to send back as If-Match).
+const etags = new WeakMap();
+/** The version (ETag) an object from `api()` came with, if any. */
+export function etagOf(obj) { return obj && typeof obj === "object" ? etags.get(obj) : undefined; }
 
 export function setCsrf(token) { csrf = token; }
 export function onExpired(fn) { expiredListeners.push(fn); }
 
 const AUTH_CALLS = ["/api/auth/login", "/api/auth/setup", "/api/auth/me", "/api/auth/reset-password"];
 
-export async function api(method, path, body) {
+export async function api(method, path, body, { ifMatch } = {}) {
   const headers = { Accept: "application/json" };
+  if (ifMatch) headers["If-Match"] = ifMatch;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (csrf && method !== "GET") headers["X-CSRF-Token"] = csrf;
   let res;
@@ -40,7 +49,9 @@ export async function api(method, path, body) {
     csrf = null;
     for (const fn of expiredListeners) fn();
   }
-  if (!res.ok) throw new ApiError(res.status, data);
+  if (!res.ok) throw new ApiError(res.status, data, res.headers.get("etag"));
+  const etag = res.headers.get("etag");
+  if (etag && data && typeof data === "object") etags.set(data, etag);
   return data;
 }
 

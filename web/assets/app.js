@@ -83,7 +83,22 @@ function renderNav() {
     h("a", { href: `/admin/${r.nav}`, "data-link": true, "aria-current": r.nav === current ? "page" : false }, r.title)));
 }
 
+// A page with unsaved work: { dirty(), message }; leaving it asks first.
+let leaveGuard = null;
+
+/** Ask before leaving the current page while `guard.dirty()` (null: never ask). */
+export function guardLeave(guard) {
+  leaveGuard = guard && { ...guard, path: location.pathname + location.search };
+}
+
+// Closing the tab or reloading: the browser asks in its own words.
+window.addEventListener("beforeunload", (e) => {
+  if (leaveGuard && leaveGuard.dirty()) e.preventDefault();
+});
+
 export function navigate(path, { replace = false } = {}) {
+  if (leaveGuard && leaveGuard.dirty() && !window.confirm(leaveGuard.message)) return;
+  leaveGuard = null;
   if (replace) history.replaceState(null, "", path);
   else history.pushState(null, "", path);
   route();
@@ -121,7 +136,8 @@ async function route() {
         `This page needs the ${r.role} role; you are signed in as ${me.role}.`),
       h("p", {}, h("a", { href: home(), "data-link": true }, "Go to the start page.")));
   }
-  const ctx = { me, navigate, flash, signedIn, params: rel.match(r.path).slice(1), query: new URLSearchParams(location.search), home };
+  leaveGuard = null;
+  const ctx = { me, navigate, flash, signedIn, guardLeave, params: rel.match(r.path).slice(1), query: new URLSearchParams(location.search), home };
   put(view, h("p", { class: "muted" }, "Loading…"));
   try {
     cleanup = (await r.page(view, ctx)) || null;
@@ -140,7 +156,14 @@ document.addEventListener("click", (e) => {
   e.preventDefault();
   navigate(a.getAttribute("href"));
 });
-window.addEventListener("popstate", route);
+window.addEventListener("popstate", () => {
+  // Back or Forward away from unsaved work: ask, and stay (restoring the address) on No.
+  if (leaveGuard && leaveGuard.dirty() && !window.confirm(leaveGuard.message)) {
+    history.pushState(null, "", leaveGuard.path);
+    return;
+  }
+  route();
+});
 
 document.getElementById("signout").addEventListener("click", async () => {
   await api("POST", "/api/auth/logout").catch(() => {});

@@ -1,7 +1,7 @@
 // Articles: search-as-you-type over published articles (highlighted snippets), a
 // filtered, paginated list (drafts too, for editors), and the editor with a Markdown
 // preview, publish/unpublish, and delete with confirmation and undo.
-import { api, qs } from "../api.js";
+import { api, qs, etagOf } from "../api.js";
 import { h, put, field, showErrors, clearErrors, busy, table, badge, ago, snippet, confirmDialog } from "../dom.js";
 
 const canWrite = (me) => me.role === "editor" || me.role === "admin";
@@ -131,17 +131,36 @@ export async function edit(view, ctx) {
     status: status.value,
     body: body.value,
   });
+  // The version this editor started from: a save only applies while the article is
+  // still at it (If-Match); otherwise the admin chooses to reload or overwrite.
+  let version = a ? etagOf(a) : undefined;
+  const loaded = JSON.stringify(values());
+  const dirty = () => writable && JSON.stringify(values()) !== loaded;
+  ctx.guardLeave({ dirty, message: "Leave this article? Your unsaved changes will be lost." });
+  const conflict = h("div", { class: "notice error", id: "conflict", role: "alert", hidden: true });
+  form.prepend(conflict);
+  const showConflict = (current, etag) => {
+    put(conflict,
+      h("p", {}, h("strong", {}, "Someone else changed this article "), `${ago(current.updated_at)} (at ${new Date(current.updated_at).toLocaleString()}), after you opened it. Saving now would undo their change.`),
+      h("div", { class: "row" },
+        h("button", { type: "button", id: "conflict-reload", onclick: () => { ctx.guardLeave(null); ctx.navigate(`/admin/articles/${a.id}`, { replace: true }); } }, "Reload theirs (discard mine)"),
+        h("button", { type: "button", class: "danger", id: "conflict-overwrite", onclick: () => { version = etag; conflict.hidden = true; form.requestSubmit(); } }, "Save mine over theirs")));
+    conflict.hidden = false;
+    conflict.scrollIntoView({ block: "nearest" });
+  };
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     if (!writable) return;
     clearErrors(form);
     try {
       const saved = await busy(save, "Saving…", () => a
-        ? api("PATCH", `/api/articles/${a.id}`, values())
+        ? api("PATCH", `/api/articles/${a.id}`, values(), { ifMatch: version })
         : api("POST", "/api/articles", values()));
+      ctx.guardLeave(null);
       ctx.flash(`Saved “${saved.title}” (${saved.status}).`, "ok", { carry: true });
       ctx.navigate(`/admin/articles/${saved.id}`, { replace: !a });
     } catch (err) {
+      if (err.status === 412 && err.current) return showConflict(err.current, err.etag);
       showErrors(form, err);
     }
   });
