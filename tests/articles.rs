@@ -941,3 +941,57 @@ async fn a_patch_with_if_match_never_overwrites_a_newer_version() {
     assert_eq!(res.status(), 200);
     app.stop().await.unwrap();
 }
+
+/// Before: once the Undo message was gone, a deleted article could not be found again
+/// until cleanup purged it. The trash lists deleted articles with who deleted them and
+/// when cleanup will purge them; restore takes one out.
+#[tokio::test]
+async fn the_trash_lists_deleted_articles_with_who_and_until_when_and_restore_empties_it() {
+    let app = common::spawn_app_with(|c| c.cleanup.deleted_retention_days = 10).await;
+    let a = app
+        .create(json!({"title": "Gone soon", "body": "text", "status": "published"}))
+        .await;
+    let kept = app
+        .create(json!({"title": "Still here", "body": "text"}))
+        .await;
+    assert_eq!(app.delete(&format!("/api/articles/{}", a["id"])).await, 204);
+    let (s, v) = app.get_json("/api/articles?deleted=true").await;
+    assert_eq!(s, 200, "{v}");
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{v}");
+    let item = &items[0];
+    assert_eq!(item["id"], a["id"]);
+    assert!(item.get("body").is_none(), "{item}");
+    assert_eq!(item["deleted_by"], "admin@test.example", "{item}");
+    let deleted = appliance::clock::parse(item["deleted_at"].as_str().unwrap()).unwrap();
+    let purge = appliance::clock::parse(item["purge_at"].as_str().unwrap()).unwrap();
+    assert_eq!(purge - deleted, time::Duration::days(10), "{item}");
+    // The live list does not show it; the trash does not show the live one.
+    let (_, live) = app.get_json("/api/articles").await;
+    assert!(live.to_string().contains("Still here") && !live.to_string().contains("Gone soon"));
+    assert!(!v.to_string().contains(&format!("\"id\":{}", kept["id"])));
+    // Readers (here anonymous) may not open the trash.
+    let res = app
+        .anon
+        .get(app.url("/api/articles?deleted=true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    // Restore takes it out of the trash, and both steps are audited.
+    let (s, _) = app
+        .post(&format!("/api/articles/{}/restore", a["id"]), json!({}))
+        .await;
+    assert_eq!(s, 200);
+    let (_, v) = app.get_json("/api/articles?deleted=true").await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 0, "{v}");
+    let (_, audit) = app.get_json("/api/admin/audit?action=article.").await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["article.restore", "article.delete"], "{audit}");
+    app.stop().await.unwrap();
+}

@@ -979,3 +979,42 @@ async fn a_concurrent_edit_is_shown_not_overwritten_and_unsaved_work_asks_before
     b.wait_text("h1", "Articles").await;
     b.close().await;
 }
+
+/// Before: with the Undo message gone, nothing in the UI could bring a deleted article
+/// back. The trash lists it with who deleted it and when it will be purged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_article_is_restored_from_the_trash() {
+    let server = Server::start(true);
+    let api = server.api();
+    let created: Value = api
+        .post(server.url("/api/articles"))
+        .json(&json!({"title": "Old notes", "body": "text", "status": "published"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_i64().unwrap();
+    let b = browser().await;
+    b.sign_in(&server, ADMIN).await;
+    b.go(&server.url(&format!("/admin/articles/{id}"))).await;
+    b.wait_text("h1", "Old notes").await;
+    b.click("#delete").await;
+    b.click("#confirm-yes").await;
+    b.wait_text("#flash", "Deleted").await;
+    b.click("#open-trash").await;
+    b.wait_text("h1", "Trash").await;
+    b.wait_text("#trash-list", "Old notes").await;
+    b.wait_text("#trash-list", ADMIN).await;
+    b.click("#trash-list button.restore").await;
+    b.wait_text("#flash", "Restored “Old notes”").await;
+    b.wait_text("#trash-list", "The trash is empty").await;
+    let res = api
+        .get(server.url(&format!("/api/articles/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "back on the site");
+    b.close().await;
+}

@@ -329,6 +329,8 @@ pub struct ListFilter {
     /// Only articles with an id below this (the previous page's cursor).
     pub before_id: Option<i64>,
     pub limit: u32,
+    /// The trash instead: soft-deleted articles only.
+    pub deleted: bool,
 }
 
 /// Newest first (by id, which never changes), so pages stay stable while articles are
@@ -336,7 +338,12 @@ pub struct ListFilter {
 /// Returns the page and the cursor of the next one.
 #[tracing::instrument(level = "debug", skip_all)]
 pub fn list(conn: &Connection, f: &ListFilter) -> Result<(Vec<Article>, Option<i64>), DbError> {
-    let mut sql = format!("SELECT {COLUMNS} FROM articles WHERE deleted_at IS NULL");
+    let which = if f.deleted {
+        "deleted_at IS NOT NULL"
+    } else {
+        "deleted_at IS NULL"
+    };
+    let mut sql = format!("SELECT {COLUMNS} FROM articles WHERE {which}");
     let mut args: Vec<&dyn ToSql> = Vec::new();
     if let Some(c) = &f.category {
         args.push(c);

@@ -266,6 +266,7 @@ pub fn describe(method: &Method, path: &str, config: &Config, s: &mut Schemas) -
                 q("updated_since", time(), "Only articles changed since."),
                 q("limit", limit(config.articles.list_max_limit), "Page size."),
                 q("cursor", json!({"type": "string"}), "next_cursor of the previous page."),
+                q("deleted", json!({"type": "boolean"}), "Editors: the trash (soft-deleted articles, with deleted_by and purge_at) instead."),
             ]),
         ("POST", "/api/articles") => {
             let mut created = ok(201, "Created; Location names it.", article.clone());

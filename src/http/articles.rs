@@ -138,6 +138,7 @@ pub async fn patch(
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     Path(key): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {
@@ -163,29 +164,56 @@ pub async fn delete(
             }
         }
     }
+    // Who deleted what is audited (the trash shows it); a purge can be the second step.
+    let k = ArticleKey::parse(&key);
+    let before = state.db().read(move |c| store::get(c, &k)).await?;
     let done = catalog(&state)
         .delete(ArticleKey::parse(&key), purge)
         .await?;
-    if done {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(not_found(&key))
+    if !done {
+        return Err(not_found(&key));
     }
+    if let Some(a) = before {
+        let action = if purge {
+            "article.purge"
+        } else {
+            "article.delete"
+        };
+        super::access::audit(
+            &state,
+            caller
+                .event(action, crate::db::audit::Outcome::Success)
+                .target(format!("article:{}", a.id))
+                .details(json!({"slug": a.slug, "title": a.title})),
+        )
+        .await;
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Undo a soft delete.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn restore(
     State(state): State<AppState>,
+    caller: Caller,
     Path(key): Path<String>,
 ) -> Result<Json<Article>, ApiError> {
     let restored = catalog(&state).restore(ArticleKey::parse(&key)).await?;
-    restored.map(Json).ok_or_else(|| {
+    let a = restored.ok_or_else(|| {
         ApiError::NotFound(format!(
             "no deleted article `{}`",
             crate::validate::excerpt(&key, 80)
         ))
-    })
+    })?;
+    super::access::audit(
+        &state,
+        caller
+            .event("article.restore", crate::db::audit::Outcome::Success)
+            .target(format!("article:{}", a.id))
+            .details(json!({"slug": a.slug, "title": a.title})),
+    )
+    .await;
+    Ok(Json(a))
 }
 
 /// Listing items carry everything but the body.
@@ -263,14 +291,24 @@ pub async fn list(
                     "must be a cursor from a previous page",
                 )),
             },
+            "deleted" => match value.as_str() {
+                "true" | "1" => f.deleted = true,
+                "false" | "0" => f.deleted = false,
+                _ => errs.push(FieldError::new("deleted", "must be true or false")),
+            },
             other => errs.push(FieldError::new(
                 other,
-                "unknown parameter; allowed: category, tag, status, updated_since, limit, cursor",
+                "unknown parameter; allowed: category, tag, status, updated_since, limit, cursor, deleted",
             )),
         }
     }
     if !errs.is_empty() {
         return Err(ApiError::Validation(errs));
+    }
+    if f.deleted && !caller.can_see_drafts() {
+        return Err(ApiError::Forbidden(
+            "the trash (deleted=true) is for editors".into(),
+        ));
     }
     if !caller.can_see_drafts() {
         if f.status == Some(Status::Draft) {
@@ -280,9 +318,41 @@ pub async fn list(
         }
         f.status = Some(Status::Published);
     }
-    let (items, next) = state.db().read(move |c| store::list(c, &f)).await?;
+    let trash = f.deleted;
+    let (items, next, deleted_by) = state
+        .db()
+        .read(move |c| {
+            let (items, next) = store::list(c, &f)?;
+            let by = if f.deleted {
+                let ids: Vec<i64> = items.iter().map(|a| a.id).collect();
+                crate::db::audit::deleted_by(c, &ids)?
+            } else {
+                Default::default()
+            };
+            Ok((items, next, by))
+        })
+        .await?;
+    let keep_days = i64::from(state.config().cleanup.deleted_retention_days);
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|a| {
+            let (id, deleted_at) = (a.id, a.deleted_at.clone());
+            let mut v = summary(a);
+            if trash {
+                // When cleanup purges it for good (cleanup.deleted_retention_days).
+                v["purge_at"] = json!(
+                    deleted_at
+                        .as_deref()
+                        .and_then(crate::clock::parse)
+                        .map(|t| crate::clock::format(t + time::Duration::days(keep_days)))
+                );
+                v["deleted_by"] = json!(deleted_by.get(&id));
+            }
+            v
+        })
+        .collect();
     Ok(Json(json!({
-        "items": items.into_iter().map(summary).collect::<Vec<_>>(),
+        "items": items,
         "next_cursor": next.map(|n| n.to_string()),
     })))
 }

@@ -17,6 +17,7 @@ const ROUTES = [
   { path: /^$/, page: dashboard.render, role: "admin", title: "Dashboard", nav: "" },
   { path: /^articles$/, page: articles.list, role: "viewer", title: "Articles", nav: "articles" },
   { path: /^articles\/new$/, page: articles.edit, role: "editor", title: "New article" },
+  { path: /^articles\/trash$/, page: articles.trash, role: "editor", title: "Trash" },
   { path: /^articles\/(\d+)$/, page: articles.edit, role: "viewer", title: "Article" },
   { path: /^users$/, page: users.render, role: "admin", title: "Users", nav: "users" },
   { path: /^backups$/, page: backups.render, role: "admin", title: "Backups", nav: "backups" },

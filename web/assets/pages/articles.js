@@ -22,7 +22,9 @@ export async function list(view, ctx) {
     h("p", { class: "form-error notice error", role: "alert", hidden: true }));
   put(view,
     h("div", { class: "title-row" }, h("h1", {}, "Articles"),
-      canWrite(ctx.me) ? h("a", { href: "/admin/articles/new", "data-link": true, class: "button primary", id: "new-article" }, "New article") : null),
+      canWrite(ctx.me) ? h("div", { class: "row" },
+        h("a", { href: "/admin/articles/trash", "data-link": true, class: "button", id: "open-trash" }, "Trash"),
+        h("a", { href: "/admin/articles/new", "data-link": true, class: "button primary", id: "new-article" }, "New article")) : null),
     filters, results);
 
   let cursors = [null]; // the cursor of each page seen, for "Previous"
@@ -198,4 +200,36 @@ export async function edit(view, ctx) {
   });
   if (writable) title.focus();
   return () => clearTimeout(previewTimer);
+}
+
+/** The trash (editors): deleted articles, who deleted them and when, when cleanup purges
+ * them for good; Restore brings one back. */
+export async function trash(view, ctx) {
+  const out = h("div", { id: "trash-list", "aria-live": "polite" });
+  let cursors = [null];
+  const load = async () => {
+    const r = await api("GET", `/api/articles${qs({ deleted: true, limit: 50, cursor: cursors[cursors.length - 1] })}`);
+    put(out, table([
+      { label: "Title", cell: (a) => [a.title, " ", h("span", { class: "muted" }, `/${a.slug}`)] },
+      { label: "Deleted", cell: (a) => h("span", { title: new Date(a.deleted_at).toLocaleString() }, ago(a.deleted_at)) },
+      { label: "By", cell: (a) => a.deleted_by || "–" },
+      { label: "Purged for good", cell: (a) => (a.purge_at ? new Date(a.purge_at).toLocaleDateString() : "–") },
+      { label: "", cell: (a) => h("button", { type: "button", class: "restore", onclick: async (e) => {
+        try {
+          await busy(e.target, "Restoring…", () => api("POST", `/api/articles/${a.id}/restore`));
+          ctx.flash(`Restored “${a.title}”.`);
+        } catch (err) { ctx.flash(`Could not restore “${a.title}”: ${err.message}`, "error"); }
+        await load();
+      } }, "Restore") },
+    ], r.items, "The trash is empty."),
+    h("nav", { class: "pager", "aria-label": "Pages" },
+      h("button", { type: "button", disabled: cursors.length < 2, onclick: () => { cursors.pop(); load(); } }, "Previous"),
+      h("button", { type: "button", disabled: !r.next_cursor, onclick: () => { cursors.push(r.next_cursor); load(); } }, "Next")));
+  };
+  put(view,
+    h("p", {}, h("a", { href: "/admin/articles", "data-link": true }, "← Articles")),
+    h("h1", {}, "Trash"),
+    h("p", {}, "Deleted articles are gone from the site and search, and kept here until cleanup removes them for good (cleanup.deleted_retention_days after deletion)."),
+    out);
+  await load();
 }
