@@ -1018,3 +1018,48 @@ async fn a_deleted_article_is_restored_from_the_trash() {
     assert_eq!(res.status(), 200, "back on the site");
     b.close().await;
 }
+
+/// Before: a viewer got raw Markdown in a greyed-out edit form beside "Preview is for
+/// editors", and a Status filter and column it could not use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_reads_articles_rendered_and_sees_nothing_it_cannot_use() {
+    let server = Server::start(true);
+    create_user(server.dir.path(), "reader@example.org", "viewer");
+    let api = server.api();
+    let created: Value = api
+        .post(server.url("/api/articles"))
+        .json(&json!({"title": "How we deploy", "body": "## Steps\n\nRun **cargo deb** first.\n\n<script>alert(1)</script>", "status": "published", "tags": ["ops"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_i64().unwrap();
+    let b = browser().await;
+    b.sign_in(&server, "reader@example.org").await;
+    b.click("#nav a[href='/admin/articles']").await;
+    b.wait_text("#results", "How we deploy").await;
+    assert!(
+        !b.shown("#article-filters [name=status]").await,
+        "no Status filter"
+    );
+    let head = b.el("#results table thead").await.text().await.unwrap();
+    assert!(!head.contains("Status"), "{head}");
+    assert!(!b.shown("#new-article").await && !b.shown("#open-trash").await);
+    b.go(&server.url(&format!("/admin/articles/{id}"))).await;
+    b.wait_text("#reading h1", "How we deploy").await;
+    b.wait_text("#reading h2", "Steps").await;
+    b.wait_text("#reading strong", "cargo deb").await;
+    let text = b.el("#reading").await.text().await.unwrap();
+    assert!(
+        !text.contains("**") && !text.contains("##"),
+        "raw Markdown: {text}"
+    );
+    assert!(!b.shown("#reading script").await && !b.shown("#article-form").await);
+    let scripts = b
+        .js("return document.querySelectorAll('#reading script').length")
+        .await;
+    assert_eq!(scripts, 0, "sanitised");
+    b.close().await;
+}

@@ -292,8 +292,9 @@ pub fn describe(method: &Method, path: &str, config: &Config, s: &mut Schemas) -
             .body(json_body(json!({"type": "object", "required": ["body"], "additionalProperties": false, "properties": {"body": {"type": "string"}}}))),
         ("GET", "/api/articles/{key}") => Op::new(
             "One article by id or slug, with its version as ETag (If-None-Match: 304 when unchanged).",
-            vec![ok(200, "The article.", article.clone()), empty(304, "Not modified (If-None-Match).")],
-        ),
+            vec![ok(200, "The article (with `html` for render=html).", article.clone()), empty(304, "Not modified (If-None-Match).")],
+        )
+        .query(vec![q("render", json!({"type": "string", "enum": ["html"]}), "Add `html`: the body rendered and sanitised, as a reader sees it.")]),
         ("PATCH", "/api/articles/{key}") => Op::new(
             "Change some fields of an article; with If-Match (its ETag), only while it is at that version.",
             vec![ok(200, "The article as changed, with its new ETag.", article.clone())],

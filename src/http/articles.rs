@@ -80,14 +80,34 @@ fn with_etag(status: StatusCode, a: Article) -> Response {
 }
 
 /// `GET /api/articles/{key}`: the article, with `ETag`; `If-None-Match` with the current
-/// version answers 304.
+/// version answers 304. `?render=html` adds `html`: the body as a reader sees it
+/// (rendered and sanitised, as the preview), for the UI's reading view.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     Path(key): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    let mut render = false;
+    for (name, value) in &params {
+        match (name.as_str(), value.as_str()) {
+            ("render", "html") => render = true,
+            ("render", _) => {
+                return Err(ApiError::Validation(vec![FieldError::new(
+                    "render",
+                    "must be html",
+                )]));
+            }
+            (other, _) => {
+                return Err(ApiError::Validation(vec![FieldError::new(
+                    other,
+                    "unknown parameter; allowed: render",
+                )]));
+            }
+        }
+    }
     let k = ArticleKey::parse(&key);
     let article = state.db().read(move |c| store::get(c, &k)).await?;
     match article {
@@ -99,6 +119,12 @@ pub async fn get(
                 .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
             if unchanged {
                 return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+            }
+            if render {
+                let html = crate::markdown::render_markdown(&a.body);
+                let mut v = json!(a);
+                v["html"] = json!(html);
+                return Ok((StatusCode::OK, [(header::ETAG, etag)], Json(v)).into_response());
             }
             Ok(with_etag(StatusCode::OK, a))
         }

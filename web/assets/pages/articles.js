@@ -17,8 +17,10 @@ export async function list(view, ctx) {
   const category = h("input", { name: "category", type: "text", value: q.get("category") || "" });
   const tag = h("input", { name: "tag", type: "text", value: q.get("tag") || "" });
   const results = h("div", { id: "results", "aria-live": "polite" });
+  // Readers see published articles only: no status to filter by or to show.
+  const writer = canWrite(ctx.me);
   const filters = h("form", { class: "filters", role: "search", id: "article-filters" },
-    field("Search", search), field("Status", status), field("Category", category), field("Tag", tag),
+    field("Search", search), writer ? field("Status", status) : null, field("Category", category), field("Tag", tag),
     h("p", { class: "form-error notice error", role: "alert", hidden: true }));
   put(view,
     h("div", { class: "title-row" }, h("h1", {}, "Articles"),
@@ -49,14 +51,14 @@ export async function list(view, ctx) {
       } else {
         status.disabled = false;
         const cursor = cursors[cursors.length - 1];
-        const r = await api("GET", `/api/articles${qs({ ...params, status: status.value, limit: 20, cursor })}`);
+        const r = await api("GET", `/api/articles${qs({ ...params, status: writer ? status.value : "", limit: 20, cursor })}`);
         if (mine !== seq) return;
         const prev = h("button", { type: "button", disabled: cursors.length < 2, onclick: () => { cursors.pop(); load(); } }, "Previous");
         const next = h("button", { type: "button", disabled: !r.next_cursor, onclick: () => { cursors.push(r.next_cursor); load(); } }, "Next");
         put(results,
           table([
             { label: "Title", cell: (a) => h("a", { href: `/admin/articles/${a.id}`, "data-link": true }, a.title) },
-            { label: "Status", cell: (a) => badge(a.status) },
+            ...(writer ? [{ label: "Status", cell: (a) => badge(a.status) }] : []),
             { label: "Category", cell: (a) => a.category || "–" },
             { label: "Tags", cell: (a) => a.tags.join(", ") || "–" },
             { label: "Updated", cell: (a) => ago(a.updated_at) },
@@ -78,8 +80,23 @@ export async function list(view, ctx) {
   return () => clearTimeout(timer);
 }
 
+/** A reader's view of an article: the body rendered and sanitised by the server. */
+async function read(view, id) {
+  const a = await api("GET", `/api/articles/${id}?render=html`);
+  const doc = new DOMParser().parseFromString(`<div>${a.html}</div>`, "text/html");
+  put(view,
+    h("p", {}, h("a", { href: "/admin/articles", "data-link": true }, "← Articles")),
+    h("article", { class: "reading", id: "reading" },
+      h("h1", {}, a.title),
+      h("p", { class: "muted", id: "article-meta" },
+        a.category ? `${a.category} · ` : "", a.tags.length ? `${a.tags.join(", ")} · ` : "",
+        `published ${ago(a.published_at || a.updated_at)}`),
+      h("div", { class: "preview body" }, ...doc.body.firstChild.childNodes)));
+}
+
 export async function edit(view, ctx) {
   const id = ctx.params[0];
+  if (id && !canWrite(ctx.me)) return read(view, id);
   const a = id ? await api("GET", `/api/articles/${id}`) : null;
   const writable = canWrite(ctx.me);
   const title = h("input", { name: "title", type: "text", required: true, value: a?.title || "", readOnly: !writable });
