@@ -1652,10 +1652,15 @@ async fn a_lockout_spares_the_owners_address_and_session_and_refusals_are_audite
         .next()
         .unwrap()
         .to_string();
+    // Successful sign-ins spend nothing (before, they shared the budget with failures and
+    // an admin was locked out after a dozen normal actions and one typo).
+    for _ in 0..6 {
+        assert_eq!(attempt("192.0.2.7", PASSWORD).await, 200);
+    }
     // Someone elsewhere spends the account's budget, from addresses under their own limit.
     assert_eq!(attempt("198.51.100.1", "wrong password!!").await, 401);
     assert_eq!(attempt("198.51.100.2", "wrong password!!").await, 401);
-    assert_eq!(attempt("198.51.100.3", "wrong password!!").await, 429);
+    assert_eq!(attempt("198.51.100.3", "wrong password!!").await, 401);
     // Locked for strangers, even with the right password...
     assert_eq!(attempt("203.0.113.9", PASSWORD).await, 429);
     // ...but not from the owner's address, nor for the owner's own session elsewhere.
@@ -1663,10 +1668,28 @@ async fn a_lockout_spares_the_owners_address_and_session_and_refusals_are_audite
     let res = login("203.0.113.50", PASSWORD, &cookie).await;
     assert_eq!(res.status(), 200);
 
-    // One address over the sign-in limit: its refusals make one aggregated audit entry.
+    // One address over the sign-in limit (3 failures, on another account): its
+    // refusals make one aggregated audit entry, and say so in plain words.
+    user_with_token(&app, "bystander@test.example", Role::Viewer).await;
     for i in 0..8 {
-        let s = attempt("198.51.100.99", "wrong password!!").await;
-        assert_eq!(s, 429, "attempt {i}");
+        let res = app
+            .anon
+            .post(app.url("/api/auth/login"))
+            .header("x-forwarded-for", "198.51.100.99")
+            .json(&json!({"email": "bystander@test.example", "password": "wrong password!!"}))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        assert_eq!(status, if i < 3 { 401 } else { 429 }, "attempt {i}");
+        if status == 429 {
+            let v: Value = res.json().await.unwrap();
+            let m = v["error"]["message"].as_str().unwrap();
+            assert!(
+                m.contains("Too many failed attempts from your address") && !m.contains("/api/"),
+                "{m}"
+            );
+        }
     }
     let (_, v) = app
         .get_json("/api/admin/audit?action=auth.rate_limited&limit=100")
@@ -1680,7 +1703,18 @@ async fn a_lockout_spares_the_owners_address_and_session_and_refusals_are_audite
     assert_eq!(from[0]["outcome"], "denied");
     assert_eq!(from[0]["target"], "/api/auth/login");
     assert_eq!(from[0]["details"]["refused"], 1, "{v}");
+    // One lockout entry per account locked (the owner's, and the bystander's).
     let (_, v) = app.get_json("/api/admin/audit?action=auth.lockout").await;
-    assert_eq!(v["entries"].as_array().unwrap().len(), 1, "{v}");
+    let targets: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        targets,
+        ["bystander@test.example", "owner@test.example"],
+        "{v}"
+    );
     app.stop().await.unwrap();
 }

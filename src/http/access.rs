@@ -202,12 +202,42 @@ pub async fn authorize(
     next: Next,
 ) -> Response {
     match check(&state, &spec, req).await {
-        Ok(req) => next.run(req).await,
+        Ok((req, ip)) => {
+            let res = next.run(req).await;
+            // Only failures spend the sign-in tier's budget (wrong password, setup token
+            // or reset link): successful sign-ins never lock an address out.
+            if spec.tier == Tier::Auth
+                && matches!(
+                    res.status(),
+                    axum::http::StatusCode::UNAUTHORIZED | axum::http::StatusCode::FORBIDDEN
+                )
+            {
+                state.limiters().auth_failed(ip);
+            }
+            res
+        }
         Err(e) => e.into_response(),
     }
 }
 
-async fn check(state: &AppState, spec: &RouteSpec, req: Request) -> Result<Request, ApiError> {
+/// What a rate-limit refusal says, in words for whoever sees it (no internal paths).
+fn limited(tier: Tier, wait: std::time::Duration) -> String {
+    let secs = wait.as_secs().max(1);
+    match tier {
+        Tier::Auth => format!(
+            "Too many failed attempts from your address (sign-in, setup or password reset). Try again in {secs} seconds."
+        ),
+        _ => format!(
+            "Too many searches, imports or other heavy requests from your address. Try again in {secs} seconds."
+        ),
+    }
+}
+
+async fn check(
+    state: &AppState,
+    spec: &RouteSpec,
+    req: Request,
+) -> Result<(Request, std::net::IpAddr), ApiError> {
     let (mut parts, body) = req.into_parts();
     let ip = client_ip(&parts, &state.config().security);
     if spec.tier != Tier::General
@@ -238,11 +268,7 @@ async fn check(state: &AppState, spec: &RouteSpec, req: Request) -> Result<Reque
             audit(state, e).await;
         }
         return Err(ApiError::RateLimited {
-            message: format!(
-                "too many requests to {}; retry in {} s",
-                spec.path,
-                wait.as_secs().max(1)
-            ),
+            message: limited(spec.tier, wait),
             retry_after: wait,
         });
     }
@@ -316,5 +342,5 @@ async fn check(state: &AppState, spec: &RouteSpec, req: Request) -> Result<Reque
         ip,
         request_id,
     });
-    Ok(Request::from_parts(parts, body))
+    Ok((Request::from_parts(parts, body), ip))
 }

@@ -27,20 +27,69 @@ pub enum Tier {
     Expensive,
 }
 
+/// A budget that only failures spend (OWASP: count failed attempts, not successes): a
+/// key that spent it all is blocked until it refills, and asked before each attempt.
+struct FailureBudget<K: std::hash::Hash + Eq + Clone> {
+    limiter: DefaultKeyedRateLimiter<K>,
+    blocked: std::sync::Mutex<std::collections::HashMap<K, std::time::Instant>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> FailureBudget<K> {
+    /// `per_window` failures per 15 minutes: that many are answered, the next attempt is
+    /// refused until one has refilled.
+    fn new(per_window: u32) -> Self {
+        let n = per_window.max(1);
+        let window = Duration::from_secs(15 * 60);
+        FailureBudget {
+            limiter: RateLimiter::keyed(quota(window / n, n.saturating_sub(1).max(1))),
+            blocked: Default::default(),
+        }
+    }
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<K, std::time::Instant>> {
+        self.blocked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    /// How long `key` must still wait, if it is blocked.
+    fn blocked(&self, key: &K) -> Option<Duration> {
+        let now = std::time::Instant::now();
+        self.map()
+            .get(key)
+            .filter(|until| **until > now)
+            .map(|until| *until - now)
+    }
+    /// Spend one for a failure; `Some((wait, newly))` when that used the budget up
+    /// (`newly`: the key was not blocked already).
+    fn fail(&self, key: K) -> Option<(Duration, bool)> {
+        let not_until = self.limiter.check_key(&key).err()?;
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        let now = std::time::Instant::now();
+        let mut map = self.map();
+        let newly = map.get(&key).is_none_or(|until| *until <= now);
+        map.insert(key, now + wait);
+        Some((wait, newly))
+    }
+    fn housekeeping(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+        let now = std::time::Instant::now();
+        self.map().retain(|_, until| *until > now);
+    }
+}
+
 /// The limiters of one server.
 pub struct Limiters {
     enabled: bool,
     general: DefaultKeyedRateLimiter<IpAddr>,
-    auth: DefaultKeyedRateLimiter<IpAddr>,
     expensive: DefaultKeyedRateLimiter<IpAddr>,
-    /// Sign-in attempts per account (lowercased email).
-    accounts: DefaultKeyedRateLimiter<String>,
-    /// Sign-in attempts per account from one of its trusted addresses (see
-    /// [`Limiters::check_trusted`]): a budget of their own, which failures from
+    /// Failed sign-in-tier attempts (sign-in, setup, reset, password change) per address.
+    auth: FailureBudget<IpAddr>,
+    /// Failed sign-ins per account (lowercased email); spent, the account is locked out.
+    accounts: FailureBudget<String>,
+    /// Failed sign-ins per account from one of its trusted addresses (see
+    /// `sessions::trusted_attempt`): a budget of their own, which failures from
     /// elsewhere cannot spend.
-    trusted: DefaultKeyedRateLimiter<(String, IpAddr)>,
-    /// Accounts currently locked out, to log and audit a lockout once, not per attempt.
-    locked: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    trusted: FailureBudget<(String, IpAddr)>,
     /// Sign-in-tier refusals per address since their last audit entry.
     refusals: std::sync::Mutex<std::collections::HashMap<IpAddr, Tally>>,
     checks: AtomicU64,
@@ -66,28 +115,27 @@ fn quota(per: Duration, burst: u32) -> Quota {
 
 impl Limiters {
     pub fn new(c: &RateLimitConfig) -> Limiters {
-        let window = Duration::from_secs(15 * 60);
-        let login = quota(window / c.login_per_15_min.max(1), c.login_per_15_min);
         Limiters {
             enabled: c.enabled,
             general: RateLimiter::keyed(quota(
                 Duration::from_secs(1) / c.general_per_second.max(1),
                 c.general_burst,
             )),
-            auth: RateLimiter::keyed(login),
+            auth: FailureBudget::new(c.login_per_15_min),
             expensive: RateLimiter::keyed(quota(
                 Duration::from_secs(60) / c.expensive_per_minute.max(1),
                 c.expensive_burst,
             )),
-            accounts: RateLimiter::keyed(login),
-            trusted: RateLimiter::keyed(login),
-            locked: Default::default(),
+            accounts: FailureBudget::new(c.login_per_15_min),
+            trusted: FailureBudget::new(c.login_per_15_min),
             refusals: Default::default(),
             checks: AtomicU64::new(0),
         }
     }
 
-    /// Count a request of `tier` from `ip`; `Err(retry after)` when over the limit.
+    /// Count a request of `tier` from `ip`; `Err(retry after)` when over the limit. The
+    /// sign-in tier is not counted here: only its failures are ([`Limiters::auth_failed`]);
+    /// this says whether the address ran out of them.
     pub fn check(&self, tier: Tier, ip: IpAddr) -> Result<(), Duration> {
         if !self.enabled {
             return Ok(());
@@ -95,7 +143,7 @@ impl Limiters {
         self.housekeeping();
         let limiter = match tier {
             Tier::General => &self.general,
-            Tier::Auth => &self.auth,
+            Tier::Auth => return self.auth.blocked(&ip).map_or(Ok(()), Err),
             Tier::Expensive => &self.expensive,
         };
         limiter
@@ -103,39 +151,44 @@ impl Limiters {
             .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
-    /// Count a sign-in attempt for `email`. `Err((retry after, newly locked))`: the
-    /// account is locked out; `newly locked` is true for the first refusal of a lockout.
-    pub fn check_account(&self, email: &str) -> Result<(), (Duration, bool)> {
-        if !self.enabled {
-            return Ok(());
-        }
-        let key = email.trim().to_lowercase();
-        match self.accounts.check_key(&key) {
-            Ok(()) => Ok(()),
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                let now = std::time::Instant::now();
-                let mut locked = self
-                    .locked
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let fresh = locked.get(&key).is_none_or(|until| *until <= now);
-                locked.insert(key, now + wait);
-                Err((wait, fresh))
-            }
+    /// A sign-in-tier request from `ip` failed (wrong password, token or link).
+    pub fn auth_failed(&self, ip: IpAddr) {
+        if self.enabled {
+            self.auth.fail(ip);
         }
     }
 
-    /// Count a sign-in attempt for `email` from `ip`, an address the account is known to
-    /// sign in from (or a caller already signed in to it), once the account's own limit
-    /// has locked it out for everyone else: the same quota, per account and address.
-    pub fn check_trusted(&self, email: &str, ip: IpAddr) -> Result<(), Duration> {
+    /// How long the account `email` is still locked out, if it is.
+    pub fn account_locked(&self, email: &str) -> Option<Duration> {
         if !self.enabled {
-            return Ok(());
+            return None;
         }
-        self.trusted
-            .check_key(&(email.trim().to_lowercase(), ip))
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        self.accounts.blocked(&email.trim().to_lowercase())
+    }
+
+    /// A sign-in to `email` failed. `Some((retry after, newly locked))` when that locked
+    /// the account out (`newly locked`: the first time, to log and audit once).
+    pub fn account_failed(&self, email: &str) -> Option<(Duration, bool)> {
+        if !self.enabled {
+            return None;
+        }
+        self.accounts.fail(email.trim().to_lowercase())
+    }
+
+    /// How long `ip`, a trusted address of the locked-out account `email`, must still
+    /// wait, if it spent its own budget.
+    pub fn trusted_blocked(&self, email: &str, ip: IpAddr) -> Option<Duration> {
+        if !self.enabled {
+            return None;
+        }
+        self.trusted.blocked(&(email.trim().to_lowercase(), ip))
+    }
+
+    /// A sign-in to `email` from its trusted address `ip` failed.
+    pub fn trusted_failed(&self, email: &str, ip: IpAddr) {
+        if self.enabled {
+            self.trusted.fail((email.trim().to_lowercase(), ip));
+        }
     }
 
     /// Count a refused sign-in-tier request from `ip`. `Some(n)` when an audit entry is
@@ -174,19 +227,13 @@ impl Limiters {
     /// from many addresses cannot grow memory without bound.
     fn housekeeping(&self) {
         if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
-            for l in [&self.general, &self.auth, &self.expensive] {
+            for l in [&self.general, &self.expensive] {
                 l.retain_recent();
                 l.shrink_to_fit();
             }
-            self.accounts.retain_recent();
-            self.accounts.shrink_to_fit();
-            self.trusted.retain_recent();
-            self.trusted.shrink_to_fit();
-            let now = std::time::Instant::now();
-            self.locked
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .retain(|_, until| *until > now);
+            self.auth.housekeeping();
+            self.accounts.housekeeping();
+            self.trusted.housekeeping();
         }
     }
 }

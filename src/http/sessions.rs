@@ -124,17 +124,17 @@ pub struct LoginBody {
 /// How long a successful sign-in makes its address trusted by its account's lockout.
 const TRUSTED_FOR: time::Duration = time::Duration::days(30);
 
-/// The account `email` is locked out (for `wait`). A caller already signed in to it, or
-/// signing in from an address it signed in from in the last 30 days, still gets an
-/// attempt, counted against a budget of that account and address alone: failures from
-/// elsewhere cannot lock the owner out. `Ok(Err(wait))`: refuse.
-async fn trusted_attempt(
+/// Whether this caller is the account's owner as far as a lockout can tell: it presents
+/// a valid session or token of the account `email`, or signs in from an address the
+/// account signed in from in the last 30 days. A locked-out account still takes such a
+/// caller's attempts, counted against a budget of that account and address alone:
+/// failures from elsewhere cannot lock the owner out.
+async fn trusted(
     state: &AppState,
     caller: &Caller,
     headers: &HeaderMap,
     email: &str,
-    wait: std::time::Duration,
-) -> Result<Result<(), std::time::Duration>, ApiError> {
+) -> Result<bool, ApiError> {
     // Sign-in is a public route, so its caller carries no principal: look at the
     // session cookie here (a stale or bad one simply does not count).
     let own_session = super::access::resolve(state, headers)
@@ -142,21 +142,30 @@ async fn trusted_attempt(
         .ok()
         .flatten()
         .is_some_and(|p| p.user.email.eq_ignore_ascii_case(email));
-    let known_address = own_session || {
-        let (email, ip) = (email.to_string(), caller.ip.to_string());
-        let since = crate::clock::format(time::OffsetDateTime::now_utc() - TRUSTED_FOR);
-        state
-            .db()
-            .read(move |c| crate::db::audit::signed_in_from(c, &email, &ip, &since))
-            .await?
-    };
-    if !known_address {
-        return Ok(Err(wait));
+    if own_session {
+        return Ok(true);
     }
-    Ok(state.limiters().check_trusted(email, caller.ip))
+    let (email, ip) = (email.to_string(), caller.ip.to_string());
+    let since = crate::clock::format(time::OffsetDateTime::now_utc() - TRUSTED_FOR);
+    Ok(state
+        .db()
+        .read(move |c| crate::db::audit::signed_in_from(c, &email, &ip, &since))
+        .await?)
 }
 
-/// `POST /api/auth/login`: a new session (cookie) for a correct email and password.
+fn locked_out(wait: std::time::Duration) -> ApiError {
+    ApiError::RateLimited {
+        message: format!(
+            "Too many failed sign-ins to this account. Try again in {} seconds, or from a device you have signed in from before.",
+            wait.as_secs().max(1)
+        ),
+        retry_after: wait,
+    }
+}
+
+/// `POST /api/auth/login`: a new session (cookie) for a correct email and password. Only
+/// failures spend the sign-in budgets (per address, per account): successful sign-ins
+/// never lock anyone out.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn login(
     State(state): State<AppState>,
@@ -167,28 +176,28 @@ pub async fn login(
     let email = body.email.trim().to_string();
     // What the audit log and the log say of the account: never the raw input.
     let named = crate::auth::audit::account_target(&email);
-    if let Err((wait, newly_locked)) = state.limiters().check_account(&email)
-        && let Err(wait) = trusted_attempt(&state, &caller, &headers, &email, wait).await?
-    {
-        if newly_locked {
-            tracing::warn!(ip = %caller.ip, account = %named, retry_after_secs = wait.as_secs(), "sign-in lockout: too many attempts for this account");
-            audit(
-                &state,
-                caller
-                    .event("auth.lockout", Outcome::Denied)
-                    .target(&named)
-                    .details(json!({"retry_after_secs": wait.as_secs()})),
-            )
-            .await;
+    let limiters = state.limiters();
+    // While the account is locked out, only its owner's callers get attempts.
+    let owner = match limiters.account_locked(&email) {
+        Some(wait) => {
+            if !trusted(&state, &caller, &headers, &email).await? {
+                return Err(locked_out(wait));
+            }
+            if let Some(wait) = limiters.trusted_blocked(&email, caller.ip) {
+                return Err(locked_out(wait));
+            }
+            true
         }
-        return Err(ApiError::RateLimited {
-            message: format!(
-                "too many sign-in attempts for this account; retry in {} s",
-                wait.as_secs().max(1)
-            ),
-            retry_after: wait,
-        });
-    }
+        None => false,
+    };
+    let failed = |state: &AppState| {
+        if owner {
+            state.limiters().trusted_failed(&email, caller.ip);
+            None
+        } else {
+            state.limiters().account_failed(&email)
+        }
+    };
     let lookup = email.clone();
     let found = state
         .db()
@@ -212,12 +221,24 @@ pub async fn login(
             audit(&state, fail("disabled")).await;
             return Err(ApiError::Forbidden("this account is disabled".into()));
         }
-        Some(_) => {
-            audit(&state, fail("wrong password")).await;
-            return Err(ApiError::Unauthorized("wrong email or password".into()));
-        }
-        None => {
-            audit(&state, fail("unknown email")).await;
+        ref known => {
+            let reason = if known.is_some() {
+                "wrong password"
+            } else {
+                "unknown email"
+            };
+            audit(&state, fail(reason)).await;
+            if let Some((wait, true)) = failed(&state) {
+                tracing::warn!(ip = %caller.ip, account = %named, retry_after_secs = wait.as_secs(), "sign-in lockout: too many failed attempts for this account");
+                audit(
+                    &state,
+                    caller
+                        .event("auth.lockout", Outcome::Denied)
+                        .target(&named)
+                        .details(json!({"retry_after_secs": wait.as_secs()})),
+                )
+                .await;
+            }
             return Err(ApiError::Unauthorized("wrong email or password".into()));
         }
     };
