@@ -292,17 +292,32 @@ mod tests {
     }
 
     #[test]
-    fn login_quota_allows_the_configured_attempts_then_locks_once() {
+    fn only_failures_spend_the_login_budget_and_a_lockout_is_reported_once() {
         let l = Limiters::new(&RateLimitConfig {
             login_per_15_min: 3,
             ..RateLimitConfig::default()
         });
-        for _ in 0..3 {
-            assert!(l.check_account("A@x.org").is_ok());
+        // Three failures are answered; the third uses the budget up.
+        assert!(l.account_locked("A@x.org").is_none());
+        assert!(l.account_failed("A@x.org").is_none());
+        assert!(l.account_failed("a@X.org").is_none());
+        let (wait, newly) = l.account_failed("a@x.org").expect("locked now");
+        assert!(newly && wait > Duration::from_secs(200), "{wait:?}");
+        assert!(l.account_locked("A@X.ORG").is_some(), "case-insensitive");
+        assert!(
+            !l.account_failed("a@x.org").expect("still locked").1,
+            "reported once"
+        );
+        assert!(l.account_locked("b@x.org").is_none(), "per account");
+        // Per address, likewise; checking never spends anything.
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..10 {
+            assert!(l.check(Tier::Auth, ip).is_ok());
         }
-        let (wait, fresh) = l.check_account("a@X.org").expect_err("locked");
-        assert!(fresh && wait > Duration::from_secs(200), "{wait:?}");
-        assert!(!l.check_account("a@x.org").expect_err("still locked").1);
-        assert!(l.check_account("b@x.org").is_ok(), "per account");
+        for _ in 0..3 {
+            assert!(l.check(Tier::Auth, ip).is_ok());
+            l.auth_failed(ip);
+        }
+        assert!(l.check(Tier::Auth, ip).is_err());
     }
 }
