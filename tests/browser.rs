@@ -877,11 +877,13 @@ async fn messages_belong_to_their_page_and_access_changes_ask_first() {
     // The success message from before has faded on its own.
     b.wait_shown("#flash", false).await;
 
-    // Revoking a token says what stops working, and Cancel keeps it.
+    // Revoking a token says what stops working, and Cancel keeps it. A new token gets
+    // the least role unless more is asked for.
     b.click("#nav a[href='/admin/account']").await;
     b.fill("token-form", &[("name", "deploy bot")]).await;
     b.submit("token-form").await;
     b.wait_text("#token-list", "deploy bot").await;
+    b.wait_text("#token-list", "viewer").await;
     b.click("#token-list button.danger").await;
     b.wait_text("#confirm-text", "stops working at once").await;
     b.wait_text("#confirm-text", "never used").await;
@@ -893,6 +895,28 @@ async fn messages_belong_to_their_page_and_access_changes_ask_first() {
     b.click("#token-list button.danger").await;
     b.click("#confirm-yes").await;
     b.wait_text("#token-list", "revoked").await;
+    // An admin sees and revokes other users' tokens too.
+    let other = common::cli(server.dir.path())
+        .args([
+            "token",
+            "create",
+            "--email",
+            "viewer3@example.org",
+            "--name",
+            "their ci",
+        ])
+        .output()
+        .unwrap();
+    assert!(other.status.success(), "{}", common::stderr(&other));
+    b.go(&server.url("/admin/account")).await;
+    b.click("#all-tokens").await;
+    b.wait_text("#token-list", "their ci").await;
+    b.wait_text("#token-list", "viewer3@example.org").await;
+    b.click("#token-list tr:has(td:nth-child(2)) button.danger")
+        .await;
+    b.wait_text("#confirm-text", "of viewer3@example.org").await;
+    b.click("#confirm-yes").await;
+    b.wait_text("#flash", "Revoked token “their ci”").await;
     b.close().await;
 }
 

@@ -30,7 +30,8 @@ export async function render(view, ctx) {
   // Tokens
   const name = h("input", { name: "name", type: "text", required: true, autocomplete: "off" });
   const role = h("select", { name: "role" }, ROLES.slice(0, ROLES.indexOf(me.role) + 1).map((r) => h("option", { value: r }, r)));
-  role.value = me.role;
+  // The least role by default: a token gets more only when asked for.
+  role.value = "viewer";
   const days = h("input", { name: "expires_in_days", type: "number", min: 1, max: 3650, placeholder: "never" });
   const create = h("button", { type: "submit", class: "primary" }, "Create token");
   const shown = h("div", { id: "new-token" });
@@ -38,9 +39,13 @@ export async function render(view, ctx) {
     h("p", { class: "form-error notice error", role: "alert", hidden: true }),
     field("Name", name), field("Role", role), field("Expires in days", days, "Empty: never."), create);
   const listEl = h("div", { id: "token-list" });
+  // Admins may see (and revoke) every user's tokens.
+  const all = h("input", { type: "checkbox", id: "all-tokens" });
+  all.addEventListener("change", () => load());
   const load = async () => {
-    const r = await api("GET", "/api/auth/tokens");
+    const r = await api("GET", `/api/auth/tokens${all.checked ? "?all=true" : ""}`);
     put(listEl, table([
+      ...(all.checked ? [{ label: "Owner", cell: (t) => t.user_email }] : []),
       { label: "Name", cell: (t) => t.name },
       { label: "Token", cell: (t) => h("code", {}, `apl_${t.prefix}_…`) },
       { label: "Role", cell: (t) => t.role },
@@ -49,7 +54,8 @@ export async function render(view, ctx) {
       { label: "Last used", cell: (t) => ago(t.last_used_at) },
       { label: "", cell: (t) => t.revoked_at ? badge("revoked", "failing") : h("button", { type: "button", class: "danger", onclick: async (e) => {
         const used = t.last_used_at ? `last used ${ago(t.last_used_at)}` : "never used";
-        if (!(await confirmDialog(`Revoke the token “${t.name}” (apl_${t.prefix}_…, ${used})? Anything that uses it stops working at once. This cannot be undone.`, "Revoke"))) return;
+        const whose = t.user_email === me.user.email ? "" : ` of ${t.user_email}`;
+        if (!(await confirmDialog(`Revoke the token “${t.name}”${whose} (apl_${t.prefix}_…, ${used})? Anything that uses it stops working at once. This cannot be undone.`, "Revoke"))) return;
         try {
           await busy(e.target, "Revoking…", () => api("DELETE", `/api/auth/tokens/${t.id}`));
           ctx.flash(`Revoked token “${t.name}”.`);
@@ -73,7 +79,7 @@ export async function render(view, ctx) {
       put(shown, h("div", { class: "notice ok" }, h("p", {}, h("strong", {}, `Token “${r.info.name}” created. `),
         "Copy it now: it is shown only once and cannot be recovered."), h("div", { class: "row" }, input, copy)));
       tokForm.reset();
-      role.value = me.role;
+      role.value = "viewer";
       await load();
     } catch (err) {
       showErrors(tokForm, err);
@@ -84,6 +90,7 @@ export async function render(view, ctx) {
     h("p", {}, `Signed in as ${me.user.email} (${me.role})`, me.user.display_name ? `, ${me.user.display_name}` : "", "."),
     h("section", { class: "card" }, h("h2", {}, "Change password"), pwForm),
     h("section", { class: "card" }, h("h2", {}, "API tokens"),
-      h("p", { class: "muted" }, "Send a token as Authorization: Bearer TOKEN. Its role is capped by yours."), tokForm, shown, listEl));
+      h("p", { class: "muted" }, "Send a token as Authorization: Bearer TOKEN. Its role is capped by yours."), tokForm, shown,
+      me.role === "admin" ? h("label", { class: "row" }, all, " Show every user's tokens") : null, listEl));
   await load();
 }
