@@ -993,5 +993,14 @@ async fn the_trash_lists_deleted_articles_with_who_and_until_when_and_restore_em
         .map(|e| e["action"].as_str().unwrap())
         .collect();
     assert_eq!(actions, ["article.restore", "article.delete"], "{audit}");
+    // A word finds its whole family (before: exact match only, "article" found nothing).
+    let (_, word) = app.get_json("/api/admin/audit?action=article").await;
+    assert_eq!(word["entries"], audit["entries"], "{word}");
+    let (_, none) = app.get_json("/api/admin/audit?action=articl_").await;
+    assert_eq!(
+        none["entries"].as_array().unwrap().len(),
+        0,
+        "no wildcards: {none}"
+    );
     app.stop().await.unwrap();
 }

@@ -206,16 +206,18 @@ pub struct Filter {
 
 #[tracing::instrument(level = "debug", skip_all)]
 pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Entry>, DbError> {
+    // `auth.` is a prefix; `auth` matches itself and everything under `auth.` (what an
+    // admin typing a word expects); no LIKE, so `_` and `%` are plain characters.
     let (action_exact, action_prefix) = match &f.action {
-        Some(a) if a.ends_with('.') => (None, Some(format!("{a}%"))),
-        Some(a) => (Some(a.clone()), None),
+        Some(a) if a.ends_with('.') => (None, Some(a.clone())),
+        Some(a) => (Some(a.clone()), Some(format!("{a}."))),
         None => (None, None),
     };
     let mut stmt = conn.prepare(
         "SELECT id, at, actor_id, actor, action, target, outcome, ip, request_id, details
          FROM audit_log
-         WHERE (?1 IS NULL OR action = ?1)
-           AND (?2 IS NULL OR action LIKE ?2)
+         WHERE ((?1 IS NULL AND ?2 IS NULL) OR action = ?1
+                OR substr(action, 1, length(?2)) = ?2)
            AND (?3 IS NULL OR actor = ?3 COLLATE NOCASE)
            AND (?4 IS NULL OR outcome = ?4)
            AND (?5 IS NULL OR at >= ?5)

@@ -52,7 +52,7 @@ export async function render(view, ctx) {
     ], r.backups, "No backups yet."));
     put(info,
       h("section", { class: "card" }, h("h2", {}, "Schedule"),
-        h("p", {}, r.schedule.cron ? [h("code", {}, r.schedule.cron), ` — next run ${fmtTime(r.schedule.next_run)}`] : "No schedule (backup.schedule is empty).")),
+        h("p", {}, r.schedule.cron ? [h("code", {}, r.schedule.cron), " (cron, UTC)", ` — next run ${fmtTime(r.schedule.next_run)} your time`] : "No schedule (backup.schedule is empty).")),
       h("section", { class: "card" }, h("h2", {}, "Retention"),
         h("p", {}, `Keeps the last ${r.retention.keep_last}, the newest of each of the last ${r.retention.keep_daily} days and of the last ${r.retention.keep_weekly} weeks, and always the newest verified archive. Change it under [backup] in the configuration (keep_last, keep_daily, keep_weekly).`)),
       h("section", { class: "card" }, h("h2", {}, "Restore"),
