@@ -6,6 +6,7 @@
 //! the configured [`limits`]).
 
 use crate::articles::{self, Article, ArticlePatch, Limits, NewArticle};
+use crate::auth::audit::Actor;
 use crate::config::ArticlesConfig;
 use crate::db::articles::{self as store, ArticleKey, Upserted};
 use crate::db::{Db, DbError};
@@ -91,18 +92,41 @@ impl From<DbError> for BatchError {
     }
 }
 
-/// Where article writes go, and the indexer to wake after each.
-#[derive(Clone, Copy)]
+/// Where article writes go, the indexer to wake after each, and who writes (audited in
+/// the same transaction as the write).
+#[derive(Clone)]
 pub struct Catalog<'a> {
     db: &'a Db,
     index: Option<&'a Search>,
+    actor: Option<Actor>,
+}
+
+/// The audit entry of an article write, for `actor`.
+fn audited(actor: &Actor, action: &'static str, a: &Article) -> crate::db::audit::Event {
+    actor
+        .event(action, crate::db::audit::Outcome::Success)
+        .target(format!("article:{}", a.id))
+        .details(
+            serde_json::json!({"slug": a.slug, "title": crate::validate::excerpt(&a.title, 120)}),
+        )
 }
 
 impl<'a> Catalog<'a> {
     /// `index`: the search index of this process, woken after each write (None in a
     /// command: the server's indexer finds the outbox rows).
     pub fn new(db: &'a Db, index: Option<&'a Search>) -> Catalog<'a> {
-        Catalog { db, index }
+        Catalog {
+            db,
+            index,
+            actor: None,
+        }
+    }
+
+    /// Audit creates, updates and bulk writes as `actor` (`article.create`,
+    /// `article.update`, `article.bulk`), in the write's own transaction.
+    pub fn by(mut self, actor: Actor) -> Catalog<'a> {
+        self.actor = Some(actor);
+        self
     }
 
     fn wake(&self) {
@@ -116,9 +140,20 @@ impl<'a> Catalog<'a> {
     pub async fn upsert(&self, new: NewArticle) -> Result<(Article, Upserted), WriteError> {
         let (slug, ext) = (new.slug.clone(), new.external_id.clone());
         let now = crate::clock::now();
+        let actor = self.actor.clone();
         let res = self
             .db
-            .write(move |tx| store::upsert(tx, &new, &now))
+            .write(move |tx| {
+                let (a, how) = store::upsert(tx, &new, &now)?;
+                if let Some(actor) = &actor {
+                    let action = match how {
+                        Upserted::Created => "article.create",
+                        Upserted::Updated => "article.update",
+                    };
+                    crate::db::audit::record(tx, &audited(actor, action, &a))?;
+                }
+                Ok((a, how))
+            })
             .await
             .map_err(|e| conflict(e, slug.as_deref(), ext.as_deref()));
         if res.is_ok() {
@@ -135,6 +170,7 @@ impl<'a> Catalog<'a> {
         items: Vec<(usize, NewArticle)>,
     ) -> Result<Vec<(usize, Article, Upserted)>, BatchError> {
         let now = crate::clock::now();
+        let actor = self.actor.clone();
         let res = self
             .db
             .write(move |tx| {
@@ -147,6 +183,19 @@ impl<'a> Catalog<'a> {
                         })
                     })?;
                     out.push((*key, article, how));
+                }
+                // One entry for the batch, not one per article.
+                if let Some(actor) = &actor {
+                    let created = out.iter().filter(|o| o.2 == Upserted::Created).count();
+                    let e = actor
+                        .event("article.bulk", crate::db::audit::Outcome::Success)
+                        .details(serde_json::json!({
+                            "created": created,
+                            "updated": out.len() - created,
+                            "first_id": out.iter().map(|o| o.1.id).min(),
+                            "last_id": out.iter().map(|o| o.1.id).max(),
+                        }));
+                    crate::db::audit::record(tx, &e)?;
                 }
                 Ok::<_, BatchError>(out)
             })
@@ -179,9 +228,16 @@ impl<'a> Catalog<'a> {
     ) -> Result<Option<Article>, WriteError> {
         let slug = patch.slug.clone();
         let now = crate::clock::now();
+        let actor = self.actor.clone();
         let res = self
             .db
-            .write(move |tx| store::update_if(tx, &key, &patch, &now, if_match.as_deref()))
+            .write(move |tx| {
+                let r = store::update_if(tx, &key, &patch, &now, if_match.as_deref())?;
+                if let (Some(actor), Ok(Some(a))) = (&actor, &r) {
+                    crate::db::audit::record(tx, &audited(actor, "article.update", a))?;
+                }
+                Ok(r)
+            })
             .await
             .map_err(|e| conflict(e, slug.as_deref(), None))?;
         match res {

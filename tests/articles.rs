@@ -992,7 +992,16 @@ async fn the_trash_lists_deleted_articles_with_who_and_until_when_and_restore_em
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["article.restore", "article.delete"], "{audit}");
+    assert_eq!(
+        actions,
+        [
+            "article.restore",
+            "article.delete",
+            "article.create",
+            "article.create"
+        ],
+        "{audit}"
+    );
     // A word finds its whole family (before: exact match only, "article" found nothing).
     let (_, word) = app.get_json("/api/admin/audit?action=article").await;
     assert_eq!(word["entries"], audit["entries"], "{word}");
@@ -1002,5 +1011,47 @@ async fn the_trash_lists_deleted_articles_with_who_and_until_when_and_restore_em
         0,
         "no wildcards: {none}"
     );
+    app.stop().await.unwrap();
+}
+
+/// Before: nobody could answer "who changed that article?": creates, edits and bulk
+/// writes were not audited. Now each is, in the write's own transaction.
+#[tokio::test]
+async fn article_creates_edits_and_bulk_writes_are_audited() {
+    let app = spawn_app().await;
+    let a = app.create(json!({"title": "Audited", "body": "b"})).await;
+    let (s, _) = app
+        .patch(
+            &format!("/api/articles/{}", a["id"]),
+            json!({"title": "Audited again"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let res = app
+        .client
+        .post(app.url("/api/articles/bulk"))
+        .json(&json!([{"title": "One", "body": "b"}, {"title": "Two", "body": "b"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (_, v) = app.get_json("/api/admin/audit?action=article").await;
+    let entries = v["entries"].as_array().unwrap();
+    let seen: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("article.bulk", "admin@test.example"),
+            ("article.update", "admin@test.example"),
+            ("article.create", "admin@test.example"),
+        ],
+        "{v}"
+    );
+    assert_eq!(entries[0]["details"]["created"], 2, "{v}");
+    assert_eq!(entries[1]["target"], format!("article:{}", a["id"]));
+    assert_eq!(entries[1]["details"]["title"], "Audited again");
     app.stop().await.unwrap();
 }

@@ -123,7 +123,7 @@ async fn import(
     batch: u32,
 ) -> anyhow::Result<()> {
     let (_dir, db) = open_db(config).await?;
-    let catalog = Catalog::new(&db, None);
+    let catalog = Catalog::new(&db, None).by(crate::auth::audit::Actor::cli());
     let (reader, size): (Box<dyn BufRead>, u64) = if file.as_os_str() == "-" {
         (Box::new(BufReader::new(std::io::stdin())), 0)
     } else {
@@ -171,7 +171,7 @@ async fn import(
         }
         if pending.len() >= batch as usize {
             let (c, u, b) =
-                write_batch(catalog, std::mem::take(&mut pending), on_error, &pb).await?;
+                write_batch(catalog.clone(), std::mem::take(&mut pending), on_error, &pb).await?;
             (created, updated, bad) = (created + c, updated + u, bad + b);
             if on_error == OnError::Abort && b > 0 {
                 aborted_at = Some(0);
@@ -180,7 +180,7 @@ async fn import(
         }
     }
     if aborted_at.is_none() && !pending.is_empty() {
-        let (c, u, b) = write_batch(catalog, pending, on_error, &pb).await?;
+        let (c, u, b) = write_batch(catalog.clone(), pending, on_error, &pb).await?;
         (created, updated, bad) = (created + c, updated + u, bad + b);
         if on_error == OnError::Abort && b > 0 {
             aborted_at = Some(0);

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 
 use super::json::Query;
@@ -16,8 +15,8 @@ use serde_json::{Value, json};
 
 use super::caller::Caller;
 use super::{ApiError, FieldError};
-use crate::articles::{Article, NewArticle, Status};
-use crate::catalog::{self, BatchError, Catalog, ItemError, WriteError};
+use crate::articles::{Article, Status};
+use crate::catalog::{self, Catalog, WriteError};
 use crate::db::articles::{self as store, ArticleKey, ListFilter, Upserted};
 use crate::state::AppState;
 
@@ -60,11 +59,12 @@ fn not_found(key: &str) -> ApiError {
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     super::json::Json(body): super::json::Json<Value>,
 ) -> Result<Response, ApiError> {
     let new =
         catalog::parse_new(&body, &state.config().articles, "").map_err(ApiError::Validation)?;
-    let (article, how) = catalog(&state).upsert(new).await?;
+    let (article, how) = catalog(&state).by(caller.actor()).upsert(new).await?;
     let status = match how {
         Upserted::Created => StatusCode::CREATED,
         Upserted::Updated => StatusCode::OK,
@@ -139,6 +139,7 @@ pub async fn get(
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn patch(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     Path(key): Path<String>,
     super::json::Json(body): super::json::Json<Value>,
@@ -154,6 +155,7 @@ pub async fn patch(
         })
         .transpose()?;
     let updated = catalog(&state)
+        .by(caller.actor())
         .update_if(ArticleKey::parse(&key), patch, if_match)
         .await?;
     updated
@@ -380,129 +382,5 @@ pub async fn list(
     Ok(Json(json!({
         "items": items,
         "next_cursor": next.map(|n| n.to_string()),
-    })))
-}
-
-/// Parse a bulk body: a JSON array, or NDJSON (one object per line; blank lines skipped).
-/// Items are numbered from 0; for NDJSON the number is the line number minus one.
-fn bulk_items(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(usize, Value)>, ApiError> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let ndjson = ct.starts_with("application/x-ndjson")
-        || ct.starts_with("application/ndjson")
-        || ct.starts_with("application/jsonl");
-    if ndjson {
-        let text = std::str::from_utf8(body)
-            .map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
-        let mut items = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let v = serde_json::from_str(line)
-                .map_err(|e| ApiError::BadRequest(format!("line {}: not JSON: {e}", i + 1)))?;
-            items.push((i, v));
-        }
-        Ok(items)
-    } else if ct.starts_with("application/json") {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Array(a)) => Ok(a.into_iter().enumerate().collect()),
-            Ok(_) => Err(ApiError::BadRequest(
-                "expected a JSON array of articles".into(),
-            )),
-            Err(e) => Err(ApiError::BadRequest(format!("body is not JSON: {e}"))),
-        }
-    } else {
-        Err(ApiError::UnsupportedMediaType(
-            "send application/json (an array) or application/x-ndjson".into(),
-        ))
-    }
-}
-
-#[tracing::instrument(level = "debug", skip_all)]
-pub async fn bulk(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    // One level more than a single article: the array around them.
-    let depth = state.config().security.json_max_depth.saturating_add(1);
-    if super::json::depth_exceeds(&body, depth) {
-        return Err(ApiError::BadRequest(format!(
-            "the JSON body is nested deeper than {depth} levels"
-        )));
-    }
-    let items = bulk_items(&headers, &body)?;
-    let max = state.config().articles.bulk_max_items as usize;
-    if items.is_empty() {
-        return Err(ApiError::BadRequest("no articles in the request".into()));
-    }
-    if items.len() > max {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "{} articles in one request; at most {max} (articles.bulk_max_items)",
-            items.len()
-        )));
-    }
-    let mut valid: Vec<(usize, NewArticle)> = Vec::with_capacity(items.len());
-    let mut errs = Vec::new();
-    let mut bad = 0;
-    for (i, v) in &items {
-        match catalog::parse_new(v, &state.config().articles, &format!("{i}.")) {
-            Ok(a) => valid.push((*i, a)),
-            Err(e) => {
-                bad += 1;
-                errs.extend(e);
-            }
-        }
-    }
-    if !errs.is_empty() {
-        return Err(ApiError::Invalid {
-            message: format!(
-                "{bad} of {} articles are invalid; nothing was written",
-                items.len()
-            ),
-            fields: errs,
-        });
-    }
-    let results = match catalog(&state).upsert_all(valid).await {
-        Ok(done) => done
-            .into_iter()
-            .map(|(i, article, how)| {
-                json!({
-                    "index": i,
-                    "result": if how == Upserted::Created { "created" } else { "updated" },
-                    "id": article.id,
-                    "slug": article.slug,
-                })
-            })
-            .collect::<Vec<_>>(),
-        Err(BatchError::Item(ItemError {
-            key: i,
-            error: WriteError::Conflict { field, .. },
-        })) => {
-            return Err(ApiError::Conflict {
-                field: Some(format!("{i}.{field}")),
-                message: format!(
-                    "article {i}: {field} is taken by another article; nothing was written"
-                ),
-            });
-        }
-        Err(
-            BatchError::Item(ItemError {
-                error: WriteError::Db(e),
-                ..
-            })
-            | BatchError::Db(e),
-        ) => return Err(e.into()),
-        // Bulk writes never carry If-Match.
-        Err(BatchError::Item(ItemError { error, .. })) => return Err(error.into()),
-    };
-    let created = results.iter().filter(|r| r["result"] == "created").count();
-    Ok(Json(json!({
-        "created": created,
-        "updated": results.len() - created,
-        "items": results,
     })))
 }

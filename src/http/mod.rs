@@ -8,6 +8,7 @@ pub mod admin;
 pub mod api_doc;
 pub mod articles;
 pub mod backups;
+pub mod bulk;
 pub mod caller;
 pub mod error;
 pub mod health;
@@ -168,7 +169,7 @@ fn routes() -> Vec<Entry> {
         // Articles and search.
         r(Method::GET,     "/api/articles",                           PublicRead, General,   get(articles::list)),
         r(Method::POST,    "/api/articles",                           Editor,     General,   post(articles::create)),
-        r(Method::POST,    "/api/articles/bulk",                      Editor,     Expensive, post(articles::bulk)),
+        r(Method::POST,    "/api/articles/bulk",                      Editor,     Expensive, post(bulk::bulk)),
         r(Method::POST,    "/api/articles/preview",                   Editor,     General,   post(articles::preview)),
         r(Method::GET,     "/api/articles/{key}",                     PublicRead, General,   get(articles::get)),
         r(Method::PATCH,   "/api/articles/{key}",                     Editor,     General,   patch(articles::patch)),
