@@ -164,7 +164,16 @@ impl Location {
         let path = self.path();
         let mut secret = [0u8; 32];
         rand::rng().fill_bytes(&mut secret);
-        write_key(path, &secret)?;
+        match write_key(path, &secret) {
+            Ok(()) => {}
+            // Another process created it first (two first backups at once): use theirs.
+            Err(BackupError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                return Key::read(path);
+            }
+            Err(e) => return Err(e),
+        }
         tracing::warn!(
             key = %path.display(),
             "created the backup signing key: keep a copy off this machine, archives can only be restored elsewhere with it"
@@ -183,7 +192,15 @@ fn write_key(path: &Path, secret: &[u8; 32]) -> Result<(), BackupError> {
         context: format!("writing the backup signing key {}", path.display()),
         source: e,
     };
-    let tmp = dir.join(format!(".{KEY_FILE}.{}.tmp", std::process::id()));
+    // A name of its own per attempt (process id and random), so that two writers never
+    // share a temp file; only the link into place can find the key already there.
+    let mut nonce = [0u8; 8];
+    rand::rng().fill_bytes(&mut nonce);
+    let tmp = dir.join(format!(
+        ".{KEY_FILE}.{}.{}.tmp",
+        std::process::id(),
+        hex::encode(nonce)
+    ));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -339,6 +356,20 @@ mod tests {
         assert!(trust.check(b"m", None).unwrap_err().contains("not signed"));
         assert!(format!("{k:?}").contains(k.id()));
         assert!(!format!("{k:?}").contains(&hex::encode(k.secret)));
+    }
+
+    #[test]
+    fn two_first_backups_at_once_end_up_with_one_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let loc = Location::DataDir(tmp.path().join(KEY_FILE));
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| loc.load_or_create().unwrap().id().to_string()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let on_disk = Key::read(loc.path()).unwrap();
+        assert!(ids.iter().all(|id| id == on_disk.id()), "{ids:?}");
     }
 
     #[test]
