@@ -188,18 +188,8 @@ impl<'a> Catalog<'a> {
         res
     }
 
-    /// Change an article; None when there is none by that key.
-    #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn update(
-        &self,
-        key: ArticleKey,
-        patch: ArticlePatch,
-    ) -> Result<Option<Article>, WriteError> {
-        self.update_if(key, patch, None).await
-    }
-
-    /// [`Catalog::update`] only while the article is at version `if_match` (an `If-Match`
-    /// header: its `ETag`, or `*`); [`WriteError::Moved`] with the current article when
+    /// Change an article (`Ok(None)`: there is none by that key); with `if_match` (an
+    /// `If-Match` header: its `ETag`, or `*`) only while it is at that version; [`WriteError::Moved`] with the current article when
     /// it changed since.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn update_if(

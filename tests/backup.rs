@@ -483,15 +483,14 @@ async fn a_forged_archive_is_refused_and_a_key_from_elsewhere_restores_on_a_new_
     // No signature at all: refused unless the operator says --trust-unsigned.
     write_archive(&bad, &forged(&archive, tmp.path(), None));
     assert_refused(tmp.path(), &data, &bad, "not signed");
-    let out = cli(tmp.path())
-        .args([
-            "restore",
-            "--dry-run",
-            "--trust-unsigned",
-            bad.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let trusting_dry_run = || {
+        cli(tmp.path())
+            .args(["restore", "--dry-run", "--trust-unsigned"])
+            .arg(&bad)
+            .output()
+            .unwrap()
+    };
+    let out = trusting_dry_run();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("NOT SIGNED"), "{}", stdout(&out));
     // ...but a signature of this key that does not match is refused even so.
@@ -503,15 +502,7 @@ async fn a_forged_archive_is_refused_and_a_key_from_elsewhere_restores_on_a_new_
             .clone(),
     );
     write_archive(&bad, &m);
-    let out = cli(tmp.path())
-        .args([
-            "restore",
-            "--dry-run",
-            "--trust-unsigned",
-            bad.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = trusting_dry_run();
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(stderr(&out).contains("does not match"), "{}", stderr(&out));
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::signing::{KEY_FILE, Key, Origin, SIG_MEMBER, Trust};
+use super::signing::{KEY_FILE, Key, Origin, Trust};
 use super::{BackupError, Manifest, Progress};
 use crate::data_dir::DataDir;
 
@@ -84,17 +84,8 @@ pub fn restore(
     let verified =
         super::verify::verify_into(archive, &staging, true, opts.margin, &opts.trust, progress)?;
     let (manifest, origin) = (verified.manifest, verified.origin);
-    // The manifest describes the archive, not the data directory.
-    for member in [
-        super::MANIFEST_MEMBER,
-        super::MANIFEST_SUM_MEMBER,
-        SIG_MEMBER,
-    ] {
-        let p = staging.join(member);
-        if p.exists() {
-            std::fs::remove_file(&p).map_err(BackupError::io(p.display().to_string()))?;
-        }
-    }
+    // The manifest and its sum and signature describe the archive, not the data
+    // directory: verification never extracts them.
     let current_row_counts = if data_dir.db_path().is_file() {
         crate::db::open_read_only(&data_dir.db_path())
             .ok()

@@ -227,18 +227,8 @@ fn published_at(old: &Article, status: Status, now: &str) -> Option<String> {
     }
 }
 
-/// Apply a patch to a live (not soft-deleted) article; `None` when there is none.
-#[tracing::instrument(level = "debug", skip_all)]
-pub fn update(
-    conn: &Connection,
-    key: &ArticleKey,
-    patch: &ArticlePatch,
-    now: &str,
-) -> Result<Option<Article>, DbError> {
-    update_if(conn, key, patch, now, None).map(|r| r.unwrap_or_else(|moved| Some(*moved)))
-}
-
-/// [`update`], only when the article is still at version `if_match` (its
+/// Apply a patch to a live (not soft-deleted) article (`Ok(None)`: there is none), only
+/// when `if_match` is None or the article is still at that version (its
 /// [`Article::etag`]); `Err(current)` when it moved on. Checked inside the write, so no
 /// other change can slip in between.
 pub fn update_if(
