@@ -105,7 +105,7 @@ pub const TAG_MAX_CHARS: usize = 40;
 pub const TAGS_MAX: usize = 20;
 pub const EXTERNAL_ID_MAX_CHARS: usize = 200;
 /// Slugs that name routes under `/api/articles/` and so could not be fetched by slug.
-pub const RESERVED_SLUGS: [&str; 1] = ["bulk"];
+pub const RESERVED_SLUGS: [&str; 3] = ["bulk", "import", "preview"];
 
 const CREATE_FIELDS: [&str; 7] = [
     "external_id",

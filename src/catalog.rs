@@ -13,6 +13,8 @@ use crate::db::{Db, DbError};
 use crate::search::Search;
 use crate::validate::FieldError;
 
+pub mod import;
+
 /// Why a write did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {

@@ -1026,3 +1026,114 @@ async fn bulk_writes_are_audited_once_per_request() {
     assert_eq!(entries[0]["details"]["created"], 2, "{v}");
     app.stop().await.unwrap();
 }
+
+/// The upload import: the CLI's import over HTTP. Good lines land (and are searchable),
+/// each bad line is named by its number and left out, a second run updates instead of
+/// duplicating, abort keeps what came before, and an empty file is refused.
+#[tokio::test]
+async fn an_uploaded_json_lines_file_is_imported_line_by_line_with_a_report() {
+    let app = spawn_app().await;
+    let upload = |q: &'static str, body: &'static str| {
+        let req = app
+            .client
+            .post(app.url(&format!("/api/articles/import{q}")))
+            .header("content-type", "application/x-ndjson")
+            .body(body);
+        async move {
+            let res = req.send().await.unwrap();
+            let s = res.status().as_u16();
+            (s, res.json::<Value>().await.unwrap())
+        }
+    };
+    let file = concat!(
+        "{\"title\":\"Imported kettles\",\"body\":\"About **kettles**\",\"external_id\":\"k1\",\"status\":\"published\",\"id\":99}\n",
+        "{\"title\":\"\",\"body\":\"no title\"}\n",
+        "not json at all\n",
+        "\n",
+        "{\"title\":\"Imported teapots\",\"body\":\"teapots\",\"slug\":\"kettles-two\"}\n",
+        "{\"title\":\"Same slug\",\"body\":\"x\",\"slug\":\"kettles-two\"}\n",
+    );
+    let (s, v) = upload("", file).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (
+            v["created"].as_u64(),
+            v["updated"].as_u64(),
+            v["bad"].as_u64()
+        ),
+        (Some(2), Some(0), Some(3)),
+        "{v}"
+    );
+    let lines: Vec<u64> = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [2, 3, 6], "{v}");
+    assert!(
+        v["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("title"),
+        "{v}"
+    );
+    assert!(
+        v["problems"][2]["message"]
+            .as_str()
+            .unwrap()
+            .contains("kettles-two"),
+        "{v}"
+    );
+    let (_, found) = app.get_json("/api/search?q=kettles&fresh=true").await;
+    assert_eq!(found["total"], 1, "{found}");
+
+    // The same file again: the external_id line updates, nothing is duplicated.
+    let (s, v) = upload("?on_error=skip", file).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (
+            v["created"].as_u64(),
+            v["updated"].as_u64(),
+            v["bad"].as_u64()
+        ),
+        (Some(0), Some(1), Some(4)),
+        "{v}"
+    );
+    let (_, page) = app.get_json("/api/articles?count=true&limit=1").await;
+    assert_eq!(page["total"], 2, "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+
+    // Abort: line 1 is imported, it stops at line 2, line 3 is never read.
+    let (s, v) = upload(
+        "?on_error=abort",
+        "{\"title\":\"Before\",\"body\":\"\"}\n{\"title\":5}\n{\"title\":\"After\",\"body\":\"\"}\n",
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["created"].as_u64(), v["aborted_at"].as_u64()),
+        (Some(1), Some(2)),
+        "{v}"
+    );
+    let (_, page) = app.get_json("/api/articles?count=true").await;
+    assert_eq!(page["total"], 3, "{page}");
+
+    let (s, v) = upload("", "\n  \n").await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("empty"),
+        "{v}"
+    );
+    let (s, v) = upload("?on_error=maybe", "{}").await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["error"]["fields"][0]["field"], "on_error", "{v}");
+
+    // count with filters counts what the filter matches; a bad value is named.
+    let (_, page) = app
+        .get_json("/api/articles?count=true&status=published")
+        .await;
+    assert_eq!(page["total"], 1, "{page}");
+    let (s, v) = app.get_json("/api/articles?count=sometimes").await;
+    assert_eq!(s, 422, "{v}");
+}

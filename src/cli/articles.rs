@@ -12,10 +12,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::ProgressBar;
-use serde_json::Value;
 
-use crate::articles::NewArticle;
-use crate::catalog::{self, BatchError, Catalog, ItemError};
+use crate::catalog::{Catalog, import};
 use crate::config::Config;
 use crate::data_dir::DataDir;
 use crate::db::articles as store;
@@ -107,14 +105,18 @@ pub async fn run_articles(config: &Config, args: &ArticlesArgs) -> anyhow::Resul
     }
 }
 
-/// Fields an export carries that an import does not take.
-const READ_ONLY: [&str; 5] = [
-    "id",
-    "created_at",
-    "updated_at",
-    "published_at",
-    "deleted_at",
-];
+/// The import's progress bar, and each bad line on stderr as it is found.
+struct Shown(ProgressBar);
+
+impl import::Progress for Shown {
+    fn read(&mut self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+    fn problem(&mut self, p: &import::Problem) {
+        self.0
+            .suspend(|| eprintln!("line {}: {}", p.line, p.message));
+    }
+}
 
 async fn import(
     config: &Config,
@@ -132,109 +134,37 @@ async fn import(
         let size = f.metadata().map(|m| m.len()).unwrap_or(0);
         (Box::new(BufReader::new(f)), size)
     };
-    let pb = super::progress::items(size, "bytes");
-    let (mut created, mut updated, mut bad) = (0u64, 0u64, 0u64);
-    let mut pending: Vec<(usize, NewArticle)> = Vec::new();
-    let mut aborted_at = None;
-    for (i, line) in reader.lines().enumerate() {
-        let line_no = i + 1;
-        let line = line.with_context(|| format!("cannot read line {line_no}"))?;
-        pb.inc(line.len() as u64 + 1);
-        if line.trim().is_empty() {
-            continue;
-        }
-        let parsed = serde_json::from_str::<Value>(&line)
-            .map_err(|e| format!("not JSON: {e}"))
-            .and_then(|mut v| {
-                if let Some(o) = v.as_object_mut() {
-                    for k in READ_ONLY {
-                        o.remove(k);
-                    }
-                }
-                catalog::parse_new(&v, &config.articles, "").map_err(|errs| {
-                    errs.iter()
-                        .map(|e| format!("`{}` {}", e.field, e.message))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
-            });
-        match parsed {
-            Ok(a) => pending.push((line_no, a)),
-            Err(msg) => {
-                bad += 1;
-                pb.suspend(|| eprintln!("line {line_no}: {msg}"));
-                if on_error == OnError::Abort {
-                    aborted_at = Some(line_no);
-                    break;
-                }
-            }
-        }
-        if pending.len() >= batch as usize {
-            let (c, u, b) =
-                write_batch(catalog.clone(), std::mem::take(&mut pending), on_error, &pb).await?;
-            (created, updated, bad) = (created + c, updated + u, bad + b);
-            if on_error == OnError::Abort && b > 0 {
-                aborted_at = Some(0);
-                break;
-            }
-        }
-    }
-    if aborted_at.is_none() && !pending.is_empty() {
-        let (c, u, b) = write_batch(catalog.clone(), pending, on_error, &pb).await?;
-        (created, updated, bad) = (created + c, updated + u, bad + b);
-        if on_error == OnError::Abort && b > 0 {
-            aborted_at = Some(0);
-        }
-    }
-    pb.finish_and_clear();
+    let mut shown = Shown(super::progress::items(size, "bytes"));
+    let on_error = match on_error {
+        OnError::Skip => import::OnError::Skip,
+        OnError::Abort => import::OnError::Abort,
+    };
+    let report = import::import(
+        &catalog,
+        reader,
+        &config.articles,
+        on_error,
+        batch as usize,
+        &mut shown,
+    )
+    .await;
+    shown.0.finish_and_clear();
     db.close().await?;
+    let report = report?;
+    let imported = report.created + report.updated;
     println!(
-        "imported {} articles ({created} created, {updated} updated), {bad} bad lines",
-        created + updated
+        "imported {imported} articles ({} created, {} updated), {} bad lines",
+        report.created, report.updated, report.bad
     );
-    if aborted_at.is_some() {
+    if report.aborted_at.is_some() {
         bail!(
-            "import aborted at the first bad line; {} articles before it were imported (re-running is safe for articles with an external_id)",
-            created + updated
+            "import aborted at the first bad line; {imported} articles before it were imported (re-running is safe for articles with an external_id)"
         );
     }
-    if created + updated > 0 {
+    if imported > 0 {
         println!("the server indexes them for search (now if it runs, else at its next start)");
     }
     Ok(())
-}
-
-/// Write a batch in one transaction. A line that conflicts (slug taken) is reported and
-/// the batch is retried without it, so one bad line never loses its neighbours.
-/// Write a batch in one transaction. A bad item (a unique conflict) is reported by
-/// its line and left out, and the rest written again (or, with `abort`, nothing more).
-async fn write_batch(
-    catalog: Catalog<'_>,
-    mut items: Vec<(usize, NewArticle)>,
-    on_error: OnError,
-    pb: &ProgressBar,
-) -> anyhow::Result<(u64, u64, u64)> {
-    let mut bad = 0;
-    loop {
-        match catalog.upsert_all(items.clone()).await {
-            Ok(done) => {
-                let created = done
-                    .iter()
-                    .filter(|(_, _, how)| *how == store::Upserted::Created)
-                    .count() as u64;
-                return Ok((created, done.len() as u64 - created, bad));
-            }
-            Err(BatchError::Db(e)) => return Err(e.into()),
-            Err(BatchError::Item(ItemError { key: line, error })) => {
-                bad += 1;
-                pb.suspend(|| eprintln!("line {line}: {error}"));
-                if on_error == OnError::Abort {
-                    return Ok((0, 0, bad));
-                }
-                items.retain(|(l, _)| *l != line);
-            }
-        }
-    }
 }
 
 async fn export(config: &Config, output: Option<&PathBuf>) -> anyhow::Result<()> {

@@ -328,33 +328,8 @@ pub struct ListFilter {
 /// Returns the page and the cursor of the next one.
 #[tracing::instrument(level = "debug", skip_all)]
 pub fn list(conn: &Connection, f: &ListFilter) -> Result<(Vec<Article>, Option<i64>), DbError> {
-    let which = if f.deleted {
-        "deleted_at IS NOT NULL"
-    } else {
-        "deleted_at IS NULL"
-    };
-    let mut sql = format!("SELECT {COLUMNS} FROM articles WHERE {which}");
-    let mut args: Vec<&dyn ToSql> = Vec::new();
-    if let Some(c) = &f.category {
-        args.push(c);
-        sql += &format!(" AND category = ?{}", args.len());
-    }
-    let status = f.status.map(Status::as_str);
-    if let Some(s) = &status {
-        args.push(s);
-        sql += &format!(" AND status = ?{}", args.len());
-    }
-    if let Some(t) = &f.tag {
-        args.push(t);
-        sql += &format!(
-            " AND id IN (SELECT article_id FROM article_tags WHERE tag = ?{})",
-            args.len()
-        );
-    }
-    if let Some(u) = &f.updated_since {
-        args.push(u);
-        sql += &format!(" AND updated_at >= ?{}", args.len());
-    }
+    let (mut sql, mut args) = filtered("SELECT {COLUMNS} FROM articles", f);
+    sql = sql.replace("{COLUMNS}", COLUMNS);
     if let Some(b) = &f.before_id {
         args.push(b);
         sql += &format!(" AND id < ?{}", args.len());
@@ -373,6 +348,50 @@ pub fn list(conn: &Connection, f: &ListFilter) -> Result<(Vec<Article>, Option<i
         None
     };
     Ok((rows, next))
+}
+
+/// How many articles the filter matches across all pages (its cursor and limit aside).
+#[tracing::instrument(level = "debug", skip_all)]
+pub fn count(conn: &Connection, f: &ListFilter) -> Result<u64, DbError> {
+    let (sql, args) = filtered("SELECT count(*) FROM articles", f);
+    let n: i64 = conn
+        .prepare_cached(&sql)?
+        .query_row(args.as_slice(), |r| r.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// `head` with the filter's WHERE clause (all but the cursor) and its arguments.
+fn filtered<'f>(head: &str, f: &'f ListFilter) -> (String, Vec<&'f dyn ToSql>) {
+    let which = if f.deleted {
+        "deleted_at IS NOT NULL"
+    } else {
+        "deleted_at IS NULL"
+    };
+    let mut sql = format!("{head} WHERE {which}");
+    let mut args: Vec<&dyn ToSql> = Vec::new();
+    if let Some(c) = &f.category {
+        args.push(c);
+        sql += &format!(" AND category = ?{}", args.len());
+    }
+    if let Some(s) = &f.status {
+        args.push(match s {
+            Status::Draft => &"draft",
+            Status::Published => &"published",
+        });
+        sql += &format!(" AND status = ?{}", args.len());
+    }
+    if let Some(t) = &f.tag {
+        args.push(t);
+        sql += &format!(
+            " AND id IN (SELECT article_id FROM article_tags WHERE tag = ?{})",
+            args.len()
+        );
+    }
+    if let Some(u) = &f.updated_since {
+        args.push(u);
+        sql += &format!(" AND updated_at >= ?{}", args.len());
+    }
+    (sql, args)
 }
 
 /// Every live article, in id order, for export and index rebuilds.

@@ -258,7 +258,7 @@ pub fn describe(method: &Method, path: &str, config: &Config, s: &mut Schemas) -
         ("DELETE", "/api/auth/tokens/{id}") => Op::new("Revoke an API token.", vec![empty(204, "Revoked.")])
             .integer_path()
             .errors(&[CONFLICT]),
-        ("GET", "/api/articles") => Op::new("List articles, newest first, a page at a time.", vec![ok(200, "A page: items (without bodies) and next_cursor.", object())])
+        ("GET", "/api/articles") => Op::new("List articles, newest first, a page at a time.", vec![ok(200, "A page: items (without bodies), next_cursor, and total with count=true.", object())])
             .query(vec![
                 q("category", json!({"type": "string"}), "Only this category."),
                 q("tag", json!({"type": "string"}), "Only articles with this tag."),
@@ -267,6 +267,7 @@ pub fn describe(method: &Method, path: &str, config: &Config, s: &mut Schemas) -
                 q("limit", limit(config.articles.list_max_limit), "Page size."),
                 q("cursor", json!({"type": "string"}), "next_cursor of the previous page."),
                 q("deleted", json!({"type": "boolean"}), "Editors: the trash (soft-deleted articles, with deleted_by and purge_at) instead."),
+                q("count", json!({"type": "boolean"}), "Add `total`: how many articles match across all pages."),
             ]),
         ("POST", "/api/articles") => {
             let mut created = ok(201, "Created; Location names it.", article.clone());
@@ -288,6 +289,12 @@ pub fn describe(method: &Method, path: &str, config: &Config, s: &mut Schemas) -
         )
         .body(Some(Body { content_type: "application/json", schema: json!({"type": "array", "minItems": 1, "maxItems": config.articles.bulk_max_items, "items": new_article(config)}) }))
         .errors(&[CONFLICT]),
+        ("POST", "/api/articles/import") => Op::new(
+            "Import a JSON-lines file (one article object per line, as `articles export` writes): the CLI's import over HTTP. Articles with a known external_id are updated; bad lines are reported by number.",
+            vec![ok(200, "The report: created, updated, bad, aborted_at, problems (line, message; the first 1000).", object())],
+        )
+        .query(vec![q("on_error", json!({"type": "string", "enum": ["skip", "abort"]}), "skip (default): report a bad line and go on; abort: stop there, keeping what came before.")])
+        .body(Some(Body { content_type: "text/plain", schema: json!({"type": "string", "minLength": 1}) })),
         ("POST", "/api/articles/preview") => Op::new("Render Markdown as the article page would.", vec![ok(200, "The safe HTML.", object())])
             .body(json_body(json!({"type": "object", "required": ["body"], "additionalProperties": false, "properties": {"body": {"type": "string"}}}))),
         ("GET", "/api/articles/{key}") => Op::new(

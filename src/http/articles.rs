@@ -297,9 +297,15 @@ pub async fn list(
         ..ListFilter::default()
     };
     let mut errs = Vec::new();
+    let mut with_total = false;
     for (name, value) in &params {
         match name.as_str() {
             "category" => f.category = Some(value.clone()),
+            "count" => match value.as_str() {
+                "true" | "1" => with_total = true,
+                "false" | "0" => with_total = false,
+                _ => errs.push(FieldError::new("count", "must be true or false")),
+            },
             "tag" => f.tag = Some(value.to_lowercase()),
             "status" => match Status::parse(value) {
                 Some(s) => f.status = Some(s),
@@ -326,7 +332,7 @@ pub async fn list(
             },
             other => errs.push(FieldError::new(
                 other,
-                "unknown parameter; allowed: category, tag, status, updated_since, limit, cursor, deleted",
+                "unknown parameter; allowed: category, tag, status, updated_since, limit, cursor, deleted, count",
             )),
         }
     }
@@ -347,17 +353,22 @@ pub async fn list(
         f.status = Some(Status::Published);
     }
     let trash = f.deleted;
-    let (items, next, deleted_by) = state
+    let (items, next, deleted_by, total) = state
         .db()
         .read(move |c| {
             let (items, next) = store::list(c, &f)?;
+            let total = if with_total {
+                Some(store::count(c, &f)?)
+            } else {
+                None
+            };
             let by = if f.deleted {
                 let ids: Vec<i64> = items.iter().map(|a| a.id).collect();
                 crate::db::audit::deleted_by(c, &ids)?
             } else {
                 Default::default()
             };
-            Ok((items, next, by))
+            Ok((items, next, by, total))
         })
         .await?;
     let keep_days = i64::from(state.config().cleanup.deleted_retention_days);
@@ -379,8 +390,12 @@ pub async fn list(
             v
         })
         .collect();
-    Ok(Json(json!({
+    let mut page = json!({
         "items": items,
         "next_cursor": next.map(|n| n.to_string()),
-    })))
+    });
+    if let Some(n) = total {
+        page["total"] = json!(n);
+    }
+    Ok(Json(page))
 }

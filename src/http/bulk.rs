@@ -9,10 +9,12 @@ use serde_json::{Value, json};
 
 use super::ApiError;
 use super::caller::Caller;
+use super::json::Query;
 use crate::articles::NewArticle;
-use crate::catalog::{self, BatchError, Catalog, ItemError, WriteError};
+use crate::catalog::{self, BatchError, Catalog, ItemError, WriteError, import};
 use crate::db::articles::Upserted;
 use crate::state::AppState;
+use crate::validate::FieldError;
 
 /// Parse a bulk body: a JSON array, or NDJSON (one object per line; blank lines skipped).
 /// Items are numbered from 0; for NDJSON the number is the line number minus one.
@@ -141,4 +143,58 @@ pub async fn bulk(
         "updated": results.len() - created,
         "items": results,
     })))
+}
+
+/// `POST /api/articles/import`: a JSON-lines file as the CLI's `articles import` reads
+/// it (the same code), for the UI's upload. The whole file arrives before a line is
+/// written; each bad line is reported by its number and, with `on_error=skip` (the
+/// default), left out while the rest are imported.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn import(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ImportQuery>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest(
+            "the file is empty: send JSON lines, one article object per line".into(),
+        ));
+    }
+    if std::str::from_utf8(&body).is_err() {
+        return Err(ApiError::BadRequest(
+            "the file is not UTF-8 text: send JSON lines, one article object per line".into(),
+        ));
+    }
+    let on_error = match q.on_error.as_deref() {
+        None | Some("skip") => import::OnError::Skip,
+        Some("abort") => import::OnError::Abort,
+        Some(_) => {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "on_error",
+                "must be `skip` or `abort`",
+            )]));
+        }
+    };
+    let catalog = Catalog::new(state.db(), Some(state.search())).by(caller.actor());
+    let report = import::import(
+        &catalog,
+        &body[..],
+        &state.config().articles,
+        on_error,
+        500,
+        &mut (),
+    )
+    .await
+    .map_err(|e| match e {
+        import::ImportError::Db(e) => ApiError::from(e),
+        other => ApiError::BadRequest(other.to_string()),
+    })?;
+    Ok(Json(json!(report)))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    on_error: Option<String>,
 }

@@ -170,6 +170,7 @@ fn routes() -> Vec<Entry> {
         r(Method::GET,     "/api/articles",                           PublicRead, General,   get(articles::list)),
         r(Method::POST,    "/api/articles",                           Editor,     General,   post(articles::create)),
         r(Method::POST,    "/api/articles/bulk",                      Editor,     Expensive, post(bulk::bulk)),
+        r(Method::POST,    "/api/articles/import",                    Editor,     Expensive, post(bulk::import)),
         r(Method::POST,    "/api/articles/preview",                   Editor,     General,   post(articles::preview)),
         r(Method::GET,     "/api/articles/{key}",                     PublicRead, General,   get(articles::get)),
         r(Method::PATCH,   "/api/articles/{key}",                     Editor,     General,   patch(articles::patch)),
@@ -304,7 +305,7 @@ pub fn router(state: AppState) -> Router {
             (state.clone(), spec),
             access::authorize,
         ));
-        if path == "/api/articles/bulk" {
+        if path == "/api/articles/bulk" || path == "/api/articles/import" {
             bulk = bulk.route(path, mr);
         } else {
             general = general.route(path, mr);
