@@ -278,20 +278,70 @@ async fn setup_dashboard_sign_out_failed_sign_in_and_keyboard_sign_in() {
     b.go(&server.url("/admin/")).await;
     assert!(b.c.title().await.unwrap().contains("appliance"));
     b.wait_text("#setup h1", "Create the first admin").await;
-    // A wrong token is named by the server's message.
+    // An empty form is not sent: every problem shows at its field at once, in words,
+    // and focus moves to the first.
+    b.submit("setup-form").await;
+    b.wait_text(
+        "#setup-form [data-error-for=token]",
+        "Setup token is required.",
+    )
+    .await;
+    b.wait_text("#setup-form [data-error-for=email]", "Email is required.")
+        .await;
+    b.wait_text(
+        "#setup-form [data-error-for=password]",
+        "Password is required.",
+    )
+    .await;
+    b.wait_text(
+        "#setup-form .form-error",
+        "Please correct the 3 problems marked below.",
+    )
+    .await;
+    assert_eq!(b.js("return document.activeElement.name").await, "token");
+    // A malformed email and a short password are said in the browser, before sending.
     b.fill(
         "setup-form",
         &[
             ("token", "not-the-token"),
-            ("email", ADMIN),
-            ("password", PASSWORD),
+            ("email", "boss"),
+            ("password", "short"),
         ],
     )
     .await;
     b.submit("setup-form").await;
-    b.wait_text("#setup-form .form-error", "wrong setup token")
+    b.wait_text(
+        "#setup-form [data-error-for=email]",
+        "Email must be an email address",
+    )
+    .await;
+    b.wait_text(
+        "#setup-form [data-error-for=password]",
+        "Password must be at least 12 characters long.",
+    )
+    .await;
+    assert_eq!(b.js("return document.activeElement.name").await, "email");
+    // A wrong token is the token field's problem, said there.
+    b.fill("setup-form", &[("email", ADMIN), ("password", PASSWORD)])
         .await;
-    b.fill("setup-form", &[("token", &token)]).await;
+    b.submit("setup-form").await;
+    b.wait_text(
+        "#setup-form [data-error-for=token]",
+        "Setup token is not the one in the server log",
+    )
+    .await;
+    // What only the server knows, said at its field too.
+    b.fill("setup-form", &[("token", &token), ("password", ADMIN)])
+        .await;
+    b.submit("setup-form").await;
+    b.wait_text(
+        "#setup-form [data-error-for=password]",
+        "Password must not be the email address.",
+    )
+    .await;
+    let general = b.el("#setup-form .form-error").await.text().await.unwrap();
+    assert!(!general.contains('`'), "{general}");
+    b.fill("setup-form", &[("password", PASSWORD)]).await;
     b.submit("setup-form").await;
     b.wait_text("#who", &format!("{ADMIN} (admin)")).await;
 
@@ -383,12 +433,13 @@ async fn create_publish_search_edit_delete_and_undo_an_article() {
     b.click("#new-article").await;
     b.wait_text("h1", "New article").await;
 
-    // The server's validation errors appear next to the fields they name.
+    // Problems appear next to the fields they name (found in the browser here; the
+    // server's own are shown the same way, see form_problems_show_at_their_fields…).
     b.fill("article-form", &[("slug", "Not A Slug!")]).await;
     b.submit("article-form").await;
-    b.wait_text("[data-error-for=title]", "must be 1 to 300 characters")
+    b.wait_text("[data-error-for=title]", "Title is required.")
         .await;
-    b.wait_text("[data-error-for=slug]", "lowercase").await;
+    b.wait_text("[data-error-for=slug]", "lower-case").await;
 
     b.fill(
         "article-form",
@@ -1085,5 +1136,223 @@ async fn a_viewer_reads_articles_rendered_and_sees_nothing_it_cannot_use() {
         .js("return document.querySelectorAll('#reading script').length")
         .await;
     assert_eq!(scripts, 0, "sanitised");
+    b.close().await;
+}
+
+/// Import from the UI (a JSON-lines file with a bad line, then Markdown files), with a
+/// report naming what was not imported; then the list: a total, "page N of M", pages,
+/// filters and search kept in the address across a reload, and empty states that say
+/// what to do. The search box comes before the page's buttons in the tab order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_in_the_ui_then_page_filter_and_reload_the_list() {
+    let server = Server::start(true);
+    let b = browser().await;
+    b.sign_in(&server, ADMIN).await;
+    b.go(&server.url("/admin/articles")).await;
+    b.wait_text("#empty", "No articles yet.").await;
+    b.shot("articles-empty").await;
+    let order = b
+        .js("return !!(document.querySelector('#article-filters [name=q]').compareDocumentPosition(document.querySelector('#new-article')) & Node.DOCUMENT_POSITION_FOLLOWING)")
+        .await;
+    assert_eq!(order, json!(true), "search before New article in tab order");
+    assert_eq!(b.js("return document.activeElement.name").await, "q");
+
+    // 45 articles and one bad line (3).
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines: Vec<String> = (1..=45)
+        .map(|i| {
+            json!({"title": format!("Imported {i:02}"), "body": "Some **text**.", "status": "published",
+                   "category": if i % 2 == 0 { "even" } else { "odd" }, "external_id": format!("imp-{i}")})
+            .to_string()
+        })
+        .collect();
+    lines.insert(2, "{\"title\": \"\", \"body\": \"no title\"}".into());
+    let jsonl = dir.path().join("articles.jsonl");
+    std::fs::write(&jsonl, lines.join("\n")).unwrap();
+    b.click("#open-import").await;
+    b.wait_text("h1", "Import articles").await;
+    b.el("#import-form [name=file]")
+        .await
+        .send_keys(jsonl.to_str().unwrap())
+        .await
+        .unwrap();
+    b.submit("import-form").await;
+    b.wait_text(
+        "#import-summary",
+        "Imported 45 articles (45 new, 0 updated). 1 line could not be imported.",
+    )
+    .await;
+    let report = b.wait_text("#import-report table", "line 3").await;
+    assert!(report.contains("title"), "{report}");
+    assert_eq!(
+        b.js("return document.querySelector('#import-progress').value")
+            .await,
+        json!(1)
+    );
+    b.shot("import-report").await;
+
+    // Markdown files: front matter, or the first heading as the title.
+    let kettle = dir.path().join("kettle.md");
+    std::fs::write(&kettle, "---\ntitle: Descaling a kettle\ntags: [kitchen, care]\nstatus: published\n---\nUse **vinegar**.\n").unwrap();
+    let plain = dir.path().join("plain.md");
+    std::fs::write(&plain, "# Plain heading\n\nJust text.\n").unwrap();
+    let input = b.el("#import-form [name=file]").await;
+    input.clear().await.unwrap();
+    input
+        .send_keys(&format!("{}\n{}", kettle.display(), plain.display()))
+        .await
+        .unwrap();
+    b.submit("import-form").await;
+    b.wait_text("#import-summary", "Imported 2 articles (2 new, 0 updated).")
+        .await;
+    let api = server.api();
+    let got: Value = api
+        .get(server.url("/api/articles/descaling-a-kettle"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (got["status"].as_str(), got["tags"].clone()),
+        (Some("published"), json!(["kitchen", "care"])),
+        "{got}"
+    );
+    assert_eq!(got["external_id"], "file:kettle.md");
+    let got: Value = api
+        .get(server.url("/api/articles/plain-heading"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (got["status"].as_str(), got["body"].as_str()),
+        (Some("draft"), Some("Just text.\n")),
+        "{got}"
+    );
+
+    // The list: 47 articles, 20 a page.
+    b.go(&server.url("/admin/articles")).await;
+    b.wait_text("#result-count", "47 articles").await;
+    b.wait_text("#page-of", "Page 1 of 3").await;
+    b.click(".pager button:last-child").await;
+    b.wait_text("#page-of", "Page 2 of 3").await;
+    let url = b.c.current_url().await.unwrap().to_string();
+    assert!(url.contains("page=2") && url.contains("cursor="), "{url}");
+    b.c.refresh().await.unwrap();
+    b.wait_text("#page-of", "Page 2 of 3").await;
+    b.click(".pager button:first-child").await;
+    b.wait_text("#page-of", "Page 1 of 3").await;
+
+    // Filters live in the address: a shared link opens the same list.
+    b.go(&server.url("/admin/articles?category=even&status=published"))
+        .await;
+    b.wait_text("#result-count", "22 articles match").await;
+    assert_eq!(
+        b.js("return document.querySelector('#article-filters [name=category]').value")
+            .await,
+        "even"
+    );
+    b.fill("article-filters", &[("category", "none-such")])
+        .await;
+    b.wait_text("#empty", "No articles match these filters.")
+        .await;
+    assert!(
+        b.c.current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains("category=none-such")
+    );
+    b.click("#empty button").await;
+    b.wait_text("#result-count", "47 articles").await;
+    b.fill("article-filters", &[("q", "zebra")]).await;
+    b.wait_text("#empty", "No published article matches “zebra”")
+        .await;
+    b.c.refresh().await.unwrap();
+    b.wait_text("#empty", "No published article matches “zebra”")
+        .await;
+    b.close().await;
+}
+
+/// Errors at their fields leave the neighbours alone (an error under Slug stretched
+/// Category and Status to ~80 px), the user form's inputs line up, the audit filter's
+/// placeholder fits, and the editor says every problem at once in words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn form_problems_show_at_their_fields_at_once_without_moving_the_layout() {
+    let server = Server::start(true);
+    let b = browser().await;
+    b.sign_in(&server, ADMIN).await;
+    b.go(&server.url("/admin/articles/new")).await;
+    b.wait_text("h1", "New article").await;
+    b.fill("article-form", &[("slug", "Not A Slug"), ("tags", "a, b")])
+        .await;
+    b.submit("article-form").await;
+    b.wait_text("#article-form [data-error-for=title]", "Title is required.")
+        .await;
+    b.wait_text(
+        "#article-form [data-error-for=slug]",
+        "Slug may hold only lower-case letters",
+    )
+    .await;
+    b.wait_text(
+        "#article-form .form-error",
+        "Please correct the 2 problems marked below.",
+    )
+    .await;
+    assert_eq!(b.js("return document.activeElement.name").await, "title");
+    let heights = b
+        .js("return ['title', 'slug', 'category', 'status'].map(n => Math.round(document.querySelector(`#article-form [name=${n}]`).getBoundingClientRect().height))")
+        .await;
+    let h: Vec<i64> = heights
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    assert!(
+        h.iter().all(|x| (x - h[0]).abs() <= 4),
+        "inputs keep their height beside an error: {h:?}"
+    );
+    b.shot("editor-errors").await;
+
+    // The server's problems too, at their fields, without backticks.
+    b.fill("article-form", &[("title", "Bulk"), ("slug", "bulk")])
+        .await;
+    b.submit("article-form").await;
+    let said = b
+        .wait_text("#article-form [data-error-for=slug]", "Slug ")
+        .await;
+    assert!(!said.contains('`') && said.contains("reserved"), "{said}");
+
+    b.go(&server.url("/admin/users")).await;
+    b.el("#user-form [name=email]").await;
+    let tops = b
+        .js("return ['email', 'display_name', 'role', 'password'].map(n => Math.round(document.querySelector(`#user-form [name=${n}]`).getBoundingClientRect().top))")
+        .await;
+    let t: Vec<i64> = tops
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    assert!(
+        t.iter().all(|x| (x - t[0]).abs() <= 2),
+        "the user form's inputs line up: {t:?}"
+    );
+    b.submit("user-form").await;
+    b.wait_text("#user-form [data-error-for=email]", "Email is required.")
+        .await;
+
+    b.go(&server.url("/admin/audit")).await;
+    let input = "document.querySelector('input[name=action]')";
+    b.el("input[name=action]").await;
+    let fits = b
+        .js(&format!("const i = {input}; const c = document.createElement('canvas').getContext('2d'); c.font = getComputedStyle(i).font; return c.measureText(i.placeholder).width <= i.clientWidth"))
+        .await;
+    assert_eq!(fits, json!(true), "the Action placeholder fits");
     b.close().await;
 }

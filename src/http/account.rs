@@ -62,10 +62,23 @@ pub async fn setup(
             }
         });
     }
-    let email =
-        auth::parse_email("email", &body.email).map_err(|f| ApiError::Validation(vec![f]))?;
-    auth::check_password("password", &body.password, Some(&email))
-        .map_err(|f| ApiError::Validation(vec![f]))?;
+    // Every problem at once, not one per round trip.
+    let email = auth::parse_email("email", &body.email);
+    let problems: Vec<_> = [
+        email.as_ref().err().cloned(),
+        auth::check_password("password", &body.password, email.as_deref().ok()).err(),
+        match clean_name(&body.display_name) {
+            Err(ApiError::Validation(f)) => f.into_iter().next(),
+            _ => None,
+        },
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !problems.is_empty() {
+        return Err(ApiError::Validation(problems));
+    }
+    let email = email.map_err(|f| ApiError::Validation(vec![f]))?;
     let display_name = clean_name(&body.display_name)?;
     let phc = hash(&state, body.password).await?;
     let actor = caller.actor();

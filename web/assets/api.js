@@ -80,3 +80,28 @@ export async function waitJob(job, onProgress) {
   }
   return j;
 }
+
+/**
+ * POST a file-sized body with upload progress (fetch cannot report it):
+ * `onProgress(sentBytes, totalBytes)` while it goes up. Resolves with the JSON answer;
+ * throws an ApiError like `api()`.
+ */
+export function upload(path, body, contentType, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", path);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.setRequestHeader("Content-Type", contentType);
+    if (csrf) xhr.setRequestHeader("X-CSRF-Token", csrf);
+    xhr.upload.addEventListener("progress", (e) => { if (onProgress && e.lengthComputable) onProgress(e.loaded, e.total); });
+    xhr.addEventListener("load", () => {
+      let data = null;
+      try { data = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
+      if (xhr.status === 401) { csrf = null; for (const fn of expiredListeners) fn(); }
+      if (xhr.status >= 200 && xhr.status < 300) resolve(data);
+      else reject(new ApiError(xhr.status, data));
+    });
+    xhr.addEventListener("error", () => reject(new ApiError(0, { error: { code: "network", message: "the upload did not reach the server; is it running?" } })));
+    xhr.send(body);
+  });
+}

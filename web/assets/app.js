@@ -9,6 +9,7 @@ import * as users from "./pages/users.js";
 import * as backups from "./pages/backups.js";
 import * as ops from "./pages/ops.js";
 import * as account from "./pages/account.js";
+import * as importer from "./pages/import.js";
 
 const RANK = { viewer: 1, editor: 2, admin: 3 };
 
@@ -18,6 +19,7 @@ const ROUTES = [
   { path: /^articles$/, page: articles.list, role: "viewer", title: "Articles", nav: "articles" },
   { path: /^articles\/new$/, page: articles.edit, role: "editor", title: "New article" },
   { path: /^articles\/trash$/, page: articles.trash, role: "editor", title: "Trash" },
+  { path: /^articles\/import$/, page: importer.render, role: "editor", title: "Import articles" },
   { path: /^articles\/(\d+)$/, page: articles.edit, role: "viewer", title: "Article" },
   { path: /^users$/, page: users.render, role: "admin", title: "Users", nav: "users" },
   { path: /^backups$/, page: backups.render, role: "admin", title: "Backups", nav: "backups" },

@@ -86,28 +86,78 @@ export function field(label, control, hint) {
     h("label", { for: id }, label), control, hint ? h("small", { class: "muted" }, hint) : null, err);
 }
 
-/** Show an API error on a form: each field error next to its field, the rest on top. */
+/** Words for people: `code` quotes become “quotes”. */
+export function plain(text) {
+  return String(text).replace(/`([^`]*)`/g, "“$1”");
+}
+
+/** The text of a control's label (its name, in words, when it has none). */
+function labelOf(form, name) {
+  const input = form.querySelector(`[name="${CSS.escape(name)}"]`);
+  const label = input && input.id ? form.querySelector(`label[for="${CSS.escape(input.id)}"]`) : null;
+  return label ? label.textContent.replace(/\s*\(.*\)$/, "") : name.replace(/_/g, " ");
+}
+
+/** "Password" + "is wrong" → "Password is wrong." */
+function sentence(label, message) {
+  const m = plain(message).trim();
+  const s = label ? `${label} ${m}` : m;
+  return (s.charAt(0).toUpperCase() + s.slice(1)).replace(/([^.!?])$/, "$1.");
+}
+
+/**
+ * Show an API error on a form: every field error at its field as a sentence naming the
+ * field ("Password must be at least 12 characters long."), the rest on top, and focus
+ * on the first field with a problem.
+ */
 export function showErrors(form, err) {
   clearErrors(form);
   const general = form.querySelector(".form-error");
   const rest = [];
+  let placed = 0;
   for (const f of err.fields || []) {
     const name = String(f.field).replace(/^items\[\d+\]\./, "").replace(/\.\d+$/, "");
     const slot = form.querySelector(`[data-error-for="${CSS.escape(name)}"]`);
     if (slot) {
-      slot.textContent = f.field === name ? f.message : `${f.field}: ${f.message}`;
+      const line = sentence(labelOf(form, name), f.message);
+      slot.textContent = slot.textContent ? `${slot.textContent} ${line}` : line;
       const input = form.querySelector(`[name="${CSS.escape(name)}"]`);
       if (input) input.setAttribute("aria-invalid", "true");
+      placed++;
     } else {
-      rest.push(`${f.field}: ${f.message}`);
+      rest.push(sentence(String(f.field).replace(/_/g, " "), f.message));
     }
   }
   if (general) {
-    general.textContent = rest.length ? `${err.message} (${rest.join("; ")})` : err.message;
-    general.hidden = false;
+    const marked = placed === 1 ? "Please correct the problem marked below." : `Please correct the ${placed} problems marked below.`;
+    general.textContent = rest.length ? `${placed ? `${marked} ` : ""}${rest.join(" ")}`
+      : placed ? marked : plain(err.message);
+    general.hidden = !general.textContent;
   }
   const first = form.querySelector("[aria-invalid=true]");
   if (first) first.focus();
+}
+
+/**
+ * Check a form in the browser before sending it (required, lengths, email format, and
+ * `extra()` problems [{field, message}]): every problem at its field at once, focus on
+ * the first. True when there is nothing to correct.
+ */
+export function checkForm(form, extra = () => []) {
+  const problems = [];
+  for (const el of form.querySelectorAll("input[name], select[name], textarea[name]")) {
+    if (el.disabled || el.readOnly || el.type === "file" || el.type === "hidden") continue;
+    const v = el.value.trim();
+    const n = [...el.value].length;
+    if (el.required && !v) problems.push({ field: el.name, message: "is required" });
+    else if (v && el.minLength > 0 && n < el.minLength) problems.push({ field: el.name, message: `must be at least ${el.minLength} characters long` });
+    else if (el.maxLength > 0 && n > el.maxLength) problems.push({ field: el.name, message: `must be at most ${el.maxLength} characters long` });
+    else if (v && el.type === "email" && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(v)) problems.push({ field: el.name, message: "must be an email address, like name@example.org" });
+  }
+  problems.push(...extra());
+  if (!problems.length) { clearErrors(form); return true; }
+  showErrors(form, { message: "", fields: problems });
+  return false;
 }
 
 export function clearErrors(form) {

@@ -1,7 +1,7 @@
 // Own account: who I am, change password, and API tokens (create — shown once with a
 // copy button — list, revoke).
 import { api } from "../api.js";
-import { h, put, field, showErrors, clearErrors, busy, table, badge, ago, fmtTime, confirmDialog } from "../dom.js";
+import { h, put, field, showErrors, checkForm, busy, table, badge, ago, fmtTime, confirmDialog } from "../dom.js";
 
 const ROLES = ["viewer", "editor", "admin"];
 
@@ -9,14 +9,14 @@ export async function render(view, ctx) {
   const me = ctx.me;
   // Password
   const current = h("input", { name: "current_password", type: "password", required: true, autocomplete: "current-password" });
-  const next = h("input", { name: "new_password", type: "password", required: true, autocomplete: "new-password" });
+  const next = h("input", { name: "new_password", type: "password", required: true, minLength: 12, maxLength: 256, autocomplete: "new-password" });
   const change = h("button", { type: "submit", class: "primary" }, "Change password");
   const pwForm = h("form", { id: "password-form", novalidate: true },
     h("p", { class: "form-error notice error", role: "alert", hidden: true }),
     field("Current password", current), field("New password", next, "At least 12 characters; not a common password; not your email."), change);
   pwForm.addEventListener("submit", async (e) => {
     e.preventDefault();
-    clearErrors(pwForm);
+    if (!checkForm(pwForm, () => next.value && next.value === current.value ? [{ field: "new_password", message: "must differ from the current one" }] : [])) return;
     try {
       const r = await busy(change, "Changing…", () => api("POST", "/api/auth/password", { current_password: current.value, new_password: next.value }));
       if (r.csrf_token) ctx.signedIn({ ...me, csrf_token: r.csrf_token });
@@ -28,7 +28,7 @@ export async function render(view, ctx) {
   });
 
   // Tokens
-  const name = h("input", { name: "name", type: "text", required: true, autocomplete: "off" });
+  const name = h("input", { name: "name", type: "text", required: true, maxLength: 100, autocomplete: "off" });
   const role = h("select", { name: "role" }, ROLES.slice(0, ROLES.indexOf(me.role) + 1).map((r) => h("option", { value: r }, r)));
   // The least role by default: a token gets more only when asked for.
   role.value = "viewer";
@@ -66,7 +66,7 @@ export async function render(view, ctx) {
   };
   tokForm.addEventListener("submit", async (e) => {
     e.preventDefault();
-    clearErrors(tokForm);
+    if (!checkForm(tokForm, () => days.value && !(Number.isInteger(Number(days.value)) && days.value >= 1 && days.value <= 3650) ? [{ field: "expires_in_days", message: "must be a whole number of days from 1 to 3650, or empty for never" }] : [])) return;
     const body = { name: name.value.trim(), role: role.value };
     if (days.value) body.expires_in_days = Number(days.value);
     try {

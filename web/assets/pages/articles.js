@@ -2,9 +2,11 @@
 // filtered, paginated list (drafts too, for editors), and the editor with a Markdown
 // preview, publish/unpublish, and delete with confirmation and undo.
 import { api, qs, etagOf } from "../api.js";
-import { h, put, field, showErrors, clearErrors, busy, table, badge, ago, snippet, confirmDialog } from "../dom.js";
+import { h, put, field, showErrors, clearErrors, checkForm, busy, table, badge, ago, snippet, confirmDialog } from "../dom.js";
 
 const canWrite = (me) => me.role === "editor" || me.role === "admin";
+
+const PAGE = 20;
 
 export async function list(view, ctx) {
   const q = ctx.query;
@@ -22,55 +24,91 @@ export async function list(view, ctx) {
   const filters = h("form", { class: "filters", role: "search", id: "article-filters" },
     field("Search", search), writer ? field("Status", status) : null, field("Category", category), field("Tag", tag),
     h("p", { class: "form-error notice error", role: "alert", hidden: true }));
+  // The search box comes first in the tab order; the page's actions after the filters.
   put(view,
-    h("div", { class: "title-row" }, h("h1", {}, "Articles"),
-      canWrite(ctx.me) ? h("div", { class: "row" },
-        h("a", { href: "/admin/articles/trash", "data-link": true, class: "button", id: "open-trash" }, "Trash"),
-        h("a", { href: "/admin/articles/new", "data-link": true, class: "button primary", id: "new-article" }, "New article")) : null),
-    filters, results);
+    h("h1", {}, "Articles"),
+    filters,
+    writer ? h("div", { class: "row actions-row" },
+      h("a", { href: "/admin/articles/new", "data-link": true, class: "button primary", id: "new-article" }, "New article"),
+      h("a", { href: "/admin/articles/import", "data-link": true, class: "button", id: "open-import" }, "Import"),
+      h("a", { href: "/admin/articles/trash", "data-link": true, class: "button", id: "open-trash" }, "Trash")) : null,
+    results);
 
-  let cursors = [null]; // the cursor of each page seen, for "Previous"
+  // Pages are cursors. The ones seen are kept in the history entry, so Previous works
+  // after a reload; a shared link to page N knows its own cursor only (Previous then
+  // goes back to the first page).
+  const saved = history.state?.cursors;
+  let cursors = Array.isArray(saved) ? saved : q.get("cursor") ? [null, q.get("cursor")] : [null];
+  let skipped = !Array.isArray(saved) && q.get("cursor") ? Math.max(0, Number(q.get("page") || 2) - 2) : 0;
+  const filtered = () => Boolean(category.value.trim() || tag.value.trim() || (writer && status.value));
+  const clear = () => { search.value = ""; category.value = ""; tag.value = ""; status.value = ""; soon(); search.focus(); };
   let seq = 0;
   const load = async () => {
     const mine = ++seq;
     clearErrors(filters);
     const params = { category: category.value.trim(), tag: tag.value.trim() };
-    history.replaceState(null, "", `/admin/articles${qs({ q: search.value.trim(), status: status.value, ...params })}`);
+    const cursor = search.value.trim() ? null : cursors[cursors.length - 1];
+    const pageNo = cursors.length + skipped;
+    history.replaceState({ cursors }, "", `/admin/articles${qs({ q: search.value.trim(), status: writer ? status.value : "", ...params, page: cursor ? pageNo : "", cursor })}`);
     try {
       if (search.value.trim()) {
         status.disabled = true;
         // fresh: an article published a moment ago is found (the server waits for the index).
-        const r = await api("GET", `/api/search${qs({ q: search.value.trim(), ...params, limit: 20, fresh: true })}`);
+        const r = await api("GET", `/api/search${qs({ q: search.value.trim(), ...params, limit: PAGE, fresh: true })}`);
         if (mine !== seq) return;
-        put(results, h("p", { class: "muted" }, `${r.total} found in ${r.took_ms.toFixed(1)} ms (published articles only)`),
+        put(results, h("p", { class: "muted", id: "result-count" }, `${r.total} found in ${r.took_ms.toFixed(1)} ms (published articles only${r.total > r.hits.length ? `; the best ${r.hits.length} shown` : ""})`),
           r.warnings?.length ? h("p", { class: "notice" }, r.warnings.join(" ")) : null,
           r.hits.length ? h("ol", { class: "hits" }, r.hits.map((hit) => h("li", { class: "hit" },
             h("a", { href: `/admin/articles/${hit.id}`, "data-link": true, class: "hit-title" }, hit.title),
             hit.category ? h("span", { class: "muted" }, ` · ${hit.category}`) : null,
-            h("p", { class: "snippet" }, snippet(hit.snippet))))) : h("p", { class: "muted empty" }, "No matches."));
+            h("p", { class: "snippet" }, snippet(hit.snippet)))))
+            : h("div", { class: "empty", id: "empty" },
+              h("p", {}, `No published article matches “${search.value.trim()}”${filtered() ? " with these filters" : ""}.`),
+              h("p", { class: "muted" }, "Search finds whole words in titles, text, categories and tags; try fewer or other words",
+                writer ? ". Drafts are not searched: clear the search to list them." : "."),
+              h("button", { type: "button", onclick: clear }, "Clear search and filters")));
       } else {
         status.disabled = false;
-        const cursor = cursors[cursors.length - 1];
-        const r = await api("GET", `/api/articles${qs({ ...params, status: writer ? status.value : "", limit: 20, cursor })}`);
+        const r = await api("GET", `/api/articles${qs({ ...params, status: writer ? status.value : "", limit: PAGE, cursor, count: true })}`);
         if (mine !== seq) return;
-        const prev = h("button", { type: "button", disabled: cursors.length < 2, onclick: () => { cursors.pop(); load(); } }, "Previous");
+        const pages = Math.max(1, Math.ceil(r.total / PAGE));
+        const back = cursors.length === 2 && skipped > 0;
+        const prev = h("button", { type: "button", disabled: cursors.length < 2, onclick: () => { cursors.pop(); if (cursors.length === 1) skipped = 0; load(); } }, back ? "First page" : "Previous");
         const next = h("button", { type: "button", disabled: !r.next_cursor, onclick: () => { cursors.push(r.next_cursor); load(); } }, "Next");
+        let empty;
+        if (r.total === 0 && !filtered()) {
+          empty = h("div", { class: "empty", id: "empty" },
+            h("p", {}, writer ? "No articles yet." : "Nothing is published yet."),
+            writer ? h("p", { class: "muted" }, "Write the first one, or import articles from a JSON-lines or Markdown file. ",
+              h("a", { href: "/admin/articles/new", "data-link": true }, "New article"), " · ",
+              h("a", { href: "/admin/articles/import", "data-link": true }, "Import")) : null);
+        } else if (r.total === 0) {
+          empty = h("div", { class: "empty", id: "empty" },
+            h("p", {}, "No articles match these filters."),
+            h("p", { class: "muted" }, "Category and tag match whole names exactly (tags in lower case)."),
+            h("button", { type: "button", onclick: clear }, "Clear filters"));
+        }
         put(results,
-          table([
-            { label: "Title", cell: (a) => h("a", { href: `/admin/articles/${a.id}`, "data-link": true }, a.title) },
-            ...(writer ? [{ label: "Status", cell: (a) => badge(a.status) }] : []),
-            { label: "Category", cell: (a) => a.category || "–" },
-            { label: "Tags", cell: (a) => a.tags.join(", ") || "–" },
-            { label: "Updated", cell: (a) => ago(a.updated_at) },
-          ], r.items, "No articles match."),
-          h("nav", { class: "pager", "aria-label": "Pages" }, prev, h("span", {}, `Page ${cursors.length}`), next));
+          empty || [
+            h("p", { class: "muted", id: "result-count" }, `${r.total} ${r.total === 1 ? "article" : "articles"}${filtered() ? " match" : ""}`),
+            table([
+              { label: "Title", cell: (a) => h("a", { href: `/admin/articles/${a.id}`, "data-link": true }, a.title) },
+              ...(writer ? [{ label: "Status", cell: (a) => badge(a.status) }] : []),
+              { label: "Category", cell: (a) => a.category || "–" },
+              { label: "Tags", cell: (a) => a.tags.join(", ") || "–" },
+              { label: "Updated", cell: (a) => h("span", { title: new Date(a.updated_at).toLocaleString() }, ago(a.updated_at)) },
+            ], r.items),
+            pages > 1 || cursors.length > 1
+              ? h("nav", { class: "pager", "aria-label": "Pages" }, prev, h("span", { id: "page-of" }, `Page ${pageNo} of ${pages}`), next)
+              : null,
+          ]);
       }
     } catch (err) {
       if (mine === seq) showErrors(filters, err);
     }
   };
   let timer = null;
-  const soon = () => { clearTimeout(timer); cursors = [null]; timer = setTimeout(load, 200); };
+  const soon = () => { clearTimeout(timer); cursors = [null]; skipped = 0; timer = setTimeout(load, 200); };
   search.addEventListener("input", soon);
   for (const el of [category, tag]) el.addEventListener("input", soon);
   status.addEventListener("change", soon);
@@ -99,9 +137,9 @@ export async function edit(view, ctx) {
   if (id && !canWrite(ctx.me)) return read(view, id);
   const a = id ? await api("GET", `/api/articles/${id}`) : null;
   const writable = canWrite(ctx.me);
-  const title = h("input", { name: "title", type: "text", required: true, value: a?.title || "", readOnly: !writable });
-  const slug = h("input", { name: "slug", type: "text", value: a?.slug || "", readOnly: !writable, placeholder: "made from the title" });
-  const category = h("input", { name: "category", type: "text", value: a?.category || "", readOnly: !writable });
+  const title = h("input", { name: "title", type: "text", required: true, maxLength: 300, value: a?.title || "", readOnly: !writable });
+  const slug = h("input", { name: "slug", type: "text", maxLength: 100, value: a?.slug || "", readOnly: !writable, placeholder: "made from the title" });
+  const category = h("input", { name: "category", type: "text", maxLength: 64, value: a?.category || "", readOnly: !writable });
   const tags = h("input", { name: "tags", type: "text", value: a?.tags.join(", ") || "", readOnly: !writable, placeholder: "comma, separated" });
   const status = h("select", { name: "status", disabled: !writable },
     h("option", { value: "draft" }, "draft"), h("option", { value: "published" }, "published"));
@@ -142,6 +180,17 @@ export async function edit(view, ctx) {
     put(preview, h("p", { class: "muted" }, "Preview is for editors."));
   }
 
+  // What the browser can tell before sending (the server checks it all again).
+  const tagProblems = () => {
+    const out = [];
+    const list = tags.value.split(",").map((t) => t.trim()).filter(Boolean);
+    if (list.length > 20) out.push({ field: "tags", message: `can be at most 20 (you have ${list.length})` });
+    const long = list.find((t) => [...t].length > 40);
+    if (long) out.push({ field: "tags", message: `can be at most 40 characters each (“${long.slice(0, 20)}…” is longer)` });
+    const s = slug.value.trim();
+    if (s && !/^[a-z0-9]+(-[a-z0-9]+)*$/.test(s)) out.push({ field: "slug", message: "may hold only lower-case letters and digits with single hyphens between them, like getting-started-2 (leave it empty to make one from the title)" });
+    return out;
+  };
   const values = () => ({
     title: title.value,
     slug: slug.value.trim() || undefined,
@@ -170,7 +219,7 @@ export async function edit(view, ctx) {
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     if (!writable) return;
-    clearErrors(form);
+    if (!checkForm(form, tagProblems)) return;
     try {
       const saved = await busy(save, "Saving…", () => a
         ? api("PATCH", `/api/articles/${a.id}`, values(), { ifMatch: version })

@@ -1,7 +1,7 @@
 // Sign in, first-admin setup (with the one-time token from the server log) and the
 // set-password page reached from a reset link (/admin/reset-password#token=…).
 import { api } from "../api.js";
-import { h, put, field, showErrors, clearErrors, busy } from "../dom.js";
+import { h, put, field, showErrors, busy, checkForm } from "../dom.js";
 
 function input(name, type, extra = {}) {
   return h("input", { name, type, required: true, ...extra });
@@ -12,7 +12,8 @@ function form(id, fields, submitLabel, onSubmit) {
   const f = h("form", { id, novalidate: true }, h("p", { class: "form-error notice error", role: "alert", hidden: true }), fields, submit);
   f.addEventListener("submit", async (e) => {
     e.preventDefault();
-    clearErrors(f);
+    // What the browser can check is checked before sending: every problem at once.
+    if (!checkForm(f)) return;
     const data = Object.fromEntries(new FormData(f));
     try {
       await busy(submit, "Working…", () => onSubmit(data));
@@ -58,9 +59,15 @@ export async function setup(view, ctx) {
       field("Setup token", input("token", "text", { autocomplete: "off", spellcheck: "false" })),
       field("Email", input("email", "email", { autocomplete: "username" })),
       field("Display name", h("input", { name: "display_name", type: "text", autocomplete: "name" })),
-      field("Password", input("password", "password", { autocomplete: "new-password" }), "At least 12 characters; not a common password."),
+      field("Password", input("password", "password", { autocomplete: "new-password", minLength: 12, maxLength: 256 }), "At least 12 characters; not a common password."),
     ], "Create admin", async (d) => {
-      await api("POST", "/api/auth/setup", d);
+      try {
+        await api("POST", "/api/auth/setup", d);
+      } catch (err) {
+        // A wrong token is the token field's problem, said at the field.
+        if (err.status === 401) err.fields = [{ field: "token", message: "is not the one in the server log; copy it again (a restart makes a new one)" }];
+        throw err;
+      }
       await finish(ctx);
     })));
   view.querySelector("input[name=token]").focus();
@@ -75,7 +82,7 @@ export async function reset(view, ctx) {
   put(view, h("section", { class: "narrow", id: "reset" },
     h("h1", {}, "Set a password"),
     form("reset-form", [
-      field("New password", input("password", "password", { autocomplete: "new-password" }), "At least 12 characters; not a common password."),
+      field("New password", input("password", "password", { autocomplete: "new-password", minLength: 12, maxLength: 256 }), "At least 12 characters; not a common password."),
     ], "Set password", async (d) => {
       const res = await api("POST", "/api/auth/reset-password", { token, password: d.password });
       history.replaceState(null, "", "/admin/reset-password");

@@ -83,7 +83,7 @@ export async function audit(view) {
     title: "Audit log",
     intro: "Who did what: sign-ins, users, tokens, backups, restores, index rebuilds. Newest first.",
     filters: [
-      ["Action", h("input", { name: "action", type: "text", placeholder: "e.g. auth", size: 14 }), "A word (auth, user, backup) finds all its actions; auth.login just that one."],
+      ["Action", h("input", { name: "action", type: "text", placeholder: "auth", size: 14 }), "A word (auth, user, backup) finds all its actions; auth.login just that one."],
       ["Actor", h("input", { name: "actor", type: "text" })],
       ["Outcome", select("outcome", ["success", "failure", "denied"])],
       ["Since", h("input", { name: "since", type: "datetime-local" })],

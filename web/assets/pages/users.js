@@ -1,7 +1,7 @@
 // Users (admin): list, create (with a password, or a set-password link to hand over),
 // change role, disable/enable, and a reset-password link.
 import { api } from "../api.js";
-import { h, put, field, showErrors, clearErrors, busy, table, badge, ago, confirmDialog } from "../dom.js";
+import { h, put, field, showErrors, checkForm, busy, table, badge, ago, confirmDialog } from "../dom.js";
 
 function linkBox(title, link) {
   const input = h("input", { type: "text", readOnly: true, value: link.url, class: "secret", "aria-label": title });
@@ -19,7 +19,7 @@ export async function render(view, ctx) {
   const email = h("input", { name: "email", type: "email", required: true, autocomplete: "off" });
   const display = h("input", { name: "display_name", type: "text", autocomplete: "off" });
   const role = h("select", { name: "role" }, ["viewer", "editor", "admin"].map((r) => h("option", { value: r }, r)));
-  const password = h("input", { name: "password", type: "password", autocomplete: "new-password" });
+  const password = h("input", { name: "password", type: "password", minLength: 12, maxLength: 256, autocomplete: "new-password" });
   const create = h("button", { type: "submit", class: "primary" }, "Create user");
   const form = h("form", { id: "user-form", class: "inline-form", novalidate: true },
     h("p", { class: "form-error notice error", role: "alert", hidden: true }),
@@ -69,7 +69,7 @@ export async function render(view, ctx) {
   };
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
-    clearErrors(form);
+    if (!checkForm(form)) return;
     const body = { email: email.value.trim(), role: role.value, display_name: display.value.trim() };
     if (password.value) body.password = password.value;
     try {
