@@ -53,9 +53,72 @@ pub fn render_markdown(body: &str) -> String {
     html
 }
 
+/// An article body as a reader sees it, in plain text: what search matches and what its
+/// snippets show (no `##`, `**`, link targets or table pipes). Blocks end with a line
+/// break, table cells with a space; raw HTML is text, as the rendered page shows it.
+pub fn plain_text(body: &str) -> String {
+    use pulldown_cmark::{Event, Options, Parser, TagEnd};
+    let options =
+        Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
+    let mut out = String::with_capacity(body.len());
+    let gap = |out: &mut String, c: char| {
+        if !out.is_empty() && !out.ends_with(['\n', ' ']) {
+            out.push(c);
+        }
+    };
+    for event in Parser::new_ext(body, options) {
+        match event {
+            Event::Text(t)
+            | Event::Code(t)
+            | Event::Html(t)
+            | Event::InlineHtml(t)
+            | Event::InlineMath(t)
+            | Event::DisplayMath(t) => out.push_str(&t),
+            Event::SoftBreak => gap(&mut out, ' '),
+            Event::HardBreak | Event::Rule => gap(&mut out, '\n'),
+            Event::End(TagEnd::TableCell) => gap(&mut out, ' '),
+            Event::End(
+                TagEnd::Paragraph
+                | TagEnd::Heading(_)
+                | TagEnd::Item
+                | TagEnd::CodeBlock
+                | TagEnd::BlockQuote(_)
+                | TagEnd::TableHead
+                | TagEnd::TableRow,
+            ) => {
+                while out.ends_with(' ') {
+                    out.pop();
+                }
+                gap(&mut out, '\n');
+            }
+            _ => {}
+        }
+    }
+    while out.ends_with(['\n', ' ']) {
+        out.pop();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_text_is_what_a_reader_sees() {
+        let md = "## Setup\n\nRun **cargo deb** and [read the docs](https://example.org/x).\n\n\
+                  | Name | Size |\n|---|---|\n| wal | 4 KiB |\n\n- [x] done item\n- `code` item\n\n\
+                  > quoted\n\n```\nfn main() {}\n```\n\nA <b>bold</b> tag\n";
+        let text = plain_text(md);
+        assert_eq!(
+            text,
+            "Setup\nRun cargo deb and read the docs.\nName Size\nwal 4 KiB\ndone item\ncode item\nquoted\nfn main() {}\nA <b>bold</b> tag"
+        );
+        for syntax in ["##", "**", "|", "](", "```", "- ["] {
+            assert!(!text.contains(syntax), "{syntax} in {text:?}");
+        }
+        assert_eq!(plain_text(""), "");
+    }
 
     #[test]
     fn markdown_preview_is_safe_html() {

@@ -742,6 +742,44 @@ async fn an_index_of_another_analyzer_or_version_is_rebuilt_at_start() {
     let app = common::spawn_in(&data, |_| {}).await.unwrap();
     let (_, v) = app.get_json("/api/search?q=platypus+dusk").await;
     assert_eq!(total(&v), 1, "rebuilt with this version's schema: {v}");
+    app.create(json!({"title": "Wombats", "body": "**Burrows** at [night](https://example.org/x)", "status": "published"}))
+        .await;
+    app.search_until("q=burrows", |v| total(v) == 1).await;
+    app.stop().await.unwrap();
+
+    // The index of the version before plain-text snippets: the Markdown source stored as
+    // `body`. Rebuilt at start, and its snippets are plain text.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    {
+        use tantivy::schema::{
+            FAST, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
+            TextOptions,
+        };
+        let indexed = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("en_stem")
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        );
+        let mut b = Schema::builder();
+        b.add_u64_field("id", INDEXED | STORED | FAST);
+        b.add_text_field("slug", STRING | STORED);
+        b.add_text_field("title", indexed.clone().set_stored());
+        b.add_text_field("body", STORED);
+        b.add_text_field("text", indexed);
+        b.add_text_field("category", STRING | STORED);
+        b.add_text_field("tags", STRING | STORED);
+        b.add_text_field("status", STRING | STORED);
+        b.add_date_field("updated_at", INDEXED | STORED);
+        let index = tantivy::Index::create_in_dir(&dir, b.build()).unwrap();
+        let mut w: tantivy::IndexWriter = index.writer(15_000_000).unwrap();
+        w.commit().unwrap();
+    }
+    let app = common::spawn_in(&data, |_| {}).await.unwrap();
+    let (_, v) = app.get_json("/api/search?q=burrows").await;
+    assert_eq!(total(&v), 1, "rebuilt with this version's schema: {v}");
+    let snippet = v["hits"][0]["snippet"].as_str().unwrap();
+    assert_eq!(snippet, "<mark>Burrows</mark> at night", "{v}");
     app.stop().await.unwrap();
 }
 
@@ -1136,4 +1174,36 @@ async fn an_uploaded_json_lines_file_is_imported_line_by_line_with_a_report() {
     assert_eq!(page["total"], 1, "{page}");
     let (s, v) = app.get_json("/api/articles?count=sometimes").await;
     assert_eq!(s, 422, "{v}");
+}
+
+/// Search matches and shows the text a reader sees, not the Markdown syntax: snippets
+/// carry no `##`, `**` or table pipes, and a link's target is not searchable text.
+#[tokio::test]
+async fn snippets_and_matches_come_from_the_text_as_read_not_the_markdown() {
+    let app = spawn_app().await;
+    let (s, v) = app
+        .post(
+            "/api/articles",
+            json!({"title": "Kettle care", "status": "published",
+                   "body": "## Descaling\n\n**Descale** the kettle with [vinegar](https://example.org/zanzibar-recipe).\n\n| Step | Minutes |\n|---|---|\n| soak | 30 |\n"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (_, r) = app.get_json("/api/search?q=descale&fresh=true").await;
+    assert_eq!(r["total"], 1, "{r}");
+    let snippet = r["hits"][0]["snippet"].as_str().unwrap();
+    assert!(
+        snippet.contains("<mark>Descale</mark> the kettle with vinegar"),
+        "{snippet}"
+    );
+    for syntax in ["##", "**", "|", "](", "https://"] {
+        assert!(!snippet.contains(syntax), "{syntax} in {snippet}");
+    }
+    let (_, r) = app.get_json("/api/search?q=soak").await;
+    assert_eq!(r["total"], 1, "table cells are text: {r}");
+    let (_, r) = app.get_json("/api/search?q=zanzibar").await;
+    assert_eq!(
+        r["total"], 0,
+        "a link target is not text a reader sees: {r}"
+    );
 }

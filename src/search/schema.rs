@@ -17,7 +17,10 @@ pub struct Fields {
     pub slug: Field,
     /// Indexed (for `title:` and the title boost) and stored.
     pub title: Field,
-    /// Stored only, for snippets: its words are indexed in `text`.
+    /// Stored only, for snippets: the body as a reader sees it, in plain text
+    /// ([`crate::markdown::plain_text`]); its words are indexed in `text`. Named
+    /// `body_text` in the index: indexes from before (the Markdown source, as `body`)
+    /// differ in schema and are rebuilt at start.
     pub body: Field,
     /// Title and body, indexed as two values (a phrase does not run from one into the
     /// other): what a word has to match. One field instead of `title OR body` per word
@@ -47,7 +50,7 @@ pub(super) fn build_schema(analyzer: Analyzer) -> (Schema, Fields) {
         id: b.add_u64_field("id", INDEXED | STORED | FAST),
         slug: b.add_text_field("slug", STRING | STORED),
         title: b.add_text_field("title", indexed.clone().set_stored()),
-        body: b.add_text_field("body", STORED),
+        body: b.add_text_field("body_text", STORED),
         text: b.add_text_field("text", indexed),
         category: b.add_text_field("category", STRING | STORED),
         tags: b.add_text_field("tags", STRING | STORED),
@@ -67,7 +70,7 @@ pub(super) fn fields_of(schema: &Schema) -> Result<Fields, SearchError> {
         id: f("id")?,
         slug: f("slug")?,
         title: f("title")?,
-        body: f("body")?,
+        body: f("body_text")?,
         text: f("text")?,
         category: f("category")?,
         tags: f("tags")?,
@@ -86,9 +89,10 @@ pub(super) fn document(f: &Fields, a: &Article) -> TantivyDocument {
     d.add_u64(f.id, u64::try_from(a.id).unwrap_or(0));
     d.add_text(f.slug, &a.slug);
     d.add_text(f.title, &a.title);
-    d.add_text(f.body, &a.body);
+    let plain = crate::markdown::plain_text(&a.body);
+    d.add_text(f.body, &plain);
     d.add_text(f.text, &a.title);
-    d.add_text(f.text, &a.body);
+    d.add_text(f.text, &plain);
     if let Some(c) = &a.category {
         d.add_text(f.category, c);
     }
