@@ -541,8 +541,10 @@ async fn a_backup_started_in_the_ui_is_listed_as_verified() {
     b.click("#backup-now").await;
     b.wait_text("#flash", "Backup finished and verified").await;
     b.wait_text("#backup-list", "verified").await;
-    b.wait_text("#backup-list", ".tar.zst").await;
-    b.wait_text("#backup-status", "ok").await;
+    b.wait_text("#backup-list", "-ui.tar.zst").await;
+    // Started here: said as the admin UI, not "api".
+    b.wait_text("#backup-list", "admin UI").await;
+    b.wait_text("#backup-status", "(admin UI): ok").await;
     // The download link points at the archive through the API.
     let href = b
         .js("return document.querySelector('#backup-list a[download]').getAttribute('href')")
@@ -571,8 +573,26 @@ async fn a_backup_started_in_the_ui_is_listed_as_verified() {
     b.click("#nav a[href='/admin/migrations']").await;
     b.wait_text("#view", "V1").await;
     b.wait_text("#view", "applied").await;
+    // Settings: each key with where its value came from and what it means, searchable.
     b.click("#nav a[href='/admin/settings']").await;
-    b.wait_text("#view", "[backup]").await;
+    b.wait_text("#settings-list", "backup.keep_last").await;
+    b.fill("settings-filter", &[("q", "login")]).await;
+    let row = b
+        .wait_text("#settings-list", "rate_limit.login_per_15_min")
+        .await;
+    assert!(
+        row.contains("environment")
+            && row.contains("default: 10")
+            && row.contains("Failed sign-in"),
+        "{row}"
+    );
+    assert!(!row.contains("backup.keep_last"), "filtered: {row}");
+    b.fill("settings-filter", &[("q", "")]).await;
+    b.click("#changed-only").await;
+    let changed = b
+        .wait_text("#settings-list", "health.min_free_disk_bytes")
+        .await;
+    assert!(!changed.contains("backup.keep_last"), "{changed}");
     b.click("#nav a[href='/admin/errors']").await;
     b.wait_text("#view", "No errors recorded").await;
     b.click("#nav a[href='/admin/audit']").await;
@@ -584,6 +604,8 @@ async fn a_backup_started_in_the_ui_is_listed_as_verified() {
     loop {
         let t = b.el("#view table").await.text().await.unwrap_or_default();
         if t.contains("auth.login") && !t.contains("backup.create") {
+            // Details read as words, not raw JSON.
+            assert!(!t.contains("{\""), "raw JSON details: {t}");
             break;
         }
         assert!(Instant::now() < deadline, "audit filter not applied: {t}");
@@ -599,7 +621,7 @@ async fn a_backup_started_in_the_ui_is_listed_as_verified() {
         ("/admin/users", ADMIN),
         ("/admin/audit", "backup.create"),
         ("/admin/migrations", "applied"),
-        ("/admin/settings", "[backup]"),
+        ("/admin/settings", "backup.keep_last"),
         ("/admin/account", "API tokens"),
     ] {
         b.go(&server.url(page)).await;
@@ -663,8 +685,14 @@ async fn a_viewer_made_in_the_ui_cannot_reach_admin_pages() {
     b.wait_text("#reset h1", "Set a password").await;
     b.fill("reset-form", &[("password", NEW_PASSWORD)]).await;
     b.submit("reset-form").await;
-    b.wait_text("#flash", "Password set for reader@example.org")
-        .await;
+    // Setting it signs the reader in: no second form to fill.
+    b.wait_text(
+        "#flash",
+        "Password set for reader@example.org; you are signed in.",
+    )
+    .await;
+    b.wait_text("#who", "reader@example.org (viewer)").await;
+    b.click("#signout").await;
     b.wait_text("#signin h1", "Sign in").await;
     b.fill(
         "signin-form",

@@ -314,6 +314,16 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
         },
         Case {
             method: Method::POST,
+            pattern: "/api/articles/import",
+            // A JSON object on one line is a one-line JSON-lines file.
+            requests: same(
+                "/api/articles/import",
+                Some(json!({"title": "imported", "body": "b"})),
+            ),
+            expect: EDITOR,
+        },
+        Case {
+            method: Method::POST,
             pattern: "/api/articles/preview",
             requests: same("/api/articles/preview", Some(json!({"body": "# hi"}))),
             expect: EDITOR,

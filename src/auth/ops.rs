@@ -71,12 +71,25 @@ pub fn create_user(conn: &Connection, new: &NewUser, actor: &Actor) -> Result<Us
     Ok(user)
 }
 
-/// Apply a change to a user, refusing one that would leave no enabled admin.
+/// Apply a change to a user, refusing one that would leave no enabled admin. Each
+/// change is audited once (a new password as `user.password_set`).
 pub fn change_user(
     conn: &Connection,
     id: i64,
     change: &Change,
     actor: &Actor,
+) -> Result<User, OpError> {
+    change_user_as(conn, id, change, actor, "user.password_set")
+}
+
+/// [`change_user`], auditing a new password under `password_action` (a reset link's
+/// use is `user.password_reset`): one entry per password, never two.
+pub fn change_user_as(
+    conn: &Connection,
+    id: i64,
+    change: &Change,
+    actor: &Actor,
+    password_action: &'static str,
 ) -> Result<User, OpError> {
     let before = users::get(conn, id)?.ok_or_else(|| OpError::NotFound(format!("no user {id}")))?;
     let loses_admin = before.role == Role::Admin
@@ -110,7 +123,7 @@ pub fn change_user(
         events.push(actor.event("user.rename", Outcome::Success));
     }
     if change.password_hash.is_some() {
-        events.push(actor.event("user.password_set", Outcome::Success));
+        events.push(actor.event(password_action, Outcome::Success));
     }
     for e in events {
         audit::record(conn, &e.target(&after.email))?;

@@ -146,10 +146,12 @@ impl From<rusqlite::Error> for BackupError {
 pub enum Trigger {
     /// `appliance backup` on the command line.
     Manual,
-    /// `POST /api/admin/backups`.
+    /// `POST /api/admin/backups` with an API token.
     Api,
     /// The scheduler inside `serve`.
     Scheduled,
+    /// "Back up now" in the admin UI (`POST /api/admin/backups` in a browser session).
+    Ui,
 }
 
 impl Trigger {
@@ -158,12 +160,18 @@ impl Trigger {
             Trigger::Manual => "manual",
             Trigger::Api => "api",
             Trigger::Scheduled => "scheduled",
+            Trigger::Ui => "ui",
         }
     }
     fn parse(s: &str) -> Option<Trigger> {
-        [Trigger::Manual, Trigger::Api, Trigger::Scheduled]
-            .into_iter()
-            .find(|t| t.as_str() == s)
+        [
+            Trigger::Manual,
+            Trigger::Api,
+            Trigger::Scheduled,
+            Trigger::Ui,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
     }
 }
 

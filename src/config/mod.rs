@@ -7,6 +7,7 @@
 
 mod content;
 mod database;
+pub mod docs;
 mod observe;
 mod schedules;
 mod secret;
@@ -54,6 +55,20 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub cleanup: CleanupConfig,
     pub alerts: AlertsConfig,
+    /// Where each key's value came from (`server.listen` → `file`); filled by
+    /// [`Config::load`], empty (all defaults) otherwise. Not part of the configuration.
+    #[serde(skip)]
+    pub origins: std::collections::BTreeMap<String, Origin>,
+}
+
+/// Where a configuration value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Default,
+    File,
+    Environment,
+    CommandLine,
 }
 
 impl Default for Config {
@@ -73,6 +88,7 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             cleanup: CleanupConfig::default(),
             alerts: AlertsConfig::default(),
+            origins: Default::default(),
         }
     }
 }
@@ -252,6 +268,26 @@ impl Config {
         let mut config: Config = figment.extract().map_err(describe_figment_error)?;
         config.resolve_secret_files()?;
         config.validate()?;
+        config.origins = docs::keys(&config)
+            .into_iter()
+            .map(|key| {
+                let given = match key.as_str() {
+                    "data_dir" => overrides.data_dir.is_some(),
+                    "server.listen" => overrides
+                        .server
+                        .as_ref()
+                        .is_some_and(|s| s.listen.is_some()),
+                    _ => false,
+                };
+                let origin = match figment.find_metadata(&key) {
+                    _ if given => Origin::CommandLine,
+                    Some(m) if matches!(m.source, Some(figment::Source::File(_))) => Origin::File,
+                    Some(m) if m.name.contains("environment") => Origin::Environment,
+                    _ => Origin::Default,
+                };
+                (key, origin)
+            })
+            .collect();
         Ok((config, Sources { file, env_keys }))
     }
 

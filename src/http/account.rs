@@ -252,14 +252,7 @@ pub async fn reset_password(
                 password_hash: Some(phc.clone()),
                 ..Change::default()
             };
-            let u = ops::change_user(c, user_id, &change, &actor)?;
-            audit::record(
-                c,
-                &actor
-                    .event("user.password_reset", Outcome::Success)
-                    .target(&u.email),
-            )?;
-            Ok(u)
+            ops::change_user_as(c, user_id, &change, &actor, "user.password_reset")
         })
         .await
         .map_err(ApiError::from)?;

@@ -174,8 +174,32 @@ pub async fn migrations(State(state): State<AppState>) -> Result<Json<Value>, Ap
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn settings(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let config = serde_json::to_value(state.config()).map_err(|e| ApiError::Internal(e.into()))?;
+    let defaults = serde_json::to_value(crate::config::Config::default())
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    // One row per key: its value, the default, where the value came from, and what it
+    // means (the README's configuration tables).
+    let about = crate::config::docs::descriptions();
+    let at = |v: &Value, key: &str| {
+        key.split('.')
+            .try_fold(v, |v, k| v.get(k))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let settings: Vec<Value> = crate::config::docs::keys(state.config())
+        .into_iter()
+        .map(|key| {
+            json!({
+                "key": key,
+                "value": at(&config, &key),
+                "default": at(&defaults, &key),
+                "origin": state.config().origins.get(&key).copied().unwrap_or(crate::config::Origin::Default),
+                "description": about.get(&key),
+            })
+        })
+        .collect();
     Ok(Json(json!({
         "config": config,
+        "settings": settings,
         "toml": state.config().to_redacted_toml(),
     })))
 }

@@ -107,6 +107,11 @@ pub async fn create(
     let started_at = OffsetDateTime::now_utc();
     let bg = state.clone();
     let actor = caller.actor();
+    // A browser session is the admin UI's "Back up now"; a token is an API client.
+    let trigger = match caller.principal.as_ref().map(|p| &p.via) {
+        Some(super::caller::Via::Session { .. }) => Trigger::Ui,
+        _ => Trigger::Api,
+    };
     let spec = jobs::Spec {
         kind: jobs::Kind::Backup,
         actor: actor.clone(),
@@ -116,7 +121,7 @@ pub async fn create(
     };
     let job = jobs::start(&state, spec, move |progress| async move {
         progress.step("writing");
-        let outcome = backups::run(&bg, lock, Trigger::Api, actor)
+        let outcome = backups::run(&bg, lock, trigger, actor)
             .await
             .map_err(|e| e.brief())?;
         Ok(json!({
@@ -130,7 +135,7 @@ pub async fn create(
     .await?;
     let mut v = json!({
         "status": "started",
-        "trigger": "api",
+        "trigger": trigger.as_str(),
         "started_at": crate::clock::format(started_at),
         "job": jobs::view(&state, &job),
     });

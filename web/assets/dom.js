@@ -212,3 +212,13 @@ export function confirmDialog(message, confirmLabel) {
     no.focus();
   });
 }
+
+/** Details of an event or a job's result as "key: value" lines a person reads (nested
+ * values one level deep the same way; lists joined). */
+export function details(obj) {
+  if (obj === null || obj === undefined) return "–";
+  if (typeof obj !== "object") return String(obj);
+  const val = (v) => (v === null ? "–" : Array.isArray(v) ? v.map((x) => (typeof x === "object" ? JSON.stringify(x) : String(x))).join(", ")
+    : typeof v === "object" ? Object.entries(v).map(([k, x]) => `${k.replace(/_/g, " ")} ${typeof x === "object" ? JSON.stringify(x) : x}`).join(", ") : String(v));
+  return h("dl", { class: "details" }, Object.entries(obj).map(([k, v]) => [h("dt", {}, k.replace(/_/g, " ")), h("dd", {}, val(v))]));
+}

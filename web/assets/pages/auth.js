@@ -36,7 +36,7 @@ export async function signin(view, ctx) {
     h("h1", {}, "Sign in"),
     expired ? h("p", { class: "notice error", id: "expired" }, "Your session has expired. Sign in again to continue.") : null,
     form("signin-form", [
-      field("Email", input("email", "email", { autocomplete: "username" })),
+      field("Email", input("email", "email", { autocomplete: "username", value: ctx.query.get("email") || "" })),
       field("Password", input("password", "password", { autocomplete: "current-password" })),
     ], "Sign in", async (d) => {
       await api("POST", "/api/auth/login", { email: d.email, password: d.password });
@@ -44,7 +44,7 @@ export async function signin(view, ctx) {
     }),
     h("p", { class: "muted" }, "Forgot your password? An admin can send you a reset link (Users page, or ",
       h("code", {}, "appliance user reset-password --email EMAIL"), " on the server).")));
-  view.querySelector("input[name=email]").focus();
+  view.querySelector(ctx.query.get("email") ? "input[name=password]" : "input[name=email]").focus();
 }
 
 export async function setup(view, ctx) {
@@ -86,7 +86,14 @@ export async function reset(view, ctx) {
     ], "Set password", async (d) => {
       const res = await api("POST", "/api/auth/reset-password", { token, password: d.password });
       history.replaceState(null, "", "/admin/reset-password");
-      ctx.flash(`Password set for ${res.user.email}. Sign in with it now.`, "ok", { carry: true });
-      ctx.navigate("/admin/signin", { replace: true });
+      // Signed in at once with the password just set (no second form to fill).
+      try {
+        await api("POST", "/api/auth/login", { email: res.user.email, password: d.password });
+      } catch {
+        ctx.flash(`Password set for ${res.user.email}. Sign in with it now.`, "ok", { carry: true });
+        return ctx.navigate(`/admin/signin?email=${encodeURIComponent(res.user.email)}`, { replace: true });
+      }
+      ctx.flash(`Password set for ${res.user.email}; you are signed in.`, "ok", { carry: true });
+      await finish(ctx);
     })));
 }

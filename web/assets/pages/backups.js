@@ -3,11 +3,15 @@
 import { api, waitJob } from "../api.js";
 import { h, put, busy, table, badge, ago, fmtBytes, fmtTime } from "../dom.js";
 
+// Who started a backup, in words (the archive name carries the short form).
+const TRIGGER = { manual: "command line", api: "API token", scheduled: "schedule", ui: "admin UI" };
+const by = (t) => TRIGGER[t] || t;
+
 function runningNotice(run) {
   const pct = run && run.bytes_total ? Math.min(100, Math.round((100 * run.bytes_done) / run.bytes_total)) : null;
   const step = run ? { writing: "Writing the archive", verifying: "Verifying the archive", pruning: "Applying retention" }[run.step] || run.step : "Starting";
   return h("div", { class: "notice", id: "backup-running" },
-    h("p", {}, h("span", { class: "spinner", "aria-hidden": "true" }), ` A backup is running (${run ? run.trigger : "api"}): ${step}`,
+    h("p", {}, h("span", { class: "spinner", "aria-hidden": "true" }), ` A backup is running (${run ? by(run.trigger) : "admin UI"}): ${step}`,
       pct === null ? "…" : ` — ${pct}% (${fmtBytes(run.bytes_done)} of ${fmtBytes(run.bytes_total)})`),
     h("progress", { max: 100, value: pct ?? undefined, "aria-label": "Backup progress" }));
 }
@@ -24,13 +28,13 @@ export async function render(view, ctx) {
     const r = await api("GET", "/api/admin/backups");
     const last = r.last_run;
     put(status, r.running ? runningNotice(r.running)
-      : last ? h("p", { class: `notice ${last.ok ? "ok" : "error"}` }, `Last run ${ago(last.started_at)} (${last.trigger}): `,
+      : last ? h("p", { class: `notice ${last.ok ? "ok" : "error"}` }, `Last run ${ago(last.started_at)} (${by(last.trigger)}): `,
         last.ok ? `ok, ${fmtBytes(last.size_bytes)} in ${(last.duration_ms / 1000).toFixed(1)} s` : `failed: ${last.error}`) : null);
     now.disabled = r.running;
     put(listEl, table([
       { label: "Archive", cell: (b) => h("code", {}, b.name) },
       { label: "Created", cell: (b) => fmtTime(b.created_at) },
-      { label: "Trigger", cell: (b) => b.trigger },
+      { label: "Started by", cell: (b) => by(b.trigger) },
       { label: "Size", cell: (b) => fmtBytes(b.size_bytes) },
       { label: "Verification", cell: (b) => !b.verification ? badge("not verified", "degraded")
         : b.verification.ok ? [badge("verified", "ok"), " ", h("span", { class: "muted" }, ago(b.verification.verified_at))]

@@ -1,7 +1,7 @@
 // Admin pages over operations data: migrations, errors and the audit log (filterable,
 // paginated tables) and the effective settings (secrets redacted by the server).
 import { api, qs } from "../api.js";
-import { h, put, field, showErrors, clearErrors, table, badge, fmtTime, ago } from "../dom.js";
+import { h, put, field, showErrors, clearErrors, table, badge, fmtTime, ago, details } from "../dom.js";
 
 export async function migrations(view) {
   const r = await api("GET", "/api/admin/migrations");
@@ -96,7 +96,7 @@ export async function audit(view) {
       { label: "Target", cell: (e) => e.target || "–" },
       { label: "Outcome", cell: (e) => badge(e.outcome, e.outcome === "success" ? "ok" : "failing") },
       { label: "IP", cell: (e) => e.ip || "–" },
-      { label: "Details", cell: (e) => e.details ? h("code", { class: "details" }, JSON.stringify(e.details)) : "–" },
+      { label: "Details", cell: (e) => details(e.details) },
     ],
     empty: "No entries match.",
     fetchPage: async (f, before) => {
@@ -106,21 +106,41 @@ export async function audit(view) {
   });
 }
 
+const ORIGIN = { default: "default", file: "config file", environment: "environment", command_line: "command line" };
+
+/** The effective configuration: every key with its value, where it came from (default,
+ * the file, an APPLIANCE__ variable, the command line) and what it means; a search over
+ * keys and descriptions, and "changed only". */
 export async function settings(view) {
   const r = await api("GET", "/api/admin/settings");
-  const sections = Object.entries(r.config).filter(([, v]) => v && typeof v === "object" && !Array.isArray(v));
-  const top = Object.entries(r.config).filter(([, v]) => !(v && typeof v === "object" && !Array.isArray(v)));
   const show = (v) => (Array.isArray(v) ? v.join(", ") || "(none)" : v === null || v === "" ? "(not set)" : String(v));
-  const kv = (entries) => table([
-    { label: "Key", cell: ([k]) => h("code", {}, k) },
-    { label: "Value", cell: ([, v]) => show(v) },
-  ], entries);
+  const find = h("input", { name: "q", type: "search", placeholder: "listen, backup, rate…", autocomplete: "off" });
+  const changed = h("input", { type: "checkbox", id: "changed-only" });
+  const out = h("div", { id: "settings-list", "aria-live": "polite" });
+  const render = () => {
+    const words = find.value.trim().toLowerCase().split(/\s+/).filter(Boolean);
+    const rows = r.settings.filter((s) => (!changed.checked || s.origin !== "default")
+      && words.every((w) => `${s.key} ${s.description || ""}`.toLowerCase().includes(w)));
+    put(out, h("p", { class: "muted" }, `${rows.length} of ${r.settings.length} settings`),
+      table([
+        { label: "Key", cell: (s) => h("code", {}, s.key) },
+        { label: "Value", cell: (s) => [show(s.value), JSON.stringify(s.value) !== JSON.stringify(s.default) ? h("div", { class: "muted" }, `default: ${show(s.default)}`) : null] },
+        { label: "From", cell: (s) => badge(ORIGIN[s.origin] || s.origin, s.origin === "default" ? "" : "degraded") },
+        { label: "What it does", cell: (s) => s.description || "–" },
+      ], rows, "No setting matches."));
+  };
+  find.addEventListener("input", render);
+  changed.addEventListener("change", render);
   put(view, h("h1", {}, "Settings"),
-    h("p", {}, "The effective configuration (defaults, then /etc/appliance/appliance.toml or --config, then APPLIANCE_* variables). Secrets show as [redacted]. Change them in the file and restart; ",
+    h("p", {}, "The effective configuration: defaults, then /etc/appliance/appliance.toml (or --config), then APPLIANCE__SECTION__KEY variables, then --data-dir / --listen. Secrets show as [redacted]. Change them in the file and restart; ",
       h("code", {}, "appliance config check"), " validates a file first."),
-    h("section", { class: "card" }, h("h2", {}, "General"), kv(top)),
-    sections.map(([name, v]) => h("section", { class: "card" }, h("h2", {}, `[${name}]`), kv(Object.entries(v)))),
+    h("form", { class: "filters", role: "search", id: "settings-filter", onsubmit: (e) => e.preventDefault() },
+      field("Search settings", find),
+      h("div", { class: "field" }, h("span", { class: "label" }, "Show"), h("label", { class: "check" }, changed, " Only settings not at their default"))),
+    out,
     h("details", {}, h("summary", {}, "As TOML"), h("pre", { id: "settings-toml" }, r.toml)));
+  render();
+  find.focus();
 }
 
 const JOB_NAMES = { index_rebuild: "Index rebuild", backup: "Backup", backup_verify: "Archive verification" };
@@ -132,7 +152,7 @@ function jobProgress(j) {
     return h("span", {}, h("span", { class: "spinner", "aria-hidden": "true" }), ` ${p.step || "running"}`,
       pct === null ? "…" : ` — ${pct}% (${p.done} of ${p.total})`);
   }
-  if (j.state === "succeeded") return h("code", { class: "details" }, JSON.stringify(j.result));
+  if (j.state === "succeeded") return details(j.result);
   return j.error || "–";
 }
 
