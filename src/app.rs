@@ -119,8 +119,9 @@ impl App {
                 alerts,
                 setup_token: Default::default(),
                 argon2: tokio::sync::Semaphore::new(2),
-                history: crate::ops::history::History::default(),
+                history: crate::ops::history::History::starting_at(crate::http::unix_now()),
                 tokens: Default::default(),
+                restart: Default::default(),
             }),
             listener,
             metrics_listener,
@@ -219,10 +220,21 @@ impl App {
         let watchdog = crate::ops::watchdog::spawn(state.clone(), stop_rx.clone());
 
         let grace = Duration::from_secs(state.config().server.shutdown_grace_secs);
+        let restarting = state.clone();
+        let shutdown = async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = restarting.restart().asked() => {}
+            }
+        };
         let served = tokio::select! {
             res = &mut server => res,
             () = shutdown => {
-                crate::ops::watchdog::stopping();
+                if state.restart().was_asked() {
+                    crate::ops::watchdog::reloading();
+                } else {
+                    crate::ops::watchdog::stopping();
+                }
                 tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections, draining in-flight requests");
                 let _ = stop_tx.send(true);
                 match tokio::time::timeout(grace, &mut server).await {

@@ -41,6 +41,36 @@ pub struct Parts {
     pub history: crate::ops::history::History,
     /// API tokens verified, remembered per generation of users and tokens.
     pub tokens: crate::http::token_cache::TokenCache,
+    /// A restart asked for (a restore from the admin UI): `serve` stops, then starts
+    /// again in the same process.
+    pub restart: Restart,
+}
+
+/// A request to stop and start again, and whether one was made.
+#[derive(Default)]
+pub struct Restart {
+    asked: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Restart {
+    /// Ask for a restart: whoever waits in [`Restart::asked`] wakes.
+    pub fn ask(&self) {
+        self.asked.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_waiters();
+        self.notify.notify_one();
+    }
+    /// Whether a restart was asked for.
+    pub fn was_asked(&self) -> bool {
+        self.asked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    /// Resolves when a restart is asked for.
+    pub async fn asked(&self) {
+        if self.was_asked() {
+            return;
+        }
+        self.notify.notified().await;
+    }
 }
 
 impl AppState {
@@ -114,6 +144,10 @@ impl AppState {
     /// The last hour of HTTP traffic (see `ops::history`).
     pub fn history(&self) -> &crate::ops::history::History {
         &self.0.history
+    }
+    /// Stop and start again (see [`Restart`]).
+    pub fn restart(&self) -> &Restart {
+        &self.0.restart
     }
     /// The counter the router's in-flight layer updates.
     pub fn in_flight_counter(&self) -> InFlightRequestsCounter {

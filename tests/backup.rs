@@ -1295,3 +1295,213 @@ async fn an_older_snapshot_is_migrated_and_reindexed_at_the_next_start() {
     );
     app.stop().await.unwrap();
 }
+
+/// 20 articles and an admin token in `<tmp>/data`, backed up (the token is in the
+/// archive, so it works after a restore), then 5 more articles written after the backup.
+async fn backup_then_more() -> (tempfile::TempDir, PathBuf, PathBuf, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let app = spawn_in(&data, |_| {}).await.unwrap();
+    for i in 0..20 {
+        publish(&app, i, "before the backup").await;
+    }
+    let token = common::admin_token(app.state()).await;
+    wait_indexed(&app).await;
+    app.stop().await.unwrap();
+    let out = cli(tmp.path()).args(["backup"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let name = archives(&data.join("backups")).pop().expect("archive");
+    let app = spawn_in(&data, |_| {}).await.unwrap();
+    for i in 20..25 {
+        publish(&app, i, "after the backup").await;
+    }
+    app.stop().await.unwrap();
+    (tmp, data.clone(), data.join("backups").join(name), token)
+}
+
+/// The restore's steps fail one at a time, on purpose: each failure leaves the live data
+/// where and as it was, the backups where they were, and nothing beside them.
+#[tokio::test]
+async fn a_restore_failing_at_any_step_leaves_the_live_data_as_it_was() {
+    use appliance::backup::restore::{Options, STEPS, restore};
+    let (tmp, data, archive, _) = backup_then_more().await;
+    let db = data.join("appliance.db");
+    let before = sha256_file(&db);
+    let beside = || {
+        let mut v: Vec<String> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let around = beside();
+    let key = appliance::backup::signing::Key::read(&data.join("backup-signing.key")).unwrap();
+    let dir = appliance::data_dir::DataDir::new(&data);
+    for step in STEPS {
+        let opts = Options {
+            trust: appliance::backup::signing::Trust::strict(Some(key.clone())),
+            fail_at: Some(step.to_string()),
+            ..Options::default()
+        };
+        let err = restore(&dir, &data.join("backups"), &archive, &opts, None).unwrap_err();
+        assert!(err.to_string().contains(step), "{step}: {err}");
+        assert_eq!(
+            sha256_file(&db),
+            before,
+            "{step}: the live database changed"
+        );
+        assert!(archive.is_file(), "{step}: the archive moved");
+        assert_eq!(beside(), around, "{step}: left something beside the data");
+    }
+    // Without a failure: the archive's data (20 articles), the old data kept aside.
+    let opts = Options {
+        trust: appliance::backup::signing::Trust::strict(Some(key)),
+        ..Options::default()
+    };
+    let report = restore(&dir, &data.join("backups"), &archive, &opts, None).unwrap();
+    let aside = report.moved_aside.expect("kept aside");
+    assert_eq!(sha256_file(&aside.join("appliance.db")), before);
+    let app = spawn_in(&data, |_| {}).await.unwrap();
+    let (_, page) = app.get_json("/api/articles?count=true").await;
+    assert_eq!(page["total"], 20, "{page}");
+    app.stop().await.unwrap();
+}
+
+/// A restore asked for over HTTP (the admin UI's way): the server stops, restores at its
+/// restart in the same process and serves the archive's data on the same address; the
+/// outcome is listed and audited. Then one that fails at the swap (on purpose, a
+/// debug-build hook): the server comes back on the data it had.
+#[tokio::test]
+async fn a_restore_asked_over_http_restarts_the_server_on_the_archive_data() {
+    let (tmp, _data, archive, token) = backup_then_more().await;
+    let name = archive.file_name().unwrap().to_string_lossy().into_owned();
+    let mut server = common::start_server_env(
+        tmp.path(),
+        &[(appliance::ops::restore::FAIL_AT_ENV, "none")],
+    );
+    let http = common::client_with_token(&token);
+    let base = format!("http://{}", server.addr);
+    let total = |http: reqwest::Client, base: String| async move {
+        let r = http
+            .get(format!("{base}/api/articles?count=true"))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())?;
+        r.json::<Value>().await.ok()?["total"].as_u64()
+    };
+    assert_eq!(total(http.clone(), base.clone()).await, Some(25));
+    let res = http
+        .post(format!("{base}/api/admin/backups/{name}/restore"))
+        .json(&json!({"confirm": "not the name"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let res = http
+        .post(format!("{base}/api/admin/backups/{name}/restore"))
+        .json(&json!({"confirm": name}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let asked: Value = res.json().await.unwrap();
+    // Back on the same address with the archive's 20 articles.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if total(http.clone(), base.clone()).await == Some(20) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not come back restored"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the same process serves"
+    );
+    let list: Value = http
+        .get(format!("{base}/api/admin/backups"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let done = &list["last_restore"];
+    assert_eq!(
+        (done["ok"].as_bool(), &done["requested_at"]),
+        (Some(true), &asked["requested_at"]),
+        "{list}"
+    );
+    let aside = PathBuf::from(done["moved_aside"].as_str().unwrap());
+    assert!(aside.join("appliance.db").is_file(), "{aside:?}");
+    let audit: Value = http
+        .get(format!("{base}/api/admin/audit?action=backup.restore"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        audit.to_string().contains(&name) && audit.to_string().contains("success"),
+        "{audit}"
+    );
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    // A restore that fails at the swap: the server comes back on the data it had.
+    let mut server = common::start_server_env(
+        tmp.path(),
+        &[(appliance::ops::restore::FAIL_AT_ENV, "swap")],
+    );
+    let base = format!("http://{}", server.addr);
+    let res = http
+        .post(format!("{base}/api/articles"))
+        .json(&json!({"title": "after the restore", "body": "x", "status": "published"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let res = http
+        .post(format!("{base}/api/admin/backups/{name}/restore"))
+        .json(&json!({"confirm": name}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let asked: Value = res.json().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let list = loop {
+        if let Ok(r) = http.get(format!("{base}/api/admin/backups")).send().await
+            && r.status() == 200
+        {
+            let v: Value = r.json().await.unwrap();
+            if v["last_restore"]["requested_at"] == asked["requested_at"] {
+                break v;
+            }
+        }
+        assert!(Instant::now() < deadline, "the server did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let done = &list["last_restore"];
+    assert_eq!(done["ok"], false, "{list}");
+    assert!(done["error"].as_str().unwrap().contains("swap"), "{list}");
+    assert_eq!(
+        total(http.clone(), base.clone()).await,
+        Some(21),
+        "the data as it was"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("restore") && n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}

@@ -389,6 +389,46 @@ async fn setup_dashboard_sign_out_failed_sign_in_and_keyboard_sign_in() {
         json!(true),
         "refreshed without a reload"
     );
+    // Charts an operator can read: a time axis, values with units, the time before the
+    // server started shown as such (not as zero traffic), the dashboard's own polling
+    // drawn apart, and the value under the cursor (keyboard: focus, then ←).
+    let svg = |id: &str| format!("return document.querySelector('#{id} svg').textContent");
+    let rate = b.js(&svg("chart-rate")).await.as_str().unwrap().to_string();
+    assert!(
+        rate.contains("not running") && rate.contains("/s"),
+        "{rate}"
+    );
+    let clock = regex_lite_clock(&rate);
+    assert!(clock, "a time axis label (HH:MM): {rate}");
+    b.wait_text("#chart-rate .chart-note", "this dashboard's own polling")
+        .await;
+    assert!(
+        b.js(&svg("chart-p99"))
+            .await
+            .as_str()
+            .unwrap()
+            .contains("ms")
+    );
+    b.js("document.querySelector('#chart-rate svg').focus()")
+        .await;
+    b.c.active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E012}")
+        .await
+        .unwrap();
+    let tip = b
+        .js("const t = document.querySelector('#chart-rate .chart-tip'); return t ? t.textContent : ''")
+        .await;
+    assert!(
+        tip.as_str().unwrap().contains("/s"),
+        "a value under the cursor: {tip}"
+    );
+    let page = b.el("#view").await.text().await.unwrap();
+    assert!(
+        !has_iso_time(&page),
+        "a raw UTC timestamp among local times: {page}"
+    );
     b.shot("dashboard").await;
 
     // Sign out; a wrong password shows the server's message.
@@ -1383,4 +1423,27 @@ async fn form_problems_show_at_their_fields_at_once_without_moving_the_layout() 
         .await;
     assert_eq!(fits, json!(true), "the Action placeholder fits");
     b.close().await;
+}
+
+/// Whether `text` holds a clock time like 13:45 (a time axis label).
+fn regex_lite_clock(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.windows(5).any(|w| {
+        w[0].is_ascii_digit()
+            && w[1].is_ascii_digit()
+            && w[2] == b':'
+            && w[3].is_ascii_digit()
+            && w[4].is_ascii_digit()
+    })
+}
+
+/// Whether `text` holds an RFC 3339 time as the server writes it (`T13:16:05`).
+fn has_iso_time(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.windows(9).any(|w| {
+        w[0] == b'T'
+            && w[3] == b':'
+            && w[6] == b':'
+            && [1, 2, 4, 5, 7, 8].iter().all(|&i| w[i].is_ascii_digit())
+    })
 }

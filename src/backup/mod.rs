@@ -9,6 +9,7 @@
 mod index_files;
 pub mod job;
 pub mod leftovers;
+pub mod pending;
 pub mod restore;
 pub mod retention;
 pub mod signing;

@@ -44,6 +44,26 @@ pub struct Options {
     /// A key to install as the restored directory's `backup-signing.key` when the data
     /// directory has none to carry over (the key given with `--key-file` on a new machine).
     pub adopt_key: Option<Key>,
+    /// Fail on purpose at this step (one of [`STEPS`]), for the tests that prove a
+    /// failure at any step leaves the live data as it was.
+    #[doc(hidden)]
+    pub fail_at: Option<String>,
+}
+
+/// The steps of a restore, in order: extract and verify into a staging directory,
+/// install the signing key there, carry the backups over, move the live directory
+/// aside, move the restored one into its place, make the renames durable.
+pub const STEPS: [&str; 6] = ["verify", "key", "backups", "aside", "swap", "sync"];
+
+impl Options {
+    fn step(&self, name: &str) -> Result<(), BackupError> {
+        match &self.fail_at {
+            Some(f) if f == name => Err(BackupError::Other(format!(
+                "failed on purpose at step `{name}` (a test)"
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Restore `archive` into `data_dir`. `backups_dir` is where archives are kept: when it
@@ -81,6 +101,7 @@ pub fn restore(
     let restored = DataDir::new(&staging);
     let staged_lock = restored.lock()?;
 
+    opts.step("verify")?;
     let verified =
         super::verify::verify_into(archive, &staging, true, opts.margin, &opts.trust, progress)?;
     let (manifest, origin) = (verified.manifest, verified.origin);
@@ -108,6 +129,7 @@ pub fn restore(
     }
 
     // The signing key stays with the data directory, or a given one is adopted.
+    opts.step("key")?;
     let key_now = root.join(KEY_FILE);
     if key_now.is_file() {
         Key::read(&key_now)?.install(&staging.join(KEY_FILE))?;
@@ -125,10 +147,21 @@ pub fn restore(
             )?;
         }
     }
+    // From here on each step is undone if a later one fails, so the live data is where
+    // and as it was.
     let backups_inside = existed && backups_dir.starts_with(root) && backups_dir.is_dir();
+    let mut carried: Option<PathBuf> = None;
+    let undo_backups = |carried: &Option<PathBuf>| {
+        if let Some(target) = carried
+            && let Err(e) = std::fs::rename(target, backups_dir)
+        {
+            tracing::error!(error = %e, from = %target.display(), to = %backups_dir.display(), "cannot move the backups back");
+        }
+    };
     if existed {
         let aside = parent.join(format!("{base}.pre-restore-{stamp}"));
         if backups_inside {
+            opts.step("backups")?;
             let rel = backups_dir
                 .strip_prefix(root)
                 .map_err(|e| BackupError::Other(e.to_string()))?;
@@ -141,20 +174,48 @@ pub fn restore(
                 "moving {} over",
                 backups_dir.display()
             )))?;
+            carried = Some(target);
         }
-        std::fs::rename(root, &aside)
-            .map_err(BackupError::io(format!("moving {} aside", root.display())))?;
+        if let Err(e) = opts.step("aside").and_then(|()| {
+            std::fs::rename(root, &aside)
+                .map_err(BackupError::io(format!("moving {} aside", root.display())))
+        }) {
+            undo_backups(&carried);
+            return Err(e);
+        }
         report.moved_aside = Some(aside);
     }
-    std::fs::rename(&staging, root).map_err(BackupError::io(format!(
-        "moving the restored data into {} (the previous data is in {})",
-        root.display(),
-        report
-            .moved_aside
-            .as_deref()
-            .map_or_else(|| "nowhere".to_string(), |p| p.display().to_string())
-    )))?;
-    crate::fsutil::fsync_dir(&parent).map_err(BackupError::io(parent.display().to_string()))?;
+    let swapped = opts.step("swap").and_then(|()| {
+        std::fs::rename(&staging, root).map_err(BackupError::io(format!(
+            "moving the restored data into {}",
+            root.display(),
+        )))
+    });
+    if let Err(e) = swapped {
+        if let Some(aside) = &report.moved_aside
+            && let Err(back) = std::fs::rename(aside, root)
+        {
+            tracing::error!(error = %back, aside = %aside.display(), "cannot move the data back; it is in the directory named");
+            return Err(BackupError::Other(format!(
+                "{e}; and the previous data could not be moved back: it is in {}",
+                aside.display()
+            )));
+        }
+        undo_backups(&carried);
+        return Err(e);
+    }
+    if let Err(e) = opts.step("sync").and_then(|()| {
+        crate::fsutil::fsync_dir(&parent).map_err(BackupError::io(parent.display().to_string()))
+    }) {
+        // Undo the swap: the restored directory back to staging (removed on return), the
+        // live one back into place.
+        let _ = std::fs::rename(root, &staging);
+        if let Some(aside) = &report.moved_aside {
+            let _ = std::fs::rename(aside, root);
+        }
+        undo_backups(&carried);
+        return Err(e);
+    }
     std::mem::forget(cleanup);
     drop(staged_lock);
     drop(lock);

@@ -353,6 +353,7 @@ pub async fn run_restore(config: &Config, args: &RestoreArgs) -> anyhow::Result<
         trust,
         margin: config.backup.min_free_margin_bytes,
         adopt_key,
+        fail_at: None,
     };
     let r = restore::restore(&data_dir, &backups_dir, &path, &opts, Some(&report));
     pb.finish_and_clear();

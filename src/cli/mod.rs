@@ -298,7 +298,12 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         data_dir = %config.data_dir.display(),
         "starting appliance"
     );
+    // A restore asked for in the admin UI is carried out now, before anything opens.
+    let restored = crate::ops::restore::run_pending(&config);
     let app = App::build(config).await?;
+    if let Some(o) = &restored {
+        crate::ops::restore::audit_outcome(app.state(), o).await;
+    }
     let report = app.migrate_report();
     if !report.applied.is_empty() {
         tracing::info!(
@@ -308,7 +313,38 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             "migrations applied"
         );
     }
-    app.run_until_stopped(shutdown_signal()).await
+    let restart = app.state().clone();
+    // Port 0 picked one: the next start keeps it, so clients find the server again.
+    let keep_port = (restart.config().server.listen.port() == 0).then(|| app.local_addr());
+    app.run_until_stopped(shutdown_signal()).await?;
+    if restart.restart().was_asked() {
+        drop(restart);
+        return Err(restart_in_place(keep_port));
+    }
+    Ok(())
+}
+
+/// Start again in this process (same pid, arguments, environment and listener
+/// address): after a stop asked for by a restore from the admin UI, which the new start
+/// carries out. Returns only if it cannot, with the error (`serve` then exits non-zero,
+/// and systemd starts it).
+fn restart_in_place(keep: Option<std::net::SocketAddr>) -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return anyhow::anyhow!("cannot find this program to start again: {e}"),
+    };
+    tracing::info!("starting again to carry out the restore");
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args(std::env::args_os().skip(1));
+    if let Some(addr) = keep {
+        cmd.env(
+            format!("{}SERVER__LISTEN", crate::config::ENV_PREFIX),
+            addr.to_string(),
+        );
+    }
+    let err = cmd.exec();
+    anyhow::anyhow!("cannot start {} again: {err}", exe.display())
 }
 
 /// Open the database for inspection, or `None` when it does not exist yet.

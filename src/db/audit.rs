@@ -100,10 +100,12 @@ pub fn record(conn: &Connection, e: &Event) -> Result<i64, DbError> {
             text
         }
     });
-    conn.execute(
+    // Cached: article writes record one entry each, on the hot path.
+    conn.prepare_cached(
         "INSERT INTO audit_log (at, actor_id, actor, action, target, outcome, ip, request_id, details)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
+    )?
+    .execute(params![
             now(),
             e.actor_id,
             capped(&e.actor),
@@ -113,8 +115,7 @@ pub fn record(conn: &Connection, e: &Event) -> Result<i64, DbError> {
             e.ip.as_deref().map(capped),
             e.request_id.as_deref().map(capped),
             details
-        ],
-    )?;
+        ])?;
     Ok(conn.last_insert_rowid())
 }
 

@@ -343,8 +343,14 @@ pub fn describe(method: &Method, path: &str, config: &Config, s: &mut Schemas) -
             "Download an archive.",
             vec![Resp { status: 200, description: "The archive.", content: Some(("application/zstd", json!({"type": "string", "contentMediaType": "application/zstd"}))), links: Value::Null }],
         ),
-        ("POST", "/api/admin/backups/{name}/verify") => Op::new("Verify an archive (a background job).", vec![ok(202, "The job; follow it at Location.", object())])
+        ("POST", "/api/admin/backups/{name}/verify") => Op::new("Verify an archive (a background job); its result holds what the archive contains (created_at, versions, row counts, origin) beside the live data.", vec![ok(202, "The job; follow it at Location.", object())])
             .errors(&[CONFLICT]),
+        ("POST", "/api/admin/backups/{name}/restore") => Op::new(
+            "Restore an archive: the server stops serving, restores at its restart in the same process (verified first, the live data kept aside, every step undone on a failure) and serves again. last_restore in GET /api/admin/backups says how it ended.",
+            vec![ok(202, "Accepted: the server restarts now.", object())],
+        )
+        .body(json_body(s.of::<super::backups::RestoreBody>()))
+        .errors(&[CONFLICT]),
         ("GET", "/api/admin/users") => Op::new("Users.", vec![ok(200, "The users.", object())]),
         ("POST", "/api/admin/users") => Op::new("Create a user (with a password, or a one-time set-password link).", vec![ok(201, "Created.", object())])
             .body(json_body(s.of::<super::users::NewUserBody>()))

@@ -77,8 +77,13 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
         })
         .collect();
     let cfg = &state.config().backup;
+    let data_dir = state.data_dir().clone();
+    let last_restore = tokio::task::spawn_blocking(move || backup::pending::last(&data_dir))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     Ok(Json(json!({
         "backups": backups,
+        "last_restore": last_restore,
         "running": state.backups().running(),
         "last_run": last_run,
         "last_success": last_success,
@@ -208,11 +213,77 @@ pub async fn verify(
     let job = jobs::start(&state, spec, move |progress| async move {
         progress.step("verifying");
         match backups::verify(&bg, &name).await {
-            Ok(Ok(())) => Ok(json!({"name": name, "ok": true})),
+            Ok(Ok(v)) => {
+                // What the archive holds beside what is live, for a restore's decision.
+                let live = bg
+                    .db()
+                    .read(|c| {
+                        Ok((
+                            crate::db::inspect::row_counts(c)?,
+                            crate::db::migrations::status(c)?.current_version(),
+                        ))
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(json!({
+                    "name": name,
+                    "ok": true,
+                    "archive": {
+                        "created_at": v.manifest.created_at,
+                        "app_version": v.manifest.app_version,
+                        "schema_version": v.manifest.schema_version,
+                        "row_counts": v.manifest.row_counts,
+                        "origin": v.origin,
+                    },
+                    "live": {"row_counts": live.0, "schema_version": live.1, "app_version": crate::VERSION},
+                }))
+            }
             Ok(Err(problem)) => Err(problem),
             Err(e) => Err(e.brief()),
         }
     })
     .await?;
     Ok(super::admin::accepted(&state, &job))
+}
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreBody {
+    /// The archive's name, typed again: the confirmation.
+    confirm: String,
+}
+
+/// `POST /api/admin/backups/{name}/restore` `{"confirm": "<name>"}`: replace the live
+/// data with the archive's. 202 at once; the server then stops serving, restores at
+/// its restart in the same process (verified first, the old data kept aside, every
+/// step undone on a failure) and serves again; `last_restore` in the list says how it
+/// ended.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn restore(
+    State(state): State<AppState>,
+    caller: super::caller::Caller,
+    Path(name): Path<String>,
+    super::json::Json(body): super::json::Json<RestoreBody>,
+) -> Result<Response, ApiError> {
+    let name = checked_name(&name)?.to_string();
+    backup::resolve(&state.config().backups_dir(), &name)?;
+    if body.confirm.trim() != name {
+        return Err(ApiError::Validation(vec![super::FieldError::new(
+            "confirm",
+            "must be the archive's name, typed exactly, to confirm the restore",
+        )]));
+    }
+    // Not while a backup runs (it would be abandoned by the restart).
+    drop(backups::acquire(&state).await?);
+    let asked = crate::ops::restore::request(&state, &name, &caller.actor()).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "archive": name,
+            "requested_at": asked.requested_at,
+            "restarting": true,
+            "message": "the server stops serving now, restores the archive and starts again; sessions in the restored data are those of the archive",
+        })),
+    )
+        .into_response())
 }

@@ -46,6 +46,10 @@ use limits::Tier;
 /// Routes whose requests are logged at debug level (probes hit them every few seconds).
 const QUIET_ROUTES: [&str; 2] = ["/health", "/readyz"];
 
+/// What the admin dashboard polls every few seconds: counted apart in its charts'
+/// history, so that watching the dashboard does not draw traffic on it.
+const POLLING_ROUTES: [&str; 2] = ["/api/admin/overview", "/api/admin/metrics/history"];
+
 /// Count and time every request by method, matched route and status class; count 5xx
 /// answers as errors and 429s as rate limited.
 async fn record_metrics(
@@ -82,9 +86,12 @@ async fn record_metrics(
     let secs = started.elapsed().as_secs_f64();
     metrics::histogram!("appliance_http_request_duration_seconds", &labels).record(secs);
     state.alerts().observe_latency(secs);
-    state
-        .history()
-        .observe(unix_now(), secs, status.is_server_error());
+    state.history().observe(
+        unix_now(),
+        secs,
+        status.is_server_error(),
+        POLLING_ROUTES.contains(&route.as_str()),
+    );
     if status.is_server_error() {
         use crate::telemetry::errors::{Category, ErrorEvent, Severity};
         let report = res.extensions().get::<error::ErrorReport>().cloned();
@@ -191,6 +198,7 @@ fn routes() -> Vec<Entry> {
         r(Method::POST,    "/api/admin/backups",                      Admin,      Expensive, post(backups::create)),
         r(Method::GET,     "/api/admin/backups/{name}",               Admin,      Expensive, get(backups::download)),
         r(Method::POST,    "/api/admin/backups/{name}/verify",        Admin,      Expensive, post(backups::verify)),
+        r(Method::POST,    "/api/admin/backups/{name}/restore",       Admin,      Expensive, post(backups::restore)),
         r(Method::GET,     "/api/admin/users",                        Admin,      General,   get(users::list)),
         r(Method::POST,    "/api/admin/users",                        Admin,      General,   post(users::create)),
         r(Method::GET,     "/api/admin/users/{id}",                   Admin,      General,   get(users::get)),

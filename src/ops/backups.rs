@@ -138,7 +138,10 @@ pub async fn run(
 /// Verify an archive of the backups directory by name and record the result: the
 /// outer error is a bad name or failed bookkeeping, the inner one what is wrong.
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn verify(state: &AppState, name: &str) -> Result<Result<(), String>, BackupError> {
+pub async fn verify(
+    state: &AppState,
+    name: &str,
+) -> Result<Result<crate::backup::verify::Verified, String>, BackupError> {
     let dir = state.config().backups_dir();
     let path = crate::backup::resolve(&dir, name)?;
     // Progress shows in `running` while a run verifies its archive (ignored otherwise).
@@ -155,7 +158,7 @@ pub async fn verify(state: &AppState, name: &str) -> Result<Result<(), String>, 
         Some(state.errors()),
     )
     .await?;
-    Ok(res.map(|_| ()).map_err(|e| e.brief()))
+    Ok(res.map_err(|e| e.brief()))
 }
 
 /// The next time the schedule fires after `after`, if there is a schedule.

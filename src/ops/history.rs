@@ -24,6 +24,8 @@ struct Bucket {
     requests: u64,
     errors: u64,
     latency: [u32; STEPS],
+    /// The admin dashboard's own polling: counted apart, never in the figures above.
+    polling: u64,
 }
 
 /// One point of the series, as the API answers it.
@@ -38,11 +40,19 @@ pub struct Point {
     pub errors: u64,
     /// p99 latency in milliseconds (none without requests).
     pub p99_ms: Option<f64>,
+    /// Requests of the admin dashboard's own polling in the bucket (left out of
+    /// `requests`, `rate`, `errors` and `p99_ms`, so watching does not draw traffic).
+    pub polling: u64,
+    /// False for buckets that ended before this server started: no data, not zero
+    /// traffic (charts draw a gap).
+    pub up: bool,
 }
 
 #[derive(Default)]
 pub struct History {
     buckets: Mutex<VecDeque<Bucket>>,
+    /// Unix time the server started (0: always up).
+    started: u64,
 }
 
 fn step_of(secs: f64) -> usize {
@@ -59,8 +69,17 @@ fn step_upper(i: usize) -> f64 {
 }
 
 impl History {
-    /// Record one finished request at Unix time `now`.
-    pub fn observe(&self, now: u64, secs: f64, server_error: bool) {
+    /// A history for a server that started at Unix time `started`.
+    pub fn starting_at(started: u64) -> History {
+        History {
+            started,
+            ..History::default()
+        }
+    }
+
+    /// Record one finished request at Unix time `now`; `polling`: the admin
+    /// dashboard's own refresh, counted apart.
+    pub fn observe(&self, now: u64, secs: f64, server_error: bool, polling: bool) {
         let start = now - now % BUCKET_SECS;
         let mut b = self
             .buckets
@@ -72,6 +91,7 @@ impl History {
                 requests: 0,
                 errors: 0,
                 latency: [0; STEPS],
+                polling: 0,
             });
             while b.len() > BUCKETS {
                 b.pop_front();
@@ -79,6 +99,10 @@ impl History {
         }
         // A request finishing just after a bucket turned still lands in the newest one.
         if let Some(last) = b.back_mut() {
+            if polling {
+                last.polling += 1;
+                return;
+            }
             last.requests += 1;
             last.errors += u64::from(server_error);
             last.latency[step_of(secs)] += 1;
@@ -105,6 +129,7 @@ impl History {
             } else {
                 BUCKET_SECS as f64
             };
+            let up = t + BUCKET_SECS > self.started;
             out.push(match bucket {
                 Some(x) => Point {
                     t,
@@ -112,6 +137,8 @@ impl History {
                     rate: x.requests as f64 / span,
                     errors: x.errors,
                     p99_ms: p99(&x.latency, x.requests).map(|s| s * 1000.0),
+                    polling: x.polling,
+                    up,
                 },
                 None => Point {
                     t,
@@ -119,6 +146,8 @@ impl History {
                     rate: 0.0,
                     errors: 0,
                     p99_ms: None,
+                    polling: 0,
+                    up,
                 },
             });
             t += BUCKET_SECS;
@@ -152,9 +181,14 @@ mod tests {
         let h = History::default();
         let t0 = 1_800_000_000 - 1_800_000_000 % BUCKET_SECS;
         for i in 0..100 {
-            h.observe(t0 + 1, if i == 99 { 2.0 } else { 0.001 }, i % 10 == 0);
+            h.observe(
+                t0 + 1,
+                if i == 99 { 2.0 } else { 0.001 },
+                i % 10 == 0,
+                false,
+            );
         }
-        h.observe(t0 + BUCKET_SECS, 0.5, false);
+        h.observe(t0 + BUCKET_SECS, 0.5, false, false);
         let s = h.series(t0 + BUCKET_SECS + 9);
         assert_eq!(s.len(), BUCKETS);
         let last = &s[BUCKETS - 1];
@@ -172,14 +206,30 @@ mod tests {
     #[test]
     fn old_buckets_fall_out_of_the_hour() {
         let h = History::default();
-        h.observe(1000 * BUCKET_SECS, 0.01, false);
+        h.observe(1000 * BUCKET_SECS, 0.01, false, false);
         let later = 1000 * BUCKET_SECS + BUCKET_SECS * BUCKETS as u64;
-        h.observe(later, 0.01, true);
+        h.observe(later, 0.01, true, false);
         let s = h.series(later);
         assert_eq!(s.iter().map(|p| p.requests).sum::<u64>(), 1);
         assert_eq!(s[BUCKETS - 1].errors, 1);
         assert_eq!(step_of(0.0), 0);
         assert_eq!(step_of(1e9), STEPS - 1);
         assert!(step_upper(STEPS - 1) > 60.0);
+    }
+
+    #[test]
+    fn polling_is_counted_apart_and_time_before_start_is_no_data() {
+        let t0 = 1_800_000_000 - 1_800_000_000 % BUCKET_SECS;
+        let h = History::starting_at(t0 + 5);
+        h.observe(t0 + 6, 0.001, false, false);
+        for _ in 0..10 {
+            h.observe(t0 + 7, 5.0, true, true);
+        }
+        let s = h.series(t0 + 29);
+        let now = &s[BUCKETS - 1];
+        assert_eq!((now.requests, now.errors, now.polling), (1, 0, 10));
+        assert!(now.p99_ms.unwrap() < 2.0, "polling stays out of the p99");
+        assert!(now.up, "the bucket the server started in has data");
+        assert!(!s[BUCKETS - 2].up && !s[0].up, "before start: no data");
     }
 }

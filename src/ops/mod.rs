@@ -12,4 +12,5 @@ pub mod health;
 pub mod history;
 pub mod jobs;
 pub mod metrics;
+pub mod restore;
 pub mod watchdog;

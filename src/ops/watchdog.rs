@@ -66,6 +66,26 @@ pub fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
+/// Tell systemd the server is stopping to start again in the same process (a restore
+/// from the admin UI): "reloading" until the next READY=1, with more time allowed.
+pub fn reloading() {
+    send(&[
+        NotifyState::Reloading,
+        NotifyState::Status("restarting to restore a backup"),
+    ]);
+}
+
+/// Keep systemd's watchdog and start timeout satisfied while a long step runs before
+/// the server is ready (a restore at start): `secs` more each time.
+pub fn extend(secs: u64) {
+    send(&[
+        NotifyState::Watchdog,
+        NotifyState::ExtendTimeoutUsec(
+            u32::try_from(secs.saturating_mul(1_000_000)).unwrap_or(u32::MAX),
+        ),
+    ]);
+}
+
 /// Tell systemd the server is shutting down.
 pub fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);

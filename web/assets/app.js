@@ -10,6 +10,7 @@ import * as backups from "./pages/backups.js";
 import * as ops from "./pages/ops.js";
 import * as account from "./pages/account.js";
 import * as importer from "./pages/import.js";
+import * as restore from "./pages/restore.js";
 
 const RANK = { viewer: 1, editor: 2, admin: 3 };
 
@@ -23,6 +24,7 @@ const ROUTES = [
   { path: /^articles\/(\d+)$/, page: articles.edit, role: "viewer", title: "Article" },
   { path: /^users$/, page: users.render, role: "admin", title: "Users", nav: "users" },
   { path: /^backups$/, page: backups.render, role: "admin", title: "Backups", nav: "backups" },
+  { path: /^backups\/restore\/([A-Za-z0-9._-]+)$/, page: restore.render, role: "admin", title: "Restore a backup" },
   { path: /^jobs$/, page: ops.jobs, role: "admin", title: "Jobs", nav: "jobs" },
   { path: /^migrations$/, page: ops.migrations, role: "admin", title: "Migrations", nav: "migrations" },
   { path: /^errors$/, page: ops.errors, role: "admin", title: "Errors", nav: "errors" },

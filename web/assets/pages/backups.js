@@ -2,10 +2,11 @@
 // progress, verify, download; the schedule and retention; how to restore.
 import { api, waitJob } from "../api.js";
 import { h, put, busy, table, badge, ago, fmtBytes, fmtTime } from "../dom.js";
+import { outcomeNotice } from "./restore.js";
 
 // Who started a backup, in words (the archive name carries the short form).
 const TRIGGER = { manual: "command line", api: "API token", scheduled: "schedule", ui: "admin UI" };
-const by = (t) => TRIGGER[t] || t;
+export const by = (t) => TRIGGER[t] || t;
 
 function runningNotice(run) {
   const pct = run && run.bytes_total ? Math.min(100, Math.round((100 * run.bytes_done) / run.bytes_total)) : null;
@@ -20,6 +21,7 @@ export async function render(view, ctx) {
   const listEl = h("div", { id: "backup-list" });
   const status = h("div", { id: "backup-status", "aria-live": "polite" });
   const info = h("div", { class: "grid" });
+  const restored = h("div", { id: "last-restore" });
   const now = h("button", { type: "button", class: "primary", id: "backup-now" }, "Back up now");
   let timer = null;
   let stopped = false;
@@ -31,6 +33,7 @@ export async function render(view, ctx) {
       : last ? h("p", { class: `notice ${last.ok ? "ok" : "error"}` }, `Last run ${ago(last.started_at)} (${by(last.trigger)}): `,
         last.ok ? `ok, ${fmtBytes(last.size_bytes)} in ${(last.duration_ms / 1000).toFixed(1)} s` : `failed: ${last.error}`) : null);
     now.disabled = r.running;
+    put(restored, r.last_restore ? outcomeNotice(r.last_restore) : null);
     put(listEl, table([
       { label: "Archive", cell: (b) => h("code", {}, b.name) },
       { label: "Created", cell: (b) => fmtTime(b.created_at) },
@@ -52,7 +55,8 @@ export async function render(view, ctx) {
           } catch (err) { ctx.flash(`${b.name}: ${err.message}`, "error"); }
           await load();
         } }, "Verify"),
-        h("a", { class: "button", href: `/api/admin/backups/${encodeURIComponent(b.name)}`, download: b.name }, "Download")) },
+        h("a", { class: "button", href: `/api/admin/backups/${encodeURIComponent(b.name)}`, download: b.name }, "Download"),
+        h("a", { class: "button danger restore", href: `/admin/backups/restore/${encodeURIComponent(b.name)}`, "data-link": true }, "Restore…")) },
     ], r.backups, "No backups yet."));
     put(info,
       h("section", { class: "card" }, h("h2", {}, "Schedule"),
@@ -60,7 +64,7 @@ export async function render(view, ctx) {
       h("section", { class: "card" }, h("h2", {}, "Retention"),
         h("p", {}, `Keeps the last ${r.retention.keep_last}, the newest of each of the last ${r.retention.keep_daily} days and of the last ${r.retention.keep_weekly} weeks, and always the newest verified archive. Change it under [backup] in the configuration (keep_last, keep_daily, keep_weekly).`)),
       h("section", { class: "card" }, h("h2", {}, "Restore"),
-        h("p", {}, "Restore runs on the server with the service stopped, so nothing writes while the data is swapped:"),
+        h("p", {}, "Restore… next to an archive verifies it, shows what it holds beside the live data, and restores it after you type its name: the server stops serving, swaps the data (keeping the old aside) and starts again on its own. On the server, with the service stopped:"),
         h("pre", {}, "sudo appliance restore --dry-run ARCHIVE\nsudo systemctl stop appliance\nsudo appliance restore ARCHIVE\nsudo systemctl start appliance"),
         h("p", { class: "muted" }, "ARCHIVE is a name from the list above. restore verifies the archive first and keeps the replaced data directory beside the new one (<data>.pre-restore-<time>).")));
     return r;
@@ -81,7 +85,7 @@ export async function render(view, ctx) {
       ctx.flash(err.message, "error");
     }
   });
-  put(view, h("div", { class: "title-row" }, h("h1", {}, "Backups"), now), status, listEl, info);
+  put(view, h("div", { class: "title-row" }, h("h1", {}, "Backups"), now), restored, status, listEl, info);
   const r = await load();
   if (r.running) timer = setTimeout(poll, 1000);
   return () => { stopped = true; clearTimeout(timer); };
