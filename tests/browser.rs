@@ -1447,3 +1447,66 @@ fn has_iso_time(text: &str) -> bool {
             && [1, 2, 4, 5, 7, 8].iter().all(|&i| w[i].is_ascii_digit())
     })
 }
+
+/// Restore from the UI: the archive is verified and shown beside the live data, the
+/// button waits for the archive's name typed, and the page follows the server through
+/// its restart to the outcome; the data is the archive's afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_restores_a_backup_from_the_ui_and_the_server_comes_back_on_it() {
+    let server = Server::start(true);
+    let api = server.api();
+    let create = |title: &'static str| {
+        let req = api
+            .post(server.url("/api/articles"))
+            .json(&json!({"title": title, "body": "x", "status": "published"}));
+        async move { assert_eq!(req.send().await.unwrap().status(), 201) }
+    };
+    for t in ["Kept one", "Kept two", "Kept three"] {
+        create(t).await;
+    }
+    let b = browser().await;
+    b.sign_in(&server, ADMIN).await;
+    b.go(&server.url("/admin/backups")).await;
+    b.click("#backup-now").await;
+    b.wait_text("#flash", "Backup finished and verified").await;
+    create("Written after the backup").await;
+    create("Also after").await;
+    b.click("#backup-list a.restore").await;
+    b.wait_text("h1", "Restore a backup").await;
+    let check = b.wait_text("#restore-check", "The archive is sound").await;
+    assert!(check.contains("signed by this appliance"), "{check}");
+    let row = b
+        .js("return [...document.querySelectorAll('#restore-check tr')].map(r => r.textContent).find(t => t.startsWith('articles rows'))")
+        .await;
+    assert_eq!(row, json!("articles rows35"), "archive 3, live 5");
+    b.shot("restore-check").await;
+    let go = b.el("#restore-go").await;
+    assert!(
+        !go.is_enabled().await.unwrap(),
+        "not before the name is typed"
+    );
+    b.fill("restore-form", &[("confirm", "appliance-wrong")])
+        .await;
+    assert!(!go.is_enabled().await.unwrap());
+    let name = b
+        .js("return document.querySelector('#restore-form small').textContent")
+        .await;
+    b.fill("restore-form", &[("confirm", name.as_str().unwrap())])
+        .await;
+    assert!(go.is_enabled().await.unwrap());
+    b.click("#restore-go").await;
+    b.wait_text("#restore-outcome", "Restored").await;
+    b.wait_text("#restore-outcome", "pre-restore").await;
+    let page: Value = api
+        .get(server.url("/api/articles?count=true"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["total"], 3, "{page}");
+    b.go(&server.url("/admin/backups")).await;
+    b.wait_text("#last-restore", "Restored").await;
+    b.close().await;
+}

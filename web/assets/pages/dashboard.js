@@ -66,9 +66,12 @@ const hovered = {};
 function chartFigure(el, id, caption, note, points, opts) {
   let fig = el.querySelector(`#${id}`);
   if (!fig) {
-    fig = h("figure", { class: "card", id }, h("figcaption", {}, caption), h("div", { class: "plot" }), note ? h("p", { class: "muted chart-note" }, note) : null);
+    fig = h("figure", { class: "card", id }, h("figcaption", {}, caption), h("div", { class: "plot" }), h("p", { class: "muted chart-note" }));
     el.append(fig);
   }
+  const said = fig.querySelector(".chart-note");
+  said.textContent = note || "";
+  said.hidden = !note;
   const plot = fig.querySelector(".plot");
   const focused = plot.contains(document.activeElement);
   const svg = lineChart(points, { ...opts, hover: hovered[id], onHover: (t) => { hovered[id] = t; } });

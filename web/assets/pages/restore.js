@@ -4,6 +4,7 @@
 import { api, waitJob } from "../api.js";
 import { h, put, busy, table, fmtTime, badge } from "../dom.js";
 
+const FIRST = ["articles", "users", "api_tokens", "sessions", "audit_log"];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function origin(o) {
@@ -42,7 +43,8 @@ export async function render(view, ctx) {
   const live = verified.live;
   const tables = [...new Set([...Object.keys(a.row_counts), ...Object.keys(live.row_counts)])]
     .filter((t) => !t.startsWith("refinery") && !t.startsWith("_"))
-    .sort();
+    // What people wrote first, bookkeeping after.
+    .sort((x, y) => (FIRST.indexOf(x) + 1 || 99) - (FIRST.indexOf(y) + 1 || 99) || x.localeCompare(y));
   put(check,
     h("p", { class: "notice ok" }, badge("verified", "ok"), ` The archive is sound (${origin(a.origin)}).`),
     table([
