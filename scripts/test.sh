@@ -27,13 +27,8 @@ fi
 "$PROMTOOL" --version >/dev/null || { echo "error: promtool at $PROMTOOL does not run" >&2; exit 1; }
 export PROMTOOL
 
-# Debian's Chromium and chromedriver for the browser tests (tests/browser.rs).
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
-  echo "==> installing chromium and chromium-driver (apt-get)"
-  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null ||
-    { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; }; } ||
-    { echo "error: cannot install chromium and chromium-driver for the browser tests" >&2; exit 1; }
-fi
+# Chromium, chromedriver and axe-core for the browser tests (tests/browser.rs).
+. scripts/browser-tools.sh
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -4,8 +4,8 @@
 //! screenshot under `target/ui-screenshots/`; with `APPLIANCE_UPDATE_SCREENSHOTS=1` the
 //! ones the README shows are also written to `docs/screenshots/`.
 //!
-//! `scripts/test.sh` installs `chromium` and `chromium-driver` when missing; without
-//! them these tests fail, they never skip.
+//! `scripts/test.sh` installs `chromium` and `chromium-driver` when missing and fetches
+//! axe-core (scripts/browser-tools.sh); without them these tests fail, they never skip.
 
 mod common;
 
@@ -108,6 +108,23 @@ fn create_user(dir: &Path, email: &str, role: &str) {
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "user create: {}", common::stderr(&o));
 }
+
+/// The screenshots the README shows, written to docs/screenshots by
+/// `scripts/screenshots.sh` (APPLIANCE_UPDATE_SCREENSHOTS=1): the main pages, an error,
+/// an empty state, a viewer's page and phone-width pages.
+const DOCS_SCREENSHOTS: [&str; 11] = [
+    "dashboard",
+    "articles-search",
+    "backups",
+    "articles-empty",
+    "editor-errors",
+    "signin-failed",
+    "import-report",
+    "restore-check",
+    "viewer-reading-390px",
+    "dashboard-390px",
+    "articles-390px",
+];
 
 struct Browser {
     c: fantoccini::Client,
@@ -234,7 +251,7 @@ impl Browser {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("{name}.png")), &png).unwrap();
         if std::env::var_os("APPLIANCE_UPDATE_SCREENSHOTS").is_some()
-            && ["dashboard", "articles-search", "backups"].contains(&name)
+            && DOCS_SCREENSHOTS.contains(&name)
         {
             let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
             std::fs::create_dir_all(&docs).unwrap();
@@ -255,6 +272,36 @@ impl Browser {
                 .await;
             panic!("{what} scrolls sideways: {wide}");
         }
+    }
+
+    /// Run axe-core (scripts/test.sh fetches it; APPLIANCE_AXE_JS names it) in the page:
+    /// no serious or critical WCAG 2.1 A/AA violation. The failure lists each rule, its
+    /// help and the first elements it found.
+    async fn assert_accessible(&self, what: &str) {
+        let path = std::env::var("APPLIANCE_AXE_JS").unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/test-tools/axe-core-4.14.1/axe.min.js")
+                .display()
+                .to_string()
+        });
+        let axe = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("cannot read axe-core at {path} (scripts/test.sh fetches it): {e}")
+        });
+        let script = format!(
+            "const done = arguments[arguments.length - 1];\n{axe}\n;\
+             axe.run(document, {{runOnly: {{type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}}}})\
+             .then(r => done(r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')\
+               .map(v => `${{v.impact}} ${{v.id}}: ${{v.help}} at ${{v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | ')}}`)))\
+             .catch(e => done(['axe failed: ' + e]));"
+        );
+        let found = self.c.execute_async(&script, vec![]).await.unwrap();
+        let list: Vec<String> = serde_json::from_value(found).unwrap();
+        assert!(
+            list.is_empty(),
+            "{what}: {} accessibility violations:\n{}",
+            list.len(),
+            list.join("\n")
+        );
     }
 
     /// No alert() ran: WebDriver reports "no such alert".
@@ -1508,5 +1555,147 @@ async fn an_admin_restores_a_backup_from_the_ui_and_the_server_comes_back_on_it(
     assert_eq!(page["total"], 3, "{page}");
     b.go(&server.url("/admin/backups")).await;
     b.wait_text("#last-restore", "Restored").await;
+    b.close().await;
+}
+
+/// Every page, as each role that may open it, at 1280 and 390 px: it loads, fits the
+/// width without sideways scrolling, and axe-core finds no serious or critical WCAG
+/// 2.1 A/AA problem. The public pages too, signed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_is_accessible_and_fits_a_phone_for_each_role() {
+    let server = Server::start(true);
+    create_user(server.dir.path(), "ed@example.org", "editor");
+    create_user(server.dir.path(), "vi@example.org", "viewer");
+    let api = server.api();
+    let post = |path: &str, body: Value| {
+        let req = api.post(server.url(path)).json(&body);
+        async move {
+            req.send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap_or(Value::Null)
+        }
+    };
+    let a = post("/api/articles", json!({"title": "A published article", "body": "## Heading\n\nSome **text**, a [link](https://example.org) and a list:\n\n- one\n- two\n", "status": "published", "tags": ["guide"], "category": "docs"})).await;
+    post(
+        "/api/articles",
+        json!({"title": "A draft", "body": "draft"}),
+    )
+    .await;
+    let gone = post(
+        "/api/articles",
+        json!({"title": "In the trash", "body": "x"}),
+    )
+    .await;
+    let res = api
+        .delete(server.url(&format!("/api/articles/{}", gone["id"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let job = post("/api/admin/backups", json!(null)).await;
+    let jid = job["job"]["id"].as_i64().expect("a backup job");
+    let deadline = Instant::now() + WAIT;
+    let archive = loop {
+        let j: Value = api
+            .get(server.url(&format!("/api/admin/jobs/{jid}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if j["job"]["state"] == "succeeded" {
+            break j["job"]["result"]["name"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "backup job: {j}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let article = format!("/admin/articles/{}", a["id"]);
+    let restore = format!("/admin/backups/restore/{archive}");
+    let writer: Vec<(&str, &str)> = vec![
+        ("/admin/articles", "A published article"),
+        ("/admin/articles/new", "New article"),
+        (&article, "A published article"),
+        ("/admin/articles/trash", "In the trash"),
+        ("/admin/articles/import", "Import articles"),
+        ("/admin/account", "API tokens"),
+    ];
+    let mut admin = writer.clone();
+    admin.extend([
+        ("/admin/", "Search index"),
+        ("/admin/users", "vi@example.org"),
+        ("/admin/backups", "verified"),
+        (restore.as_str(), "The archive is sound"),
+        ("/admin/jobs", "Backup"),
+        ("/admin/migrations", "applied"),
+        ("/admin/errors", "No errors"),
+        ("/admin/audit", "article.create"),
+        ("/admin/settings", "backup.keep_last"),
+    ]);
+    let viewer = vec![
+        ("/admin/articles", "A published article"),
+        (article.as_str(), "Heading"),
+        ("/admin/account", "API tokens"),
+    ];
+    for (email, pages) in [
+        (ADMIN, admin),
+        ("ed@example.org", writer),
+        ("vi@example.org", viewer),
+    ] {
+        let b = browser().await;
+        b.sign_in(&server, email).await;
+        for width in [1280, 390] {
+            b.c.set_window_size(width, 860).await.unwrap();
+            for (path, marker) in &pages {
+                b.go(&server.url(path)).await;
+                b.wait_text("#view", marker).await;
+                let what = format!("{path} as {email} at {width} px");
+                b.assert_fits(&what).await;
+                b.assert_accessible(&what).await;
+            }
+        }
+        if email == "vi@example.org" {
+            b.c.set_window_size(390, 860).await.unwrap();
+            b.go(&server.url(&article)).await;
+            b.wait_text("#reading", "Heading").await;
+            b.shot("viewer-reading-390px").await;
+        }
+        b.close().await;
+    }
+    let b = browser().await;
+    // A cold load (a new profile, nothing cached) of the UI, over the wire: within the
+    // 100 KB budget. The figure is printed for the README.
+    b.go(&server.url("/admin/signin")).await;
+    b.wait_text("#view", "Sign in").await;
+    let bytes = b
+        .js("return performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource')).reduce((n, e) => n + e.transferSize, 0)")
+        .await
+        .as_u64()
+        .unwrap();
+    let files = b
+        .js("return performance.getEntriesByType('resource').length + 1")
+        .await;
+    println!("cold load of the admin UI: {bytes} bytes over the wire in {files} requests");
+    assert!(bytes > 10_000, "transfer sizes are reported: {bytes}");
+    assert!(
+        bytes <= 100 * 1024,
+        "the cold load is {bytes} bytes, over the 100 KB budget"
+    );
+    for width in [1280, 390] {
+        b.c.set_window_size(width, 860).await.unwrap();
+        for (path, marker) in [
+            ("/admin/signin", "Sign in"),
+            ("/admin/reset-password", "no token"),
+        ] {
+            b.go(&server.url(path)).await;
+            b.wait_text("#view", marker).await;
+            let what = format!("{path} signed out at {width} px");
+            b.assert_fits(&what).await;
+            b.assert_accessible(&what).await;
+        }
+    }
     b.close().await;
 }

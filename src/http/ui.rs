@@ -90,8 +90,9 @@ pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
             None => missing(),
         };
     }
+    // A name with a dot looks like a file, except an archive's name on the restore page.
     let last = path.rsplit('/').next().unwrap_or("");
-    if last.contains('.') {
+    if last.contains('.') && !path.starts_with("backups/restore/") {
         return ApiError::NotFound(format!("no file /admin/{path}")).into_response();
     }
     entry_page(&headers)
