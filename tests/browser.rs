@@ -1699,3 +1699,92 @@ async fn every_page_is_accessible_and_fits_a_phone_for_each_role() {
     }
     b.close().await;
 }
+
+impl Browser {
+    /// Press keys in whatever has focus (WebDriver key codes: Tab, Enter, Escape…).
+    async fn keys(&self, keys: &str) {
+        self.c
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys(keys)
+            .await
+            .unwrap();
+    }
+
+    /// What has focus: its name, else its id, else its text.
+    async fn focused(&self) -> String {
+        self.js("const e = document.activeElement; return e.name || e.id || e.textContent.trim()")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Tab until `want` (id, name or text) has focus; at most `max` presses.
+    async fn tab_to(&self, want: &str, max: usize) {
+        for _ in 0..max {
+            if self.focused().await == want {
+                return;
+            }
+            self.keys(TAB).await;
+        }
+        panic!(
+            "Tab never reached {want:?} (focus is on {:?})",
+            self.focused().await
+        );
+    }
+}
+
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
+const ESCAPE: &str = "\u{E00C}";
+
+/// The main flows with the keyboard only: search from the list, write and save an
+/// article, publish it, start deleting it and back out with Esc, make a backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_main_flows_work_with_the_keyboard_only() {
+    let server = Server::start(true);
+    let b = browser().await;
+    b.sign_in(&server, ADMIN).await;
+    b.go(&server.url("/admin/articles")).await;
+    b.wait_text("#empty", "No articles yet").await;
+    // The search box has focus; the page's buttons come after the filters.
+    assert_eq!(b.focused().await, "q");
+    b.tab_to("new-article", 8).await;
+    b.keys(ENTER).await;
+    b.wait_text("h1", "New article").await;
+    assert_eq!(b.focused().await, "title", "the editor starts at the title");
+    b.keys("Written by keyboard").await;
+    b.tab_to("body", 8).await;
+    b.keys("Typed **only** with keys.").await;
+    b.tab_to("save", 8).await;
+    b.keys(ENTER).await;
+    b.wait_text("#flash", "Saved “Written by keyboard” (draft)")
+        .await;
+    b.tab_to("toggle-publish", 30).await;
+    b.keys(ENTER).await;
+    b.wait_text("#flash", "Published “Written by keyboard”")
+        .await;
+    // Delete asks in a dialog with Cancel focused; Esc backs out.
+    b.tab_to("delete", 30).await;
+    b.keys(ENTER).await;
+    b.el("dialog[open]").await;
+    assert_eq!(b.focused().await, "confirm-no");
+    b.keys(ESCAPE).await;
+    assert!(!b.shown("dialog[open]").await, "Esc closes the dialog");
+    b.wait_text("#article-meta", "published").await;
+    // Search for it from the list, keyboard only.
+    b.go(&server.url("/admin/articles")).await;
+    b.wait_text("#result-count", "1 article").await;
+    b.keys("keyboard").await;
+    b.wait_text("#results .hit-title", "Written by keyboard")
+        .await;
+    // A backup from the keyboard.
+    b.go(&server.url("/admin/backups")).await;
+    b.wait_text("#backup-list", "No backups yet").await;
+    b.tab_to("backup-now", 20).await;
+    b.keys(ENTER).await;
+    b.wait_text("#flash", "Backup finished and verified").await;
+    b.close().await;
+}
