@@ -217,6 +217,8 @@ impl App {
         offer_setup(&state, local_addr).await;
         // Migrations ran, the index is open, the listener is bound: tell systemd.
         crate::ops::watchdog::ready(&format!("ready on http://{local_addr}"));
+        // After a clean stop the whole-file check was left for now (db::clean_stop).
+        state.db().spawn_deferred_check();
         let watchdog = crate::ops::watchdog::spawn(state.clone(), stop_rx.clone());
 
         let grace = Duration::from_secs(state.config().server.shutdown_grace_secs);

@@ -472,3 +472,78 @@ fn every_command_the_ui_shows_is_accepted_by_the_cli() {
         );
     }
 }
+
+/// Start-up reads the whole database (`quick_check`) only after a stop that was not
+/// clean; after a clean stop the check runs once the server is up, so a file damaged
+/// while the server was stopped (bit rot: the same size and time) is still reported.
+#[test]
+fn after_a_clean_stop_the_database_check_runs_after_start_and_still_finds_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data/appliance.db");
+    let marker = dir.path().join("data/appliance.db-clean-stop");
+    let stop = |server: &mut common::Server| {
+        std::process::Command::new("kill")
+            .args(["-TERM", &server.child.id().to_string()])
+            .status()
+            .unwrap();
+        let exit = poll(Duration::from_secs(30), || {
+            server.child.try_wait().ok().flatten()
+        })
+        .expect("exits after SIGTERM");
+        assert!(exit.success(), "{exit:?}");
+    };
+    let mut server = start_server(dir.path());
+    stop(&mut server);
+    assert!(marker.is_file(), "a clean stop is recorded");
+    let mut server = start_server(dir.path());
+    assert!(!marker.exists(), "taken at start: a crash now leaves none");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    assert!(
+        !marker.exists(),
+        "killed: the next start checks the whole file first"
+    );
+    let mut server = start_server(dir.path());
+    stop(&mut server);
+    assert!(marker.is_file());
+
+    // Damage the last page while stopped, keeping the file's size and modification time.
+    let modified = std::fs::metadata(&db).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&db).unwrap();
+    let n = bytes.len();
+    for b in &mut bytes[n - 4096..] {
+        *b = 0xFF;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&db)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    let log = dir.path().join("serve.log");
+    let mut child = cli(dir.path())
+        .env("APPLIANCE__SERVER__LISTEN", "127.0.0.1:0")
+        .env("APPLIANCE__LOG__FORMAT", "json")
+        .arg("serve")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // Found either way: at start (a page the start reads) or by the check after it.
+    let found = poll(Duration::from_secs(30), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(format!("exited {status}: {text}"));
+        }
+        let addr = common::log_value(&log, "address")?;
+        let (_, body) = http_get(&addr, "/readyz")?;
+        body.contains("found the file damaged").then_some(body)
+    })
+    .expect("the damage is reported");
+    assert!(
+        found.contains("damaged") || found.contains("malformed") || found.contains("corrupt"),
+        "{found}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

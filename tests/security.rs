@@ -452,6 +452,16 @@ async fn every_route_gives_each_role_exactly_the_intended_answer() {
             expect: ADMIN,
         },
         Case {
+            method: Method::POST,
+            pattern: "/api/admin/backups/{name}/restore",
+            // Not the archive's name: an admin gets 422, and nothing restarts.
+            requests: same(
+                &format!("/api/admin/backups/{backup}/restore"),
+                Some(json!({"confirm": "not the name"})),
+            ),
+            expect: [401, 403, 403, 422],
+        },
+        Case {
             method: Method::GET,
             pattern: "/api/admin/users",
             requests: same("/api/admin/users", None),

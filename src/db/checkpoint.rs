@@ -94,6 +94,10 @@ impl Db {
         let r = self.checkpoint(Checkpoint::Truncate).await?;
         if r.busy {
             tracing::warn!("final checkpoint could not complete: a reader is still active");
+        } else {
+            // The next open may skip reading the whole file (clean_stop).
+            let path = self.inner.path.clone();
+            blocking(move || super::clean_stop::mark(&path)).await?;
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod auth_epoch;
 pub mod backups;
 mod checkpoint;
+pub mod clean_stop;
 pub mod cleanup;
 pub mod error;
 pub mod errors;
@@ -54,6 +55,9 @@ struct Inner {
     config: DatabaseConfig,
     /// Announces and notices changes of users and API tokens across processes.
     auth: Arc<auth_epoch::AuthEpoch>,
+    /// The whole-file check: done at open (`Some(Ok)`), found a problem after a start
+    /// that deferred it (`Some(Err)`), or deferred and not finished yet (`None`).
+    integrity: Arc<std::sync::Mutex<Option<Result<(), String>>>>,
 }
 
 impl Db {
@@ -79,7 +83,15 @@ impl Db {
                 path.display()
             )));
         }
-        quick_check(&writer)?;
+        // The whole file is read at open only when the last stop was not clean; after a
+        // clean one the check runs once the server is up (see clean_stop).
+        let integrity = if clean_stop::take(path) {
+            tracing::debug!("clean stop recorded; quick_check deferred until after start");
+            None
+        } else {
+            quick_check(&writer)?;
+            Some(Ok(()))
+        };
         apply_common_pragmas(&writer, config)?;
         let sync = match config.synchronous {
             Synchronous::Normal => "NORMAL",
@@ -137,8 +149,48 @@ impl Db {
                 write_timeout: Duration::from_millis(config.write_timeout_ms),
                 config: config.clone(),
                 auth,
+                integrity: Arc::new(std::sync::Mutex::new(integrity)),
             }),
         })
+    }
+
+    /// Run the whole-file check deferred at open (after a clean stop), on its own thread
+    /// and read-only connection, once the server is up; its finding shows in
+    /// [`Db::integrity`] (and `/readyz`). Nothing to do when open checked already.
+    pub fn spawn_deferred_check(&self) {
+        let slot = self.inner.integrity.clone();
+        if slot.lock().map(|s| s.is_some()).unwrap_or(true) {
+            return;
+        }
+        let path = self.inner.path.clone();
+        let spawned = std::thread::Builder::new()
+            .name("sqlite-check".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let found = open_read_only(&path)
+                    .and_then(|c| quick_check(&c))
+                    .map_err(|e| e.to_string());
+                match &found {
+                    Ok(()) => tracing::info!(ms = started.elapsed().as_millis() as u64, "database checked (quick_check) after start"),
+                    Err(e) => tracing::error!(error = %e, "the database check after start found a problem; stop the server, run appliance doctor, restore the latest backup"),
+                }
+                if let Ok(mut s) = slot.lock() {
+                    *s = Some(found);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the database check thread");
+        }
+    }
+
+    /// The whole-file check's finding: `Some(Ok)` checked, `Some(Err)` a problem,
+    /// `None` still running (deferred after a clean stop).
+    pub fn integrity(&self) -> Option<Result<(), String>> {
+        self.inner
+            .integrity
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// Reader connections: (open, in use).

@@ -86,6 +86,14 @@ async fn check_read(state: &AppState) -> (Status, String) {
     if let Err(e) = state.db().check_file().await {
         return (Status::Failing, e.to_string());
     }
+    if let Some(Err(problem)) = state.db().integrity() {
+        return (
+            Status::Failing,
+            format!(
+                "the check after start found the file damaged ({problem}); stop the server, run appliance doctor, restore the latest backup"
+            ),
+        );
+    }
     let res = state
         .db()
         // Reads a real row, so the pages of a real table are touched.
