@@ -20,6 +20,8 @@ mod loadgen;
 mod pocketbase;
 #[path = "support/server.rs"]
 mod server;
+#[path = "support/wrk.rs"]
+mod wrk;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -243,6 +245,120 @@ fn print_rate(what: &str, s: &Stats, cores: f64, unit: &str) {
     );
 }
 
+/// Which load generator sends the creates.
+#[derive(Clone, Copy, PartialEq)]
+enum Generator {
+    BuiltIn,
+    Wrk,
+}
+
+/// `n` creates of `articles` at concurrency 16 against a fresh appliance and then a
+/// fresh PocketBase (when there is one), with `generator`; prints both and the ratio,
+/// and ours until searchable with the server CPU per article.
+async fn create_pair(
+    generator: Generator,
+    corpus: &str,
+    articles: Arc<Vec<Bytes>>,
+    n: usize,
+    pb_bin: Option<&str>,
+    wrk_bin: Option<&str>,
+) {
+    let label = |who: &str| {
+        format!(
+            "{who} single create, {} , {corpus} corpus, c=16",
+            if generator == Generator::Wrk {
+                "wrk -t1"
+            } else {
+                "built-in"
+            }
+        )
+    };
+    let run = |base: String, path: &'static str, token: String, pid: u32| {
+        let articles = articles.clone();
+        let wrk_bin = wrk_bin.map(str::to_string);
+        async move {
+            match generator {
+                Generator::BuiltIn => {
+                    let (st, cores) =
+                        creates(base, path, token, pid, Arc::new(articles[..n].to_vec()), 16).await;
+                    (st.rate(), st.p50_ms, st.p99_ms, None, cores)
+                }
+                Generator::Wrk => {
+                    let cpu0 = cpu_secs(pid);
+                    let r = tokio::task::spawn_blocking(move || {
+                        wrk::post(
+                            wrk_bin.as_deref().expect("wrk"),
+                            &base,
+                            path,
+                            &token,
+                            &articles,
+                            n,
+                            16,
+                        )
+                    })
+                    .await
+                    .expect("wrk");
+                    assert_eq!(r.bad_status, 0, "wrk saw answers that were not 2xx");
+                    let cores = (cpu_secs(pid) - cpu0) / r.secs;
+                    (r.rate(), r.p50_ms, r.p99_ms, Some(r.max_ms), cores)
+                }
+            }
+        }
+    };
+    let show = |who: &str, (rate, p50, p99, max, cores): (f64, f64, f64, Option<f64>, f64)| {
+        println!(
+            "| {:<58} | {rate:>8.0} /s | p50 {p50:>6.2} ms | p99 {p99:>6.2} ms | max {} | server used {cores:.2} cores |",
+            label(who),
+            max.map_or_else(|| "-".to_string(), |m| format!("{m:.1} ms"))
+        );
+        rate
+    };
+    settle();
+    let server = start().await;
+    let (pid, cpu0, started) = (
+        server.child.id(),
+        cpu_secs(server.child.id()),
+        Instant::now(),
+    );
+    let ours = show(
+        "appliance",
+        run(
+            server.base.clone(),
+            "/api/articles",
+            server.token.clone(),
+            pid,
+        )
+        .await,
+    );
+    wait_searchable(&server, n).await;
+    println!(
+        "| {:<58} | {:>8.0} /s until all searchable | server CPU {:.0} us per article |",
+        label("appliance"),
+        n as f64 / started.elapsed().as_secs_f64(),
+        (cpu_secs(pid) - cpu0) * 1e6 / n as f64
+    );
+    drop(server);
+    if let Some(bin) = pb_bin {
+        settle();
+        let pb = pocketbase::start(bin).await;
+        let theirs = show(
+            "PocketBase",
+            run(
+                pb.base.clone(),
+                pocketbase::RECORDS,
+                pb.token.clone(),
+                pb.child.id(),
+            )
+            .await,
+        );
+        println!(
+            "| {:<58} | appliance / PocketBase = {:.2}x (target >= 3x) |",
+            label("ratio"),
+            ours / theirs
+        );
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let singles = env_num("BENCH_SINGLES", 20_000);
@@ -313,6 +429,52 @@ async fn main() {
             "| single creates: appliance / PocketBase = {:.2}x (target >= 3x) |",
             ours.rate() / theirs.rate()
         );
+    }
+
+    // The same creates through a second load generator (wrk) and with a second, more
+    // text-like corpus, PocketBase beside each (the comparison matrix of the README).
+    let wrk_bin = wrk::binary();
+    if wrk_bin.is_none() {
+        println!(
+            "wrk: not found (scripts/bench.sh installs Debian's wrk; or set BENCH_WRK): its rows left out"
+        );
+    }
+    let mut text = Corpus::text(11);
+    let text_articles: Arc<Vec<Bytes>> = Arc::new(
+        (0..singles + 64)
+            .map(|i| Bytes::from(serde_json::to_vec(&text.article(i)).expect("json")))
+            .collect(),
+    );
+    let mut synthetic = Corpus::new(1);
+    let synthetic_articles: Arc<Vec<Bytes>> = Arc::new(
+        (0..singles + 64)
+            .map(|i| Bytes::from(serde_json::to_vec(&synthetic.article(i)).expect("json")))
+            .collect(),
+    );
+    create_pair(
+        Generator::BuiltIn,
+        "text-like",
+        text_articles.clone(),
+        singles,
+        pb_bin.as_deref(),
+        None,
+    )
+    .await;
+    if let Some(w) = wrk_bin.as_deref() {
+        for (name, set) in [
+            ("synthetic", &synthetic_articles),
+            ("text-like", &text_articles),
+        ] {
+            create_pair(
+                Generator::Wrk,
+                name,
+                set.clone(),
+                singles,
+                pb_bin.as_deref(),
+                Some(w),
+            )
+            .await;
+        }
     }
 
     let (mut server, b) = bulk_load(bulk).await;

@@ -21,4 +21,12 @@ if [ -z "${BENCH_POCKETBASE:-}" ]; then
   export BENCH_POCKETBASE
 fi
 
+# Debian's wrk 4.1, the second load generator (unless BENCH_WRK names one or is "off").
+if [ -z "${BENCH_WRK:-}" ] && ! command -v wrk >/dev/null 2>&1; then
+  echo "==> installing wrk (apt-get)"
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null ||
+    { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; }; } ||
+    { echo "error: cannot install wrk (or set BENCH_WRK=off)" >&2; exit 1; }
+fi
+
 exec cargo bench --bench articles "$@"
