@@ -51,7 +51,14 @@ request = function()
 end
 response = function(status, hdrs, body)
   answered = answered + 1
-  if answered >= target then wrk.thread:stop() end
+  if answered == target then
+    -- wrk runs for its whole -d even when a thread stops: tell the caller, which
+    -- interrupts it (SIGINT makes wrk print its summary at once).
+    wrk.thread:stop()
+    local f = io.open(os.getenv("WRK_DONE"), "w")
+    f:write("done")
+    f:close()
+  end
 end
 done = function(summary, latency, requests)
   io.write(string.format("WRK_RESULT %d %d %d %.0f %.0f %.0f\n", summary.requests, summary.duration,
@@ -82,7 +89,8 @@ pub fn post(
     }
     out.flush().expect("flush");
     drop(out);
-    let o = Command::new(bin)
+    let done = dir.path().join("done");
+    let child = Command::new(bin)
         .args([
             "-t1",
             &format!("-c{connections}"),
@@ -97,8 +105,23 @@ pub fn post(
         .env("WRK_COUNT", count.to_string())
         .env("WRK_PATH", path)
         .env("WRK_TOKEN", token)
-        .output()
+        .env("WRK_DONE", &done)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run wrk");
+    let started = std::time::Instant::now();
+    while !done.exists() {
+        assert!(
+            started.elapsed().as_secs() < 590,
+            "wrk never reached {count} answers"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let o = child.wait_with_output().expect("wrk output");
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success(),
