@@ -29,6 +29,9 @@ export PROMTOOL
 
 # Chromium, chromedriver and axe-core for the browser tests (tests/browser.rs).
 . scripts/browser-tools.sh
+# PostgreSQL 15 and openssl for tests/postgres.rs (import from and export to a real
+# server).
+. scripts/postgres-tools.sh
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -72,6 +72,18 @@ pub struct NewArticle {
     pub category: Option<String>,
     pub tags: Vec<String>,
     pub status: Status,
+    /// Times brought from elsewhere by an import (none from the API: the write's time).
+    pub stamps: Stamps,
+}
+
+/// An article's times as another system recorded them (RFC 3339 UTC with milliseconds,
+/// as stored); `None` takes the time of the write, as any other create or update.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stamps {
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    /// Used only when the article is published.
+    pub published_at: Option<String>,
 }
 
 /// A validated partial update; `None` leaves a field as it is.
@@ -160,6 +172,7 @@ pub fn parse_new(v: &Value, limits: Limits, prefix: &str) -> Result<NewArticle, 
             category,
             tags,
             status,
+            stamps: Stamps::default(),
         }),
         _ => Err(errs),
     }

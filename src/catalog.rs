@@ -13,6 +13,7 @@ use crate::db::{Db, DbError};
 use crate::search::Search;
 use crate::validate::FieldError;
 
+pub mod from_postgres;
 pub mod import;
 
 /// One audit entry for a write of `article`: lean (no details), so a create costs one
@@ -153,11 +154,12 @@ impl<'a> Catalog<'a> {
             .db
             .write(move |tx| {
                 let (article, how) = store::upsert(tx, &new, &now)?;
-                if let Some(actor) = &actor {
-                    let action = match how {
-                        Upserted::Created => "article.create",
-                        Upserted::Updated => "article.update",
-                    };
+                let action = match how {
+                    Upserted::Created => Some("article.create"),
+                    Upserted::Updated => Some("article.update"),
+                    Upserted::Unchanged => None,
+                };
+                if let (Some(actor), Some(action)) = (&actor, action) {
                     audit_write(tx, actor, action, &article)?;
                 }
                 Ok((article, how))
@@ -194,12 +196,13 @@ impl<'a> Catalog<'a> {
                 }
                 // One entry for the batch, not one per article.
                 if let Some(actor) = &actor {
-                    let created = out.iter().filter(|o| o.2 == Upserted::Created).count();
+                    let count = |u: Upserted| out.iter().filter(|o| o.2 == u).count();
                     let e = actor
                         .event("article.bulk", crate::db::audit::Outcome::Success)
                         .details(serde_json::json!({
-                            "created": created,
-                            "updated": out.len() - created,
+                            "created": count(Upserted::Created),
+                            "updated": count(Upserted::Updated),
+                            "unchanged": count(Upserted::Unchanged),
                             "first_id": out.iter().map(|o| o.1.id).min(),
                             "last_id": out.iter().map(|o| o.1.id).max(),
                         }));

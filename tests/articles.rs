@@ -1160,16 +1160,18 @@ async fn an_uploaded_json_lines_file_is_imported_line_by_line_with_a_report() {
     let (_, found) = app.get_json("/api/search?q=kettles&fresh=true").await;
     assert_eq!(found["total"], 1, "{found}");
 
-    // The same file again: the external_id line updates, nothing is duplicated.
+    // The same file again: the external_id line is already as given (nothing written),
+    // nothing is duplicated.
     let (s, v) = upload("?on_error=skip", file).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(
         (
             v["created"].as_u64(),
             v["updated"].as_u64(),
+            v["unchanged"].as_u64(),
             v["bad"].as_u64()
         ),
-        (Some(0), Some(1), Some(4)),
+        (Some(0), Some(0), Some(1), Some(4)),
         "{v}"
     );
     let (_, page) = app.get_json("/api/articles?count=true&limit=1").await;

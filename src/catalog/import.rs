@@ -37,6 +37,7 @@ pub enum OnError {
 /// One line that was not imported, and why.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Problem {
+    /// The line of a file, or the row of a query's result (from 1).
     pub line: usize,
     pub message: String,
 }
@@ -46,6 +47,8 @@ pub struct Problem {
 pub struct Report {
     pub created: u64,
     pub updated: u64,
+    /// Articles that were already as given (nothing written).
+    pub unchanged: u64,
     /// Lines not imported (all of them, also when `problems` stops listing).
     pub bad: u64,
     /// The line it stopped at with [`OnError::Abort`].
@@ -140,7 +143,7 @@ fn parse_line(line: &str, config: &ArticlesConfig) -> Result<NewArticle, String>
 }
 
 impl Report {
-    fn note(&mut self, p: Problem, progress: &mut impl Progress) {
+    pub(super) fn note(&mut self, p: Problem, progress: &mut impl Progress) {
         self.bad += 1;
         progress.problem(&p);
         if self.problems.len() < MAX_LISTED {
@@ -152,7 +155,7 @@ impl Report {
 /// Write the pending lines in one transaction. A line that conflicts (slug taken) is
 /// reported and the rest written again without it (with `Abort`: nothing more, and
 /// false). Empties `pending`.
-async fn write(
+pub(super) async fn write(
     catalog: &Catalog<'_>,
     pending: &mut Vec<(usize, NewArticle)>,
     on_error: OnError,
@@ -167,6 +170,7 @@ async fn write(
                     match how {
                         Upserted::Created => report.created += 1,
                         Upserted::Updated => report.updated += 1,
+                        Upserted::Unchanged => report.unchanged += 1,
                     }
                 }
                 return Ok(true);

@@ -38,10 +38,19 @@ pub enum OnError {
 #[derive(Debug, Subcommand)]
 pub enum ArticlesCommand {
     /// Import articles from a JSON-lines file (one article object per line; `-` reads
-    /// stdin). Articles with an `external_id` that exists are updated, so re-running an
-    /// import never duplicates. Read-only fields of an export (id, times) are ignored.
+    /// stdin), or from a PostgreSQL query (--from-postgres URL --query "SELECT …").
+    /// Articles with an `external_id` that exists are updated (or left alone when
+    /// nothing changed), so re-running an import never duplicates. Read-only fields of
+    /// an export (id, times) are ignored in JSON lines; a query's times are kept.
     Import {
-        file: PathBuf,
+        /// The JSON-lines file (not with --from-postgres).
+        #[arg(
+            required_unless_present = "from_postgres",
+            conflicts_with = "from_postgres"
+        )]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        postgres: super::postgres::FromPostgres,
         /// What to do with a line that is not a valid article.
         #[arg(long, value_enum, default_value_t = OnError::Skip)]
         on_error: OnError,
@@ -98,9 +107,16 @@ pub async fn run_articles(config: &Config, args: &ArticlesArgs) -> anyhow::Resul
     match &args.command {
         ArticlesCommand::Import {
             file,
+            postgres,
             on_error,
             batch,
-        } => import(config, file, *on_error, *batch).await,
+        } => match file {
+            Some(file) => import(config, file, *on_error, *batch).await,
+            None => {
+                let abort = *on_error == OnError::Abort;
+                super::postgres::import(config, postgres, abort, *batch).await
+            }
+        },
         ArticlesCommand::Export { output } => export(config, output.as_ref()).await,
     }
 }
@@ -153,8 +169,8 @@ async fn import(
     let report = report?;
     let imported = report.created + report.updated;
     println!(
-        "imported {imported} articles ({} created, {} updated), {} bad lines",
-        report.created, report.updated, report.bad
+        "imported {imported} articles ({} created, {} updated), {} unchanged, {} bad lines",
+        report.created, report.updated, report.unchanged, report.bad
     );
     if report.aborted_at.is_some() {
         bail!(

@@ -22,6 +22,7 @@ mod backup;
 mod cleanup;
 mod errors;
 mod migrate;
+mod postgres;
 mod progress;
 mod users;
 pub use articles::{ArticlesArgs, IndexArgs};
@@ -55,9 +56,12 @@ pub enum Command {
     /// Show or check the effective configuration.
     #[command(arg_required_else_help = true)]
     Config(ConfigArgs),
-    /// Import and export articles (JSON lines).
+    /// Import and export articles (JSON lines; import from a PostgreSQL query too).
     #[command(arg_required_else_help = true)]
     Articles(ArticlesArgs),
+    /// Copy every table into a PostgreSQL schema, verified by counts and checksums.
+    #[command(arg_required_else_help = true)]
+    Export(postgres::ExportArgs),
     /// Verify or rebuild the full-text search index.
     #[command(arg_required_else_help = true)]
     Index(IndexArgs),
@@ -221,6 +225,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(args) => users::run_user(&config, args).await,
         Command::Token(args) => users::run_token(&config, args).await,
         Command::Audit(args) => audit::run_audit(&config, args).await,
+        Command::Export(args) => postgres::run_export(&config, args).await,
         Command::Cleanup(args) => cleanup::run_cleanup(&config, args).await,
         Command::Errors(args) => errors::run_errors(&config, args).await,
         Command::Doctor { json } => doctor(config, *json).await,

@@ -7,7 +7,10 @@ use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::DbError;
-use crate::articles::{Article, ArticlePatch, NewArticle, Status, slugify};
+use crate::articles::{Article, ArticlePatch, Status, slugify};
+
+mod upsert;
+pub use upsert::{Upserted, plan, upsert};
 
 pub(super) const COLUMNS: &str = "id, external_id, slug, title, body, category, tags, status, \
                        created_at, updated_at, published_at, deleted_at";
@@ -122,99 +125,6 @@ fn unique_slug(conn: &Connection, title: &str) -> Result<String, DbError> {
 
 fn tags_json(tags: &[String]) -> String {
     serde_json::to_string(tags).unwrap_or_else(|_| "[]".into())
-}
-
-/// Whether [`upsert`] created a row or updated an existing one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Upserted {
-    Created,
-    Updated,
-}
-
-/// Create an article; when `external_id` names an existing one (even soft-deleted),
-/// replace its fields instead (and undelete it), so a retried ingest never duplicates.
-#[tracing::instrument(level = "debug", skip_all)]
-pub fn upsert(
-    conn: &Connection,
-    new: &NewArticle,
-    now: &str,
-) -> Result<(Article, Upserted), DbError> {
-    let existing = match &new.external_id {
-        Some(ext) => conn
-            .prepare_cached("SELECT id FROM articles WHERE external_id = ?1")?
-            .query_row([ext], |r| r.get::<_, i64>(0))
-            .optional()?,
-        None => None,
-    };
-    if let Some(id) = existing {
-        let old = get_by_id(conn, id)?.ok_or_else(|| DbError::Other("article vanished".into()))?;
-        let slug = new.slug.clone().unwrap_or(old.slug.clone());
-        let published_at = published_at(&old, new.status, now);
-        conn.prepare_cached(
-            "UPDATE articles SET slug = ?2, title = ?3, body = ?4, category = ?5, tags = ?6,
-                 status = ?7, updated_at = ?8, published_at = ?9, deleted_at = NULL
-             WHERE id = ?1",
-        )?
-        .execute(params![
-            id,
-            slug,
-            new.title,
-            new.body,
-            new.category,
-            tags_json(&new.tags),
-            new.status.as_str(),
-            now,
-            published_at
-        ])?;
-        set_tags(conn, id, &new.tags)?;
-        enqueue(conn, id, now)?;
-        let a = get_by_id(conn, id)?.ok_or_else(|| DbError::Other("article vanished".into()))?;
-        return Ok((a, Upserted::Updated));
-    }
-    let slug = match &new.slug {
-        Some(s) => s.clone(),
-        None => unique_slug(conn, &new.title)?,
-    };
-    let published_at = (new.status == Status::Published).then_some(now);
-    conn.prepare_cached(
-        "INSERT INTO articles (external_id, slug, title, body, category, tags, status,
-                               created_at, updated_at, published_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
-    )?
-    .execute(params![
-        new.external_id,
-        slug,
-        new.title,
-        new.body,
-        new.category,
-        tags_json(&new.tags),
-        new.status.as_str(),
-        now,
-        published_at
-    ])?;
-    let id = conn.last_insert_rowid();
-    let mut ins =
-        conn.prepare_cached("INSERT INTO article_tags (tag, article_id) VALUES (?1, ?2)")?;
-    for t in &new.tags {
-        ins.execute(params![t, id])?;
-    }
-    enqueue(conn, id, now)?;
-    // Everything stored is known here: no need to read the row back.
-    let a = Article {
-        id,
-        external_id: new.external_id.clone(),
-        slug,
-        title: new.title.clone(),
-        body: new.body.clone(),
-        category: new.category.clone(),
-        tags: new.tags.clone(),
-        status: new.status,
-        created_at: now.to_string(),
-        updated_at: now.to_string(),
-        published_at: published_at.map(str::to_string),
-        deleted_at: None,
-    };
-    Ok((a, Upserted::Created))
 }
 
 /// `published_at` after a change to `status`: set when an article becomes published,

@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod migrations;
 pub mod outbox;
+pub mod pg;
 pub mod snapshot;
 pub mod users;
 mod writer;

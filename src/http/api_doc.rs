@@ -285,13 +285,13 @@ pub fn describe(method: &Method, path: &str, config: &Config, s: &mut Schemas) -
         }
         ("POST", "/api/articles/bulk") => Op::new(
             "Create or update many articles at once (a JSON array, or NDJSON), each item on its own.",
-            vec![ok(200, "Per item: created, updated, or the item's errors.", object())],
+            vec![ok(200, "Per item: created, updated, unchanged (already as given: nothing written), or the item's errors.", object())],
         )
         .body(Some(Body { content_type: "application/json", schema: json!({"type": "array", "minItems": 1, "maxItems": config.articles.bulk_max_items, "items": new_article(config)}) }))
         .errors(&[CONFLICT]),
         ("POST", "/api/articles/import") => Op::new(
-            "Import a JSON-lines file (one article object per line, as `articles export` writes): the CLI's import over HTTP. Articles with a known external_id are updated; bad lines are reported by number.",
-            vec![ok(200, "The report: created, updated, bad, aborted_at, problems (line, message; the first 1000).", object())],
+            "Import a JSON-lines file (one article object per line, as `articles export` writes): the CLI's import over HTTP. Articles with a known external_id are updated (or left alone when already as given); bad lines are reported by number.",
+            vec![ok(200, "The report: created, updated, unchanged, bad, aborted_at, problems (line, message; the first 1000).", object())],
         )
         .query(vec![q("on_error", json!({"type": "string", "enum": ["skip", "abort"]}), "skip (default): report a bad line and go on; abort: stop there, keeping what came before.")])
         .body(Some(Body { content_type: "text/plain", schema: json!({"type": "string", "minLength": 1}) })),

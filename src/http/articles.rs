@@ -67,7 +67,7 @@ pub async fn create(
     let (article, how) = catalog(&state).by(caller.actor()).upsert(new).await?;
     let status = match how {
         Upserted::Created => StatusCode::CREATED,
-        Upserted::Updated => StatusCode::OK,
+        Upserted::Updated | Upserted::Unchanged => StatusCode::OK,
     };
     let location = format!("/api/articles/{}", article.id);
     Ok((status, [(header::LOCATION, location)], Json(article)).into_response())

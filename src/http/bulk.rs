@@ -110,7 +110,11 @@ pub async fn bulk(
             .map(|(i, article, how)| {
                 json!({
                     "index": i,
-                    "result": if how == Upserted::Created { "created" } else { "updated" },
+                    "result": match how {
+                        Upserted::Created => "created",
+                        Upserted::Updated => "updated",
+                        Upserted::Unchanged => "unchanged",
+                    },
                     "id": article.id,
                     "slug": article.slug,
                 })

@@ -117,6 +117,7 @@ function showReport(out, r, names) {
   put(out,
     h("p", { class: `notice ${r.bad ? "" : "ok"}`, id: "import-summary" },
       `Imported ${imported} ${imported === 1 ? "article" : "articles"} (${r.created} new, ${r.updated} updated).`,
+      r.unchanged ? ` ${r.unchanged} ${r.unchanged === 1 ? "was" : "were"} already up to date.` : "",
       r.bad ? ` ${r.bad} ${what}${r.bad === 1 ? "" : "s"} could not be imported${r.aborted_at ? `; the import stopped at ${where(r.aborted_at)}` : ""}.` : ""),
     imported ? h("p", {}, h("a", { href: "/admin/articles", "data-link": true }, "See the articles")) : null,
     r.problems.length ? [

@@ -1,0 +1,776 @@
+//! PostgreSQL in and out through the real binary against a real PostgreSQL 15 (Debian's
+//! postgresql-15; `scripts/test.sh` provides it and sets APPLIANCE_TEST_PG_BIN): each
+//! test starts its own throwaway cluster (initdb in a temp directory, 127.0.0.1 on a
+//! free port, TLS with a test CA, run as `nobody` when the tests run as root) and stops
+//! it at the end.
+//!
+//! - import: a seeds-like `articles` table imported with a mapping query, times kept;
+//!   a dry run writes nothing; a rerun changes nothing; a change at the source updates
+//!   one; bad rows named by key; bad columns refused before anything is written; a wrong
+//!   password or port is one clear line.
+//! - export: articles, users, tokens, audit entries and backups history copied and
+//!   verified, with proper types; a second run refused without --replace, identical
+//!   with it; a row changed in PostgreSQL caught by --verify-only.
+//! - TLS: sslmode=require over TLS (the server refuses plain connections), verify-full
+//!   refused for a certificate the system does not trust, accepted with the CA given,
+//!   refused for a name the certificate does not carry, where verify-ca passes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::Duration;
+
+use common::{cli, poll, stderr, stdout};
+
+const PASSWORD: &str = "s3cret-for-tests";
+
+/// A throwaway PostgreSQL cluster.
+struct Cluster {
+    dir: tempfile::TempDir,
+    child: Child,
+    port: u16,
+}
+
+fn pg_bin() -> PathBuf {
+    PathBuf::from(std::env::var("APPLIANCE_TEST_PG_BIN").unwrap_or_else(|_| {
+        panic!(
+            "APPLIANCE_TEST_PG_BIN is not set: run the tests with scripts/test.sh, which installs PostgreSQL 15"
+        )
+    }))
+}
+
+fn as_owner(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    if rustix::process::geteuid().is_root() {
+        // initdb and postgres refuse to run as root.
+        cmd.uid(65534).gid(65534);
+    }
+    cmd
+}
+
+fn chown_all(path: &Path) {
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
+    let id = |n| Some(rustix::process::Uid::from_raw(n));
+    let gid = Some(rustix::process::Gid::from_raw(65534));
+    rustix::fs::chown(path, id(65534), gid).expect("chown");
+    if path.is_dir() {
+        for e in std::fs::read_dir(path).expect("read_dir") {
+            chown_all(&e.expect("entry").path());
+        }
+    }
+}
+
+fn run_ok(cmd: &mut Command, what: &str) {
+    let o = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(o.status.success(), "{what}: {}{}", stdout(&o), stderr(&o));
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    run_ok(
+        Command::new("openssl").current_dir(dir).args(args),
+        "openssl",
+    );
+}
+
+impl Cluster {
+    /// initdb, a test CA and a server certificate for `localhost` (not 127.0.0.1), and
+    /// postgres started; host connections must use TLS when `tls_only`.
+    fn start(tls_only: bool) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::write(root.join("pw"), PASSWORD).expect("pwfile");
+        // The CA, and the server's certificate signed by it.
+        openssl(
+            root,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=appliance test CA",
+            ],
+        );
+        openssl(
+            root,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        );
+        std::fs::write(
+            root.join("ext"),
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("ext");
+        openssl(
+            root,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.crt",
+                "-days",
+                "2",
+                "-extfile",
+                "ext",
+            ],
+        );
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            root.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("chmod key");
+        chown_all(root);
+        run_ok(
+            as_owner(Command::new(pg_bin().join("initdb")).args([
+                "-D",
+                root.join("data").to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--pwfile",
+                root.join("pw").to_str().unwrap(),
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ])),
+            "initdb",
+        );
+        if tls_only {
+            std::fs::write(
+                root.join("data/pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 0.0.0.0/0 reject\n",
+            )
+            .expect("pg_hba");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let log = std::fs::File::create(root.join("log")).expect("log");
+        let child = as_owner(Command::new(pg_bin().join("postgres")).args([
+            "-D",
+            root.join("data").to_str().unwrap(),
+            "-p",
+            &port.to_string(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            &format!("unix_socket_directories={}", root.display()),
+            "-c",
+            "fsync=off",
+            "-c",
+            "ssl=on",
+            "-c",
+            &format!("ssl_cert_file={}", root.join("server.crt").display()),
+            "-c",
+            &format!("ssl_key_file={}", root.join("server.key").display()),
+        ]))
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start postgres");
+        let c = Cluster { dir, child, port };
+        let ready = poll(Duration::from_secs(60), || {
+            c.psql_try("postgres", "SELECT 1")
+                .filter(|o| o.status.success())
+        });
+        assert!(
+            ready.is_some(),
+            "PostgreSQL did not start: {}",
+            std::fs::read_to_string(c.dir.path().join("log")).unwrap_or_default()
+        );
+        c
+    }
+
+    /// A URL for `db` over TCP with the password and `params`.
+    fn url(&self, db: &str, params: &str) -> String {
+        format!(
+            "postgres://postgres:{PASSWORD}@127.0.0.1:{}/{db}{params}",
+            self.port
+        )
+    }
+
+    fn psql_try(&self, db: &str, sql: &str) -> Option<Output> {
+        Command::new(pg_bin().join("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.dir.path())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
+            .output()
+            .ok()
+    }
+
+    /// Run SQL over the local socket (trusted); its output, rows one per line.
+    fn psql(&self, db: &str, sql: &str) -> String {
+        let o = self.psql_try(db, sql).expect("psql");
+        assert!(o.status.success(), "psql {sql}: {}", stderr(&o));
+        stdout(&o).trim().to_string()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // SIGINT: PostgreSQL's fast shutdown.
+        let pid = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+        let _ = common::exit_within(&mut self.child, Duration::from_secs(30));
+    }
+}
+
+fn appliance(dir: &Path, args: &[&str]) -> Output {
+    cli(dir)
+        .env_remove("PGPASSWORD")
+        .args(args)
+        .output()
+        .expect("run appliance")
+}
+
+fn migrated() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let o = appliance(dir.path(), &["migrate", "run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    dir
+}
+
+/// The live articles as the JSON-lines export has them, by external_id.
+fn exported(dir: &Path) -> Vec<serde_json::Value> {
+    let o = appliance(dir, &["articles", "export"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut v: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    v.sort_by_key(|a| a["external_id"].as_str().unwrap_or("").to_string());
+    v
+}
+
+const SEEDS: &str = "
+CREATE TABLE articles (
+    id serial PRIMARY KEY,
+    title text,
+    content text NOT NULL,
+    category text,
+    published_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO articles (title, content, category, published_at, created_at) VALUES
+ ('Growth mindset', E'## Effort\\n\\nPraise the *process*.', 'learning', '2024-03-01 10:00:00.123456+00', '2024-02-01 09:00:00+00'),
+ ('Feedback that lands', 'Be specific, kind and timely.', 'mentoring', '2024-03-02 11:30:00+02', '2024-02-02 09:00:00+00'),
+ ('A draft idea', 'Not yet published.', NULL, NULL, '2024-02-03 09:00:00+00'),
+ ('', 'A row without a title.', 'broken', NULL, '2024-02-04 09:00:00+00'),
+ ('Spaced repetition', 'Review at growing intervals.', 'learning', '2024-03-05 08:00:00+00', '2024-02-05 09:00:00+00');
+";
+
+const QUERY: &str = "SELECT id AS external_id, title, content AS body, category, published_at, created_at, created_at AS updated_at FROM articles ORDER BY id";
+
+#[test]
+fn import_from_a_seeds_like_table_is_checked_idempotent_and_keeps_times() {
+    let pg = Cluster::start(false);
+    pg.psql("postgres", "CREATE DATABASE seeds");
+    pg.psql("seeds", SEEDS);
+    let dir = migrated();
+    let d = dir.path();
+    let url = pg.url("seeds", "?sslmode=disable");
+    let import = |extra: &[&str]| {
+        let mut args = vec![
+            "articles",
+            "import",
+            "--from-postgres",
+            &url,
+            "--query",
+            QUERY,
+        ];
+        args.extend_from_slice(extra);
+        appliance(d, &args)
+    };
+
+    // A dry run reads and checks everything and writes nothing.
+    let o = import(&["--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("would create 4, update 0, leave 0 unchanged; 1 bad rows"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stderr(&o).contains("row 4: external_id `4`: title"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(exported(d).is_empty(), "a dry run wrote articles");
+
+    // The import: the bad row named by its key, the rest written with their times.
+    let o = import(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("imported 4 articles (4 created, 0 updated), 0 unchanged, 1 bad rows"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!stderr(&o).contains(PASSWORD) && !stdout(&o).contains(PASSWORD));
+    let got = exported(d);
+    assert_eq!(got.len(), 4);
+    let first = &got[0];
+    assert_eq!(first["external_id"], "1");
+    assert_eq!(first["title"], "Growth mindset");
+    assert_eq!(first["body"], "## Effort\n\nPraise the *process*.");
+    assert_eq!(first["category"], "learning");
+    assert_eq!(first["status"], "published");
+    assert_eq!(first["published_at"], "2024-03-01T10:00:00.123Z");
+    assert_eq!(first["created_at"], "2024-02-01T09:00:00.000Z");
+    assert_eq!(first["updated_at"], "2024-02-01T09:00:00.000Z");
+    assert_eq!(
+        got[1]["published_at"], "2024-03-02T09:30:00.000Z",
+        "offsets become UTC"
+    );
+    assert_eq!(got[2]["status"], "draft", "no published_at: a draft");
+    assert!(got[2]["published_at"].is_null());
+
+    // A rerun changes nothing; a change at the source updates that one article.
+    let o = import(&[]);
+    assert!(
+        stdout(&o).contains("(0 created, 0 updated), 4 unchanged, 1 bad rows"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(exported(d), got, "a rerun changed articles");
+    pg.psql(
+        "seeds",
+        "UPDATE articles SET title = 'Feedback that lands well' WHERE id = 2",
+    );
+    let o = import(&["--dry-run"]);
+    assert!(
+        stdout(&o).contains("would create 0, update 1, leave 3 unchanged"),
+        "{}",
+        stdout(&o)
+    );
+    let o = import(&[]);
+    assert!(
+        stdout(&o).contains("(0 created, 1 updated), 3 unchanged"),
+        "{}",
+        stdout(&o)
+    );
+    let now = exported(d);
+    assert_eq!(now[1]["title"], "Feedback that lands well");
+    assert_eq!(now[0], got[0]);
+
+    // --on-error abort stops at the bad row: the rows before it are written.
+    let dir2 = migrated();
+    let mut args = vec![
+        "articles",
+        "import",
+        "--from-postgres",
+        &url,
+        "--query",
+        QUERY,
+    ];
+    args.extend_from_slice(&["--on-error", "abort", "--batch", "2"]);
+    let o = appliance(dir2.path(), &args);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("aborted at row 4"), "{}", stderr(&o));
+    assert_eq!(exported(dir2.path()).len(), 3);
+
+    // Columns that do not map: every problem named at once, nothing written.
+    let o = appliance(
+        d,
+        &[
+            "articles",
+            "import",
+            "--from-postgres",
+            &url,
+            "--query",
+            "SELECT id AS external_id, title, content, category FROM articles",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    let last = e.trim().lines().last().unwrap_or("");
+    assert!(
+        last.contains("unknown column content") && last.contains("missing required column body"),
+        "{e}"
+    );
+    let o = appliance(
+        d,
+        &[
+            "articles",
+            "import",
+            "--from-postgres",
+            &url,
+            "--query",
+            "SELECT nonsense FROM",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("the query is not valid"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A wrong password, a closed port: one clear line each, no password shown.
+    let wrong = url.replace(PASSWORD, "not-the-password");
+    let o = appliance(
+        d,
+        &[
+            "articles",
+            "import",
+            "--from-postgres",
+            &wrong,
+            "--query",
+            QUERY,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("cannot connect to PostgreSQL at postgres@127.0.0.1:"),
+        "{e}"
+    );
+    assert!(e.contains("password authentication failed"), "{e}");
+    assert!(
+        !e.contains("not-the-password") && e.trim().lines().count() == 1,
+        "{e}"
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = appliance(
+        d,
+        &[
+            "articles",
+            "import",
+            "--from-postgres",
+            &format!("postgres://postgres@127.0.0.1:{closed}/seeds?sslmode=disable"),
+            "--query",
+            QUERY,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("cannot connect to PostgreSQL"),
+        "{}",
+        stderr(&o)
+    );
+
+    // The password from a file, and from PGPASSWORD, when the URL has none.
+    let bare = format!(
+        "postgres://postgres@127.0.0.1:{}/seeds?sslmode=disable",
+        pg.port
+    );
+    let pw = d.join("pg-password");
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    let o = appliance(
+        d,
+        &[
+            "articles",
+            "import",
+            "--from-postgres",
+            &bare,
+            "--query",
+            QUERY,
+            "--dry-run",
+            "--password-file",
+            pw.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cli(d)
+        .env("PGPASSWORD", PASSWORD)
+        .args([
+            "articles",
+            "import",
+            "--from-postgres",
+            &bare,
+            "--query",
+            QUERY,
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("leave 4 unchanged"), "{}", stdout(&o));
+}
+
+/// A data directory with articles (tags, quotes, newlines, a soft delete), a user, a
+/// token, audit entries and a backup.
+fn populated() -> tempfile::TempDir {
+    let dir = migrated();
+    let d = dir.path();
+    let mut lines = String::new();
+    for i in 0..150 {
+        let a = serde_json::json!({
+            "external_id": format!("ext-{i}"),
+            "title": format!("Article {i}: \"quotes\", commas, and ünïcode"),
+            "body": format!("Line one of {i}\nline \\two\\ with, a \"quote\"\n\n- a list"),
+            "category": if i % 3 == 0 { serde_json::Value::Null } else { "cat".into() },
+            "tags": if i % 2 == 0 { serde_json::json!(["a", "b c", "d\"e"]) } else { serde_json::json!([]) },
+            "status": if i % 4 == 0 { "draft" } else { "published" },
+        });
+        lines.push_str(&a.to_string());
+        lines.push('\n');
+    }
+    let file = d.join("in.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    for args in [
+        vec!["articles", "import", file.to_str().unwrap()],
+        vec![
+            "user",
+            "create",
+            "--email",
+            "admin@example.org",
+            "--role",
+            "admin",
+        ],
+        vec![
+            "token",
+            "create",
+            "--email",
+            "admin@example.org",
+            "--name",
+            "ci",
+        ],
+        vec!["backup"],
+    ] {
+        let o = appliance(d, &args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    }
+    dir
+}
+
+#[test]
+fn export_copies_every_table_verified_refuses_a_full_schema_and_catches_drift() {
+    let pg = Cluster::start(false);
+    pg.psql("postgres", "CREATE DATABASE target");
+    let dir = populated();
+    let d = dir.path();
+    let url = pg.url("target", "?sslmode=disable");
+    let export = |extra: &[&str]| {
+        let mut args = vec!["export", "postgres", "--url", &url];
+        args.extend_from_slice(extra);
+        appliance(d, &args)
+    };
+    let o = export(&[]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("into schema appliance at postgres@127.0.0.1:"),
+        "{out}"
+    );
+    assert!(out.contains("not moved: sessions"), "{out}");
+    assert!(out.contains("counts and checksums match"), "{out}");
+    assert!(!out.contains(PASSWORD) && !stderr(&o).contains(PASSWORD));
+    let checksums = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.contains("sha256"))
+            .map(str::to_string)
+            .collect()
+    };
+    let first = checksums(&out);
+    assert_eq!(first.len(), 11, "{out}");
+
+    // Every row, with proper types.
+    let q = |sql: &str| pg.psql("target", sql);
+    assert_eq!(q("SELECT count(*) FROM appliance.articles"), "150");
+    assert_eq!(q("SELECT count(*) FROM appliance.article_tags"), "225");
+    assert_eq!(q("SELECT count(*) FROM appliance.users"), "1");
+    assert_eq!(q("SELECT count(*) FROM appliance.api_tokens"), "1");
+    assert!(
+        q("SELECT count(*) FROM appliance.audit_log")
+            .parse::<u32>()
+            .unwrap()
+            >= 3
+    );
+    assert_eq!(
+        q("SELECT count(*) FROM appliance.backup_runs WHERE ok"),
+        "1"
+    );
+    assert_eq!(
+        q("SELECT tags[2] || '|' || tags[3] FROM appliance.articles WHERE external_id = 'ext-0'"),
+        "b c|d\"e"
+    );
+    assert_eq!(
+        q("SELECT body FROM appliance.articles WHERE external_id = 'ext-1'"),
+        "Line one of 1\nline \\two\\ with, a \"quote\"\n\n- a list"
+    );
+    assert_eq!(
+        q("SELECT string_agg(column_name || ':' || data_type, ',' ORDER BY column_name) FROM information_schema.columns
+           WHERE table_schema = 'appliance' AND table_name = 'articles' AND column_name IN ('created_at', 'id', 'tags')"),
+        "created_at:timestamp with time zone,id:bigint,tags:ARRAY"
+    );
+    assert_eq!(
+        q(
+            "SELECT data_type FROM information_schema.columns WHERE table_schema = 'appliance'
+           AND table_name = 'audit_log' AND column_name = 'details'"
+        ),
+        "jsonb"
+    );
+    assert_eq!(
+        q("SELECT count(*) FROM information_schema.table_constraints WHERE table_schema = 'appliance'
+           AND constraint_type = 'FOREIGN KEY'"),
+        "4"
+    );
+    assert_eq!(
+        q(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'appliance' AND indexname = 'articles_by_tags'"
+        ),
+        "1"
+    );
+
+    // A second run without --replace is refused and changes nothing.
+    let o = export(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("already has 11 tables"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("--replace"), "{}", stderr(&o));
+    assert_eq!(q("SELECT count(*) FROM appliance.articles"), "150");
+
+    // With --replace: the same rows, the same checksums (but for the audit log, which
+    // now holds the first export's entry, and the refusal's does not count).
+    let o = export(&["--replace"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let second = checksums(&stdout(&o));
+    let but_audit = |c: &[String]| -> Vec<String> {
+        c.iter()
+            .filter(|l| !l.contains("audit_log"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(but_audit(&second), but_audit(&first));
+    assert_ne!(second, first, "the audit log has the export's entry");
+
+    // --verify-only: clean right after an export (it carries its own audit entry), then
+    // a row changed in PostgreSQL is caught by its key.
+    let o = export(&["--verify-only"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(checksums(&stdout(&o)), second);
+    q("UPDATE appliance.articles SET title = 'changed' WHERE id = 7");
+    let o = export(&["--verify-only"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("table articles differs at id=7"), "{e}");
+    q("DELETE FROM appliance.article_tags WHERE article_id = 7");
+    q("DELETE FROM appliance.articles WHERE id = 7");
+    let o = export(&["--verify-only"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("differs at"), "{}", stderr(&o));
+
+    // A schema name that is not one is refused before connecting.
+    let o = export(&["--schema", "Robert'); DROP"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is not a valid name"), "{}", stderr(&o));
+}
+
+#[test]
+fn tls_require_works_and_verify_full_refuses_an_untrusted_certificate() {
+    let pg = Cluster::start(true);
+    pg.psql("postgres", "CREATE DATABASE seeds");
+    pg.psql("seeds", SEEDS);
+    let dir = migrated();
+    let d = dir.path();
+    let ca = pg.dir.path().join("ca.crt");
+    let dry = |url: &str| {
+        appliance(
+            d,
+            &[
+                "articles",
+                "import",
+                "--from-postgres",
+                url,
+                "--query",
+                QUERY,
+                "--dry-run",
+            ],
+        )
+    };
+    // The server takes host connections only over TLS.
+    let o = dry(&pg.url("seeds", "?sslmode=disable"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no encryption"), "{}", stderr(&o));
+    for mode in ["require", "prefer"] {
+        let o = dry(&pg.url("seeds", &format!("?sslmode={mode}")));
+        assert!(o.status.success(), "sslmode={mode}: {}", stderr(&o));
+        assert!(stdout(&o).contains("would create 4"), "{}", stdout(&o));
+    }
+    // verify-full against the system's CA store: the test CA is not in it.
+    let o = dry(&pg.url("seeds", "?sslmode=verify-full"));
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("cannot connect to PostgreSQL") && e.contains("UnknownIssuer"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    // With the CA given and the certificate's own name: accepted.
+    let by_name = format!(
+        "postgres://postgres:{PASSWORD}@localhost:{}/seeds?sslmode=verify-full&sslrootcert={}",
+        pg.port,
+        ca.display()
+    );
+    let o = dry(&by_name);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // By address the name does not match: verify-full refuses, verify-ca accepts.
+    let by_ip = pg.url(
+        "seeds",
+        &format!("?sslmode=verify-full&sslrootcert={}", ca.display()),
+    );
+    let o = dry(&by_ip);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not valid for name \"127.0.0.1\""),
+        "{}",
+        stderr(&o)
+    );
+    let o = dry(&by_ip.replace("verify-full", "verify-ca"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    // An sslmode libpq does not have is named.
+    let o = dry(&pg.url("seeds", "?sslmode=always"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("sslmode `always`"), "{}", stderr(&o));
+}
