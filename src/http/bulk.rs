@@ -141,10 +141,11 @@ pub async fn bulk(
         // Bulk writes never carry If-Match.
         Err(BatchError::Item(ItemError { error, .. })) => return Err(error.into()),
     };
-    let created = results.iter().filter(|r| r["result"] == "created").count();
+    let count = |what: &str| results.iter().filter(|r| r["result"] == what).count();
     Ok(Json(json!({
-        "created": created,
-        "updated": results.len() - created,
+        "created": count("created"),
+        "updated": count("updated"),
+        "unchanged": count("unchanged"),
         "items": results,
     })))
 }

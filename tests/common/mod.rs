@@ -3,6 +3,8 @@
 //! unless `TEST_LOG` is set.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -105,9 +105,11 @@ pub async fn export(
     for t in TABLES {
         tx.batch_execute(&t.create(&s)).await?;
     }
-    let (send, mut recv) = mpsc::channel::<Msg>(8);
+    let (send, recv) = mpsc::channel::<Msg>(8);
     let reader = db.read(move |c| snapshot(c, Some(&send)));
     let writer = async {
+        // Owned here: when this side fails, the channel closes and the reader stops.
+        let mut recv = recv;
         let mut hashes: Vec<Vec<RowHash>> = vec![Vec::new(); TABLES.len()];
         let mut sink = None;
         while let Some(msg) = recv.recv().await {
@@ -146,9 +148,10 @@ pub async fn export(
         Ok::<_, PgError>(hashes)
     };
     let (read, written) = tokio::join!(reader, writer);
+    // PostgreSQL's error first: the reader's is then only "the other side stopped".
     let hashes = match (read, written) {
-        (Err(e), _) => return Err(e.into()),
-        (Ok(()), Err(e)) => return Err(e),
+        (_, Err(e)) => return Err(e),
+        (Err(e), Ok(_)) => return Err(e.into()),
         (Ok(()), Ok(h)) => h,
     };
     for t in TABLES {
