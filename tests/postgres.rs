@@ -466,6 +466,18 @@ fn export_copies_every_table_verified_refuses_a_full_schema_and_catches_drift() 
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("differs at"), "{}", stderr(&o));
 
+    // Beside a running server (which keeps its lock and its writer): the export reads a
+    // snapshot and needs neither.
+    let mut server = common::start_server(d);
+    let o = export(&["--schema", "live"]);
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_child(&server.child),
+        rustix::process::Signal::TERM,
+    );
+    let _ = common::exit_within(&mut server.child, std::time::Duration::from_secs(30));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(q("SELECT count(*) FROM live.articles"), "150");
+
     // A row PostgreSQL refuses (a tag of an article that does not exist, written behind
     // SQLite's foreign keys): the export fails naming it, and leaves nothing behind.
     {
