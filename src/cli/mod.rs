@@ -304,7 +304,10 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         "starting appliance"
     );
     // A restore asked for in the admin UI is carried out now, before anything opens.
-    let restored = crate::ops::restore::run_pending(&config);
+    let restored = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || crate::ops::restore::run_pending(&config)).await?
+    };
     let app = App::build(config).await?;
     if let Some(o) = &restored {
         crate::ops::restore::audit_outcome(app.state(), o).await;

@@ -7,8 +7,14 @@ use std::collections::BTreeMap;
 
 const README: &str = include_str!("../../README.md");
 
-/// Key → its description (Markdown emphasis and code quotes taken out).
-pub fn descriptions() -> BTreeMap<String, String> {
+/// Key → its description (Markdown emphasis and code quotes taken out); read from the
+/// embedded README once.
+pub fn descriptions() -> &'static BTreeMap<String, String> {
+    static PARSED: std::sync::LazyLock<BTreeMap<String, String>> = std::sync::LazyLock::new(parse);
+    &PARSED
+}
+
+fn parse() -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for line in README.lines() {
         let Some(row) = line.strip_prefix("| `") else {

@@ -273,9 +273,12 @@ pub async fn restore(
             "must be the archive's name, typed exactly, to confirm the restore",
         )]));
     }
-    // Not while a backup runs (it would be abandoned by the restart).
-    drop(backups::acquire(&state).await?);
+    // Not while a backup runs (it would be abandoned by the restart), and none may start
+    // before the restart: the lock (an flock, closed on exec) is held until the process
+    // is replaced or ends.
+    let lock = backups::acquire(&state).await?;
     let asked = crate::ops::restore::request(&state, &name, &caller.actor()).await?;
+    std::mem::forget(lock);
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({
