@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README): formatting, lints, and every test.
-# Later capabilities that need system packages (a browser, lintian, promtool) install
-# them here and fail loudly if they cannot.
+# Later capabilities that need system packages (a browser, lintian, promtool, PostgreSQL,
+# Litestream) install them here and fail loudly if they cannot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +32,8 @@ export PROMTOOL
 # PostgreSQL 15 and openssl for tests/postgres.rs (import from and export to a real
 # server).
 . scripts/postgres-tools.sh
+# Litestream and an S3-compatible server (rclone) for tests/litestream.rs.
+. scripts/s3-tools.sh
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

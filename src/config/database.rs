@@ -34,7 +34,8 @@ pub struct DatabaseConfig {
     /// `PRAGMA journal_size_limit`: the WAL file is truncated to this size after a reset.
     pub journal_size_limit_bytes: u64,
     /// Interval of the background WAL checkpoint (SQLite's automatic checkpoint inside
-    /// a writer's commit is switched off).
+    /// a writer's commit is switched off); 0 leaves checkpoints to Litestream when it
+    /// replicates the database (README, continuous replication).
     pub checkpoint_interval_ms: u64,
     /// Apply pending migrations when `serve` starts; when false, `serve` refuses to
     /// start until `appliance migrate run` was run.
@@ -94,7 +95,7 @@ impl DatabaseConfig {
                 (
                     "checkpoint_interval_ms",
                     self.checkpoint_interval_ms,
-                    1..=600_000,
+                    0..=600_000,
                 ),
             ],
         )?;

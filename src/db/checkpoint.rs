@@ -43,6 +43,12 @@ impl Db {
     ) -> tokio::task::JoinHandle<()> {
         let db = self.clone();
         tokio::spawn(async move {
+            if db.inner.config.checkpoint_interval_ms == 0 {
+                tracing::info!(
+                    "background WAL checkpoints are off (database.checkpoint_interval_ms = 0): Litestream checkpoints"
+                );
+                return;
+            }
             let interval = Duration::from_millis(db.inner.config.checkpoint_interval_ms);
             let path = db.inner.path.clone();
             let config = db.inner.config.clone();
@@ -91,17 +97,45 @@ impl Db {
     /// the database file alone is complete.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn close(&self) -> Result<(), DbError> {
-        let r = self.checkpoint(Checkpoint::Truncate).await?;
-        if r.busy {
-            tracing::warn!("final checkpoint could not complete: a reader is still active");
-        } else {
-            // The next open may skip reading the whole file (clean_stop).
-            let path = self.inner.path.clone();
-            blocking(move || super::clean_stop::mark(&path)).await?;
+        // A reader may hold an old snapshot: Litestream keeps a read transaction open
+        // between its own checkpoints. Waiting the whole busy timeout for it would only
+        // stall the stop, so each try waits briefly. When the file cannot be completed
+        // the WAL keeps the rest (committed and durable); the next start, finding no
+        // clean-stop mark, checks the file in the background after it is ready.
+        let deadline = std::time::Instant::now() + CLOSE_WAIT;
+        loop {
+            let busy = Duration::from_millis(self.inner.config.busy_timeout_ms);
+            let r = self
+                .with_writer(move |conn| {
+                    conn.busy_timeout(CLOSE_TRY)?;
+                    let r = run_checkpoint(conn, Checkpoint::Truncate);
+                    conn.busy_timeout(busy)?;
+                    r
+                })
+                .await?;
+            let complete = !r.busy || (r.wal_frames >= 0 && r.checkpointed_frames == r.wal_frames);
+            if complete {
+                // The next open may skip reading the whole file (clean_stop).
+                let path = self.inner.path.clone();
+                blocking(move || super::clean_stop::mark(&path)).await?;
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    wal_frames = r.wal_frames,
+                    copied = r.checkpointed_frames,
+                    "final checkpoint could not complete: another reader (Litestream?) holds an older snapshot; the WAL keeps the rest, and the next start checks the file after it is ready"
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(CLOSE_TRY).await;
         }
-        Ok(())
     }
 }
+
+/// How long a clean stop keeps trying to checkpoint everything, and each try's wait.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+const CLOSE_TRY: Duration = Duration::from_millis(100);
 
 fn run_checkpoint(conn: &Connection, mode: Checkpoint) -> Result<CheckpointResult, DbError> {
     let sql = match mode {

@@ -80,13 +80,16 @@ pub fn foreign_key_violations(conn: &Connection) -> Result<Vec<String>, rusqlite
     rows(conn, "PRAGMA foreign_key_check")
 }
 
-/// Every table, index, trigger and view (SQL text normalised) and every table's columns.
+/// Every table, index, trigger and view (SQL text normalised) and every table's columns;
+/// not refinery's history, nor the `_litestream_lock` / `_litestream_seq` tables that
+/// Litestream adds to a database it replicates.
 #[tracing::instrument(level = "debug", skip_all)]
 pub fn schema_of(conn: &Connection) -> Result<BTreeMap<String, String>, rusqlite::Error> {
     let mut out = BTreeMap::new();
     let mut stmt = conn.prepare(
         "SELECT type, name, coalesce(sql, '') FROM sqlite_schema
-         WHERE name NOT LIKE 'sqlite_%' AND name != 'refinery_schema_history' ORDER BY name",
+         WHERE name NOT LIKE 'sqlite_%' AND name != 'refinery_schema_history'
+           AND substr(name, 1, 12) != '_litestream_' ORDER BY name",
     )?;
     let items: Vec<(String, String, String)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -106,6 +109,16 @@ pub fn schema_of(conn: &Connection) -> Result<BTreeMap<String, String>, rusqlite
         out.insert(format!("{kind} {name}"), sql);
     }
     Ok(out)
+}
+
+/// Whether the schema has an object (table, index, …) named `name`, e.g. the
+/// `_litestream_lock` table Litestream adds.
+pub fn has_object(conn: &Connection, name: &str) -> Result<bool, rusqlite::Error> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_schema WHERE name = ?1",
+        [name],
+        |r| r.get(0),
+    )
 }
 
 /// The application's instance id (a real row of a real table, for the deep health check).

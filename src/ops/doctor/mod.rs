@@ -10,6 +10,7 @@ use serde::Serialize;
 
 mod database;
 mod files;
+mod litestream;
 
 use database::{check_integrity, check_migrations, check_schema};
 
@@ -95,6 +96,7 @@ pub fn diagnose(config: &Config) -> Diagnosis {
                 check_migrations(&conn, &mut f);
                 check_schema(&conn, &mut f);
                 check_wal(&db_path, &mut f);
+                litestream::check(config, &db_path, &conn, &mut f);
                 check_index(&data_dir, &conn, &mut f);
                 check_backups(&conn, config, &mut f);
             }
