@@ -112,6 +112,12 @@ impl Drop for Server {
 
 /// The release binary with production defaults (log level info, to /dev/null here).
 pub async fn start() -> Server {
+    start_with(&[]).await
+}
+
+/// [`start`] with extra environment (configuration overrides such as
+/// `APPLIANCE__DATABASE__CHECKPOINT_INTERVAL_MS`).
+pub async fn start_with(env: &[(&str, &str)]) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     admin_cli(
@@ -136,7 +142,7 @@ pub async fn start() -> Server {
             "bench",
         ],
     );
-    let (child, base) = spawn(dir.path(), port).await;
+    let (child, base) = spawn_env(dir.path(), port, env).await;
     Server {
         child,
         base,
@@ -162,8 +168,13 @@ impl Server {
 
 /// Start `appliance serve` in `dir` on `port` and wait until /readyz says 200.
 async fn spawn(dir: &std::path::Path, port: u16) -> (Child, String) {
+    spawn_env(dir, port, &[]).await
+}
+
+async fn spawn_env(dir: &std::path::Path, port: u16, env: &[(&str, &str)]) -> (Child, String) {
     let child = Command::new(env!("CARGO_BIN_EXE_appliance"))
         .current_dir(dir)
+        .envs(env.iter().copied())
         .env("APPLIANCE_CONFIG", "/dev/null")
         // Load generators from one address would be throttled by the per-IP limits
         // (PocketBase, the comparison, has its limiter off by default too).
