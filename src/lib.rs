@@ -67,6 +67,7 @@ pub mod search;
 // ---- layer 4 -------------------------------------------------------------------------
 /// The server's duties: health checks, watchdog, metrics, alerts, doctor, schedules.
 pub mod ops;
+pub mod replication;
 
 // ---- layer 5 -------------------------------------------------------------------------
 /// Everything `serve` owns: start-up sequence, graceful shutdown.

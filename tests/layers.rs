@@ -29,6 +29,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("backup", 3),
     ("catalog", 3),
     ("ops", 4),
+    ("replication", 4),
     ("state", 5),
     ("http", 5),
     ("app", 5),

@@ -16,7 +16,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,37 +33,7 @@ impl Drop for Proc {
     }
 }
 
-fn tool(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| {
-        panic!("{var} is not set: run the tests with scripts/test.sh, which installs Litestream and rclone")
-    })
-}
-
-const KEY_ID: &str = "appliance-test";
-const SECRET: &str = "appliance-test-secret";
-
-/// `rclone serve s3` over `root` (each directory a bucket) on a free port.
-fn s3_server(root: &Path) -> (Proc, u16) {
-    std::fs::create_dir_all(root.join("replica")).expect("bucket");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let child = Command::new(tool("APPLIANCE_TEST_RCLONE"))
-        .args(["serve", "s3", "--addr", &format!("127.0.0.1:{port}")])
-        .args(["--auth-key", &format!("{KEY_ID},{SECRET}")])
-        .arg(root)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rclone");
-    let p = Proc(child);
-    let up = poll(Duration::from_secs(30), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
-    assert!(up.is_some(), "rclone serve s3 did not listen");
-    (p, port)
-}
+use common::s3::{KEY_ID, S3, SECRET, tool};
 
 fn litestream_config(at: &Path, db: &Path, port: u16) -> PathBuf {
     let cfg = at.join("litestream.yml");
@@ -141,7 +111,8 @@ fn run_ok(dir: &Path, args: &[&str]) {
 #[test]
 fn litestream_replicates_under_writes_and_a_new_machine_starts_from_the_replica() {
     let root = tempfile::tempdir().unwrap();
-    let (_s3, port) = s3_server(&root.path().join("s3"));
+    let s3 = S3::start(&root.path().join("s3"), &["replica"]);
+    let port = s3.port;
     let vm1 = root.path().join("vm1");
     std::fs::create_dir_all(&vm1).unwrap();
     run_ok(&vm1, &["migrate", "run"]);
@@ -261,7 +232,8 @@ fn litestream_replicates_under_writes_and_a_new_machine_starts_from_the_replica(
 #[test]
 fn a_clean_stop_beside_litestream_ends_at_once_and_loses_nothing() {
     let root = tempfile::tempdir().unwrap();
-    let (_s3, port) = s3_server(&root.path().join("s3"));
+    let s3 = S3::start(&root.path().join("s3"), &["replica"]);
+    let port = s3.port;
     let vm = root.path().join("vm");
     std::fs::create_dir_all(&vm).unwrap();
     run_ok(&vm, &["migrate", "run"]);

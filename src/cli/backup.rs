@@ -13,7 +13,7 @@ use super::ledger;
 use crate::auth::audit::{self, Actor};
 use crate::backup::job::{self, Job, Report};
 use crate::backup::signing::{Key, Location, Origin, Trust};
-use crate::backup::{self, BackupError, BackupLock, Trigger, restore};
+use crate::backup::{self, BackupError, BackupLock, Trigger};
 use crate::config::Config;
 use crate::data_dir::{DataDir, DataDirError};
 use crate::db::audit::Outcome;
@@ -38,18 +38,32 @@ pub struct CreateArgs {
 pub enum BackupCommand {
     /// Take a backup now (the same as bare `appliance backup`); works while `serve` runs.
     Create(CreateArgs),
-    /// List archives: name, time, size, trigger, verified.
+    /// List archives: name, time, size, trigger, verified (with --remote: the off-site
+    /// copies in backup.remote's bucket).
     List {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// List the bucket of backup.remote instead of the backups directory.
+        #[arg(long)]
+        remote: bool,
     },
     /// Check an archive completely: signature, checksums, manifest, database, index.
+    /// `s3://NAME` downloads the off-site copy to a temporary file first (its checksum
+    /// and signature checked before it is decrypted).
     Verify {
-        /// Archive name in the backups directory, or a path.
+        /// Archive name in the backups directory, a path, or s3://NAME.
         archive: String,
         #[command(flatten)]
         trust: TrustArgs,
+        /// The age identity file that decrypts off-site copies (kept off the machine).
+        #[arg(long, value_name = "PATH")]
+        identity_file: Option<PathBuf>,
+    },
+    /// Copy an archive off the machine now (default: the newest), to backup.remote.
+    Push {
+        /// Archive name in the backups directory, or a path.
+        archive: Option<String>,
     },
     /// Show the backup signing key's id and file (creating the key if there is none yet),
     /// to keep a copy of it off this machine.
@@ -60,17 +74,6 @@ pub enum BackupCommand {
         #[arg(long)]
         dry_run: bool,
     },
-}
-
-#[derive(Debug, Args)]
-pub struct RestoreArgs {
-    /// Archive name in the backups directory, or a path.
-    pub archive: String,
-    /// Only verify the archive and report what would change.
-    #[arg(long)]
-    pub dry_run: bool,
-    #[command(flatten)]
-    pub trust: TrustArgs,
 }
 
 /// How an archive's signature is checked.
@@ -90,7 +93,7 @@ pub struct TrustArgs {
 
 impl TrustArgs {
     /// The trust to check with, and the key given with `--key-file`.
-    fn trust(&self, config: &Config) -> anyhow::Result<(Trust, Option<Key>)> {
+    pub(super) fn trust(&self, config: &Config) -> anyhow::Result<(Trust, Option<Key>)> {
         let given = self.key_file.as_deref().map(Key::read).transpose()?;
         let key = match &given {
             Some(k) => Some(k.clone()),
@@ -108,15 +111,33 @@ pub async fn run_backup(config: &Config, args: &BackupArgs) -> anyhow::Result<()
     match &args.command {
         None => create(config, args.create).await,
         Some(BackupCommand::Create(c)) => create(config, *c).await,
-        Some(BackupCommand::List { json }) => list(config, *json).await,
-        Some(BackupCommand::Verify { archive, trust }) => verify_cmd(config, archive, trust).await,
+        Some(BackupCommand::List {
+            json,
+            remote: false,
+        }) => list(config, *json).await,
+        Some(BackupCommand::List { json, remote: true }) => {
+            super::remote::list(config, *json).await
+        }
+        Some(BackupCommand::Verify {
+            archive,
+            trust,
+            identity_file,
+        }) => match archive.strip_prefix("s3://") {
+            Some(name) => {
+                super::remote::verify(config, name, trust, identity_file.as_deref()).await
+            }
+            None => verify_cmd(config, archive, trust).await,
+        },
+        Some(BackupCommand::Push { archive }) => {
+            super::remote::push(config, archive.as_deref()).await
+        }
         Some(BackupCommand::Key) => key_cmd(config),
         Some(BackupCommand::Prune { dry_run }) => prune(config, *dry_run).await,
     }
 }
 
 /// A progress bar for the backup job's steps (bytes of each step).
-fn job_report(pb: &indicatif::ProgressBar) -> Report {
+pub(super) fn job_report(pb: &indicatif::ProgressBar) -> Report {
     let pb = pb.clone();
     Arc::new(move |_, done, total| {
         pb.set_length(total);
@@ -193,6 +214,9 @@ pub(super) async fn create_for(config: &Config, verify: bool, quiet: bool) -> an
     }
     for name in &outcome.pruned {
         say!("retention removed {name}");
+    }
+    if config.backup.remote.enabled() {
+        super::remote::push_path(config, &created.path).await?;
     }
     Ok(())
 }
@@ -286,7 +310,7 @@ async fn verify_cmd(config: &Config, archive: &str, trust: &TrustArgs) -> anyhow
     Ok(())
 }
 
-fn print_verified(path: &std::path::Path, v: &backup::verify::Verified) {
+pub(super) fn print_verified(path: &std::path::Path, v: &backup::verify::Verified) {
     let m = &v.manifest;
     let rows: Vec<String> = m
         .row_counts
@@ -333,90 +357,8 @@ async fn prune(config: &Config, dry_run: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run_restore(config: &Config, args: &RestoreArgs) -> anyhow::Result<()> {
-    let data_dir = DataDir::new(&config.data_dir);
-    let backups_dir = config.backups_dir();
-    let path: PathBuf = backup::resolve(&backups_dir, &args.archive)?;
-    let pb = super::progress::bytes();
-    let report = |done, total| {
-        pb.set_length(total);
-        pb.set_position(done);
-    };
-    let (trust, given) = args.trust.trust(config)?;
-    // A key given on a machine whose data directory has none becomes its key.
-    let adopt_key = match Location::of(&config.backup, &config.data_dir) {
-        Location::DataDir(_) => given,
-        Location::Given(_) => None,
-    };
-    let opts = restore::Options {
-        dry_run: args.dry_run,
-        trust,
-        margin: config.backup.min_free_margin_bytes,
-        adopt_key,
-        fail_at: None,
-    };
-    let r = restore::restore(&data_dir, &backups_dir, &path, &opts, Some(&report));
-    pb.finish_and_clear();
-    let r = r.map_err(|e| match e {
-        BackupError::DataDir(DataDirError::Locked { dir, pid }) => anyhow::anyhow!(
-            "refusing to restore: a server (pid {pid}) is running on {}; stop it first (systemctl stop appliance)",
-            dir.display()
-        ),
-        e => e.into(),
-    })?;
-    let m = &r.manifest;
-    println!(
-        "archive {} verified: created {}, schema v{}, {}",
-        r.archive.display(),
-        m.created_at,
-        m.schema_version,
-        origin_words(&r.origin)
-    );
-    for (table, n) in &m.row_counts {
-        let now = r
-            .current_row_counts
-            .as_ref()
-            .and_then(|c| c.get(table))
-            .map_or_else(|| "-".to_string(), ToString::to_string);
-        println!("  {table:<24} now {now:>10}  restored {n:>10}");
-    }
-    if args.dry_run {
-        println!("dry run: nothing changed");
-        return Ok(());
-    }
-    // Recorded in the restored database, whose audit log now continues from the archive.
-    audit::write(
-        &ledger(config),
-        Actor::cli()
-            .event("backup.restore", Outcome::Success)
-            .target(
-                r.archive
-                    .file_name()
-                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-            )
-            .details(serde_json::json!({
-                "archive_created_at": m.created_at,
-                "origin": r.origin,
-                "previous_data_dir": r.moved_aside.as_ref().map(|p| p.display().to_string()),
-            })),
-    )
-    .await;
-    if let Some(aside) = &r.moved_aside {
-        println!("the previous data directory is kept in {}", aside.display());
-    }
-    println!("restored into {}", data_dir.root().display());
-    if r.pending_migrations > 0 {
-        println!(
-            "the next start applies {} pending migration(s) to the restored database",
-            r.pending_migrations
-        );
-    }
-    println!("start the server (systemctl start appliance); it brings the search index up to date");
-    Ok(())
-}
-
 /// What the signature said, for a person.
-fn origin_words(o: &Origin) -> String {
+pub(super) fn origin_words(o: &Origin) -> String {
     match o {
         Origin::Signed { key_id } => format!("signed with key {key_id}"),
         Origin::Unsigned => {

@@ -24,9 +24,12 @@ mod errors;
 mod migrate;
 mod postgres;
 mod progress;
+mod remote;
+mod restore;
 mod users;
 pub use articles::{ArticlesArgs, IndexArgs};
-pub use backup::{BackupArgs, RestoreArgs};
+pub use backup::BackupArgs;
+pub use restore::RestoreArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -221,7 +224,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Articles(args) => articles::run_articles(&config, args).await,
         Command::Index(args) => articles::run_index(&config, args).await,
         Command::Backup(args) => backup::run_backup(&config, args).await,
-        Command::Restore(args) => backup::run_restore(&config, args).await,
+        Command::Restore(args) => restore::run_restore(&config, args).await,
         Command::User(args) => users::run_user(&config, args).await,
         Command::Token(args) => users::run_token(&config, args).await,
         Command::Audit(args) => audit::run_audit(&config, args).await,
@@ -303,6 +306,8 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         data_dir = %config.data_dir.display(),
         "starting appliance"
     );
+    // From here on SIGTERM and Ctrl-C stop the server cleanly (after it has started).
+    let stop = shutdown_signal();
     // A restore asked for in the admin UI is carried out now, before anything opens.
     let restored = {
         let config = config.clone();
@@ -324,7 +329,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
     let restart = app.state().clone();
     // Port 0 picked one: the next start keeps it, so clients find the server again.
     let keep_port = (restart.config().server.listen.port() == 0).then(|| app.local_addr());
-    app.run_until_stopped(shutdown_signal()).await?;
+    app.run_until_stopped(stop).await?;
     if restart.restart().was_asked() {
         drop(restart);
         return Err(restart_in_place(keep_port));

@@ -9,6 +9,7 @@ mod content;
 mod database;
 pub mod docs;
 mod observe;
+mod remote;
 mod schedules;
 mod secret;
 mod security;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use content::{Analyzer, ArticlesConfig, SearchConfig};
 pub use database::{DatabaseConfig, HealthConfig, Synchronous};
 pub use observe::{AlertsConfig, LogConfig, LogFormat, MetricsConfig, SentryConfig};
+pub use remote::RemoteConfig;
 pub use schedules::{BackupConfig, CleanupConfig};
 pub use secret::Secret;
 use secret::resolve_secret;
@@ -336,6 +338,11 @@ impl Config {
             &mut self.alerts.webhook_url,
             &mut self.alerts.webhook_url_file,
             "alerts.webhook_url",
+        )?;
+        resolve_secret(
+            &mut self.backup.remote.secret_access_key,
+            &mut self.backup.remote.secret_access_key_file,
+            "backup.remote.secret_access_key",
         )
     }
 

@@ -34,6 +34,8 @@ pub struct BackupConfig {
     /// `$CREDENTIALS_DIRECTORY`). Unset: the systemd credential `backup-signing-key`
     /// when given, else `<data_dir>/backup-signing.key`, created by the first backup.
     pub signing_key_file: Option<PathBuf>,
+    /// Off-site copies in S3-compatible object storage (`[backup.remote]`).
+    pub remote: super::remote::RemoteConfig,
 }
 
 impl Default for BackupConfig {
@@ -51,6 +53,7 @@ impl Default for BackupConfig {
             compression_level: 1,
             min_free_margin_bytes: 64 * 1024 * 1024,
             signing_key_file: None,
+            remote: super::remote::RemoteConfig::default(),
         }
     }
 }
@@ -131,7 +134,7 @@ impl BackupConfig {
                 "must be at least 1 (the newest backup is always kept)",
             ));
         }
-        Ok(())
+        self.remote.validate()
     }
 }
 

@@ -132,6 +132,13 @@ pub async fn run(
     )
     .await;
     backups.set_running(None);
+    // A verified archive goes off the machine, in the background.
+    if let Ok(outcome) = &res
+        && matches!(outcome.verified, Some(Ok(_)))
+        && state.config().backup.remote.enabled()
+    {
+        crate::replication::job::spawn_push(state.clone(), outcome.created.path.clone());
+    }
     res
 }
 

@@ -1,0 +1,428 @@
+//! Off-site copies of backup archives in S3-compatible object storage (`[backup.remote]`).
+//!
+//! An archive leaves the machine encrypted with age to the configured public recipients
+//! (the machine holds none of the identities), as `<prefix><archive>.age`. It is
+//! uploaded in parts (object_store's multipart upload: the object appears only when the
+//! last part is committed, and the client retries with backoff); its size is checked
+//! against what was sent; only then is the sidecar `<object>.json` written: the
+//! object's size and SHA-256, signed with the backup signing key. An object without its
+//! sidecar is an upload that did not finish and is never used.
+//!
+//! Fetching checks the sidecar's signature and the downloaded object's SHA-256 before
+//! anything is decrypted onto disk, then decrypts with an identity file given for the
+//! occasion; the archive then verifies and restores as a local one.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::backup::signing;
+use crate::config::RemoteConfig;
+
+mod crypt;
+pub mod job;
+
+/// Parts of this size are uploaded (S3's minimum is 5 MiB).
+const PART: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error(
+        "off-site copies are not configured: set backup.remote.bucket, its keys and recipients"
+    )]
+    NotConfigured,
+    #[error("{0}")]
+    Store(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io(what: &str) -> impl Fn(std::io::Error) -> RemoteError + '_ {
+    move |e| RemoteError::Invalid(format!("{what}: {e}"))
+}
+
+/// One line for an object store error, with what to check.
+fn store(what: &str, e: object_store::Error) -> RemoteError {
+    use object_store::Error as E;
+    let why = match &e {
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => {
+            "access denied (check backup.remote.access_key_id and the secret key)".to_string()
+        }
+        E::NotFound { .. } => "not found (check backup.remote.bucket and endpoint)".to_string(),
+        other => {
+            // The client's message, without the request dump and the server's body.
+            let text = other.to_string();
+            let first = text.lines().next().unwrap_or("").trim();
+            let short = first.split(" - Server returned").next().unwrap_or(first);
+            let short = short.split(": Error performing").next().unwrap_or(short);
+            if text.contains("NoSuchBucket") {
+                format!("{short} (no such bucket: check backup.remote.bucket)")
+            } else {
+                short.to_string()
+            }
+        }
+    };
+    RemoteError::Store(format!("{what}: {why}"))
+}
+
+/// What the sidecar says of an uploaded archive (signed).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Copy {
+    /// The local archive's name.
+    pub archive: String,
+    /// The object's key below the prefix.
+    pub object: String,
+    pub size: u64,
+    pub sha256: String,
+    pub encrypted: bool,
+    pub uploaded_at: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Sidecar {
+    copy: Copy,
+    /// The backup signing key's signature over `copy` as JSON.
+    signature: serde_json::Value,
+}
+
+/// An archive in the bucket, complete (with its sidecar) or not.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    pub archive: String,
+    pub size: u64,
+    pub last_modified: String,
+    /// The sidecar is there: the upload finished and was checked.
+    pub complete: bool,
+    pub encrypted: bool,
+}
+
+/// The configured bucket.
+pub struct Remote {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    name: String,
+    recipients: Vec<age::x25519::Recipient>,
+}
+
+impl Remote {
+    /// The remote of `config`; [`RemoteError::NotConfigured`] when there is none.
+    pub fn new(config: &RemoteConfig) -> Result<Remote, RemoteError> {
+        if !config.enabled() {
+            return Err(RemoteError::NotConfigured);
+        }
+        let secret = config
+            .secret_access_key
+            .as_ref()
+            .map(|s| s.expose().to_string())
+            .unwrap_or_default();
+        let mut b = AmazonS3Builder::new()
+            .with_bucket_name(&config.bucket)
+            .with_region(&config.region)
+            .with_access_key_id(&config.access_key_id)
+            .with_secret_access_key(secret)
+            .with_virtual_hosted_style_request(!config.path_style);
+        if !config.endpoint.is_empty() {
+            b = b
+                .with_endpoint(&config.endpoint)
+                .with_allow_http(config.endpoint.starts_with("http://"));
+        }
+        let s3 = b
+            .build()
+            .map_err(|e| store("the backup.remote settings are not usable", e))?;
+        let recipients = config
+            .recipients
+            .iter()
+            .map(|r| {
+                r.parse()
+                    .map_err(|_| RemoteError::Invalid(format!("{r:?} is not an age public key")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Remote {
+            store: Arc::new(s3),
+            prefix: config.prefix.trim_start_matches('/').to_string(),
+            name: format!(
+                "s3://{}/{}",
+                config.bucket,
+                config.prefix.trim_start_matches('/')
+            ),
+            recipients,
+        })
+    }
+
+    /// `s3://bucket/prefix`, for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn key(&self, object: &str) -> Key {
+        Key::from(format!("{}{object}", self.prefix))
+    }
+
+    fn object_of(&self, archive: &str) -> String {
+        if self.recipients.is_empty() {
+            archive.to_string()
+        } else {
+            format!("{archive}.age")
+        }
+    }
+
+    /// Copy `archive` off the machine (encrypting it first when recipients are set) and
+    /// record it with a signed sidecar; `progress(sent, total)` as parts go.
+    pub async fn push(
+        &self,
+        archive: &Path,
+        key: &signing::Key,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<Copy, RemoteError> {
+        let name = archive
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| RemoteError::Invalid(format!("{} is not a file", archive.display())))?;
+        let object = self.object_of(&name);
+        // What goes up: the encrypted copy (a temporary file beside the archive) or the
+        // archive itself; its size and SHA-256.
+        let (source, temp, size, sha256) = if self.recipients.is_empty() {
+            let a = archive.to_path_buf();
+            let (size, sha) = tokio::task::spawn_blocking(move || crypt::digest(&a))
+                .await
+                .map_err(|e| RemoteError::Invalid(e.to_string()))??;
+            (archive.to_path_buf(), None, size, sha)
+        } else {
+            let tmp = crate::fsutil::temp_path_for(&archive.with_file_name(&object));
+            let (a, t, r) = (archive.to_path_buf(), tmp.clone(), self.recipients.clone());
+            let (size, sha) = tokio::task::spawn_blocking(move || crypt::encrypt(&a, &t, &r))
+                .await
+                .map_err(|e| RemoteError::Invalid(e.to_string()))??;
+            (tmp.clone(), Some(tmp), size, sha)
+        };
+        let res = self.upload(&source, &object, size, progress).await;
+        if let Some(t) = temp {
+            let _ = std::fs::remove_file(t);
+        }
+        res?;
+        let copy = Copy {
+            archive: name,
+            object: object.clone(),
+            size,
+            sha256,
+            encrypted: !self.recipients.is_empty(),
+            uploaded_at: crate::clock::now(),
+        };
+        let body = serde_json::to_vec(&copy).map_err(|e| RemoteError::Invalid(e.to_string()))?;
+        let signature: serde_json::Value = serde_json::from_slice(&key.sign(&body))
+            .map_err(|e| RemoteError::Invalid(e.to_string()))?;
+        let sidecar = serde_json::to_vec_pretty(&Sidecar {
+            copy: copy.clone(),
+            signature,
+        })
+        .map_err(|e| RemoteError::Invalid(e.to_string()))?;
+        self.store
+            .put(
+                &self.key(&format!("{object}.json")),
+                PutPayload::from(sidecar),
+            )
+            .await
+            .map_err(|e| store(&format!("cannot record {object} in {}", self.name), e))?;
+        Ok(copy)
+    }
+
+    async fn upload(
+        &self,
+        source: &Path,
+        object: &str,
+        size: u64,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<(), RemoteError> {
+        let key = self.key(object);
+        let what = format!("cannot upload {object} to {}", self.name);
+        let upload = self
+            .store
+            .put_multipart(&key)
+            .await
+            .map_err(|e| store(&what, e))?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
+        let mut f = tokio::fs::File::open(source)
+            .await
+            .map_err(io(&source.display().to_string()))?;
+        let mut buf = vec![0u8; PART];
+        let mut sent = 0u64;
+        loop {
+            let n = match f.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = w.abort().await;
+                    return Err(io(&source.display().to_string())(e));
+                }
+            };
+            if let Err(e) = w.wait_for_capacity(2).await {
+                let _ = w.abort().await;
+                return Err(store(&what, e));
+            }
+            w.write(&buf[..n]);
+            sent += n as u64;
+            progress(sent, size);
+        }
+        w.finish().await.map_err(|e| store(&what, e))?;
+        let meta = self.store.head(&key).await.map_err(|e| store(&what, e))?;
+        if meta.size != size {
+            let _ = self.store.delete(&key).await;
+            return Err(RemoteError::Store(format!(
+                "{what}: the bucket holds {} bytes of {size}; removed, try again",
+                meta.size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every archive in the bucket, newest name first.
+    pub async fn list(&self) -> Result<Vec<Listed>, RemoteError> {
+        let prefix = Key::from(self.prefix.trim_end_matches('/'));
+        let mut objects = self.store.list(Some(&prefix));
+        let mut all = Vec::new();
+        while let Some(o) = objects.next().await {
+            let o = o.map_err(|e| store(&format!("cannot list {}", self.name), e))?;
+            all.push(o);
+        }
+        let names: std::collections::HashSet<String> =
+            all.iter().map(|o| o.location.to_string()).collect();
+        let mut out: Vec<Listed> = all
+            .iter()
+            .filter_map(|o| {
+                let loc = o.location.to_string();
+                if loc.ends_with(".json") {
+                    return None;
+                }
+                let object = loc.strip_prefix(&self.prefix).unwrap_or(&loc);
+                let encrypted = object.ends_with(".age");
+                Some(Listed {
+                    archive: object.trim_end_matches(".age").to_string(),
+                    size: o.size,
+                    last_modified: crate::clock::format(
+                        time::OffsetDateTime::from_unix_timestamp(o.last_modified.timestamp())
+                            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+                    ),
+                    complete: names.contains(&format!("{loc}.json")),
+                    encrypted,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| b.archive.cmp(&a.archive));
+        Ok(out)
+    }
+
+    /// Download `archive` into `dir`: the sidecar's signature checked against `trust`,
+    /// the object's SHA-256 against the sidecar, then decrypted with `identity` (an age
+    /// identity file) when it is encrypted. Returns the archive's local path.
+    pub async fn fetch(
+        &self,
+        archive: &str,
+        dir: &Path,
+        identity: Option<&Path>,
+        trust: &signing::Trust,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<PathBuf, RemoteError> {
+        let archive = archive.trim_start_matches("s3://");
+        let archive = archive.rsplit('/').next().unwrap_or(archive);
+        let archive = archive.trim_end_matches(".age").trim_end_matches(".json");
+        let copy = self.sidecar(archive, trust).await?;
+        let key = self.key(&copy.object);
+        let what = format!("cannot download {} from {}", copy.object, self.name);
+        let got = self.store.get(&key).await.map_err(|e| store(&what, e))?;
+        let download = dir.join(format!(".{}.download", copy.object));
+        let mut f = tokio::fs::File::create(&download)
+            .await
+            .map_err(io(&download.display().to_string()))?;
+        let mut hash = crypt::Hasher::default();
+        let mut stream = got.into_stream();
+        let mut n = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&download);
+                    return Err(store(&what, e));
+                }
+            };
+            hash.update(&chunk);
+            n += chunk.len() as u64;
+            if let Err(e) = f.write_all(&chunk).await {
+                let _ = std::fs::remove_file(&download);
+                return Err(io(&download.display().to_string())(e));
+            }
+            progress(n, copy.size);
+        }
+        f.sync_all()
+            .await
+            .map_err(io(&download.display().to_string()))?;
+        drop(f);
+        if n != copy.size || hash.hex() != copy.sha256 {
+            let _ = std::fs::remove_file(&download);
+            return Err(RemoteError::Invalid(format!(
+                "the remote copy of {archive} is damaged: {n} bytes with SHA-256 {}, but {} bytes with {} were uploaded; it is refused",
+                &hash.hex()[..16],
+                copy.size,
+                &copy.sha256[..16.min(copy.sha256.len())]
+            )));
+        }
+        let out = dir.join(&copy.archive);
+        let tmp = crate::fsutil::temp_path_for(&out);
+        let result = if copy.encrypted {
+            let Some(identity) = identity else {
+                let _ = std::fs::remove_file(&download);
+                return Err(RemoteError::Invalid(format!(
+                    "{archive} is encrypted: give the age identity that matches backup.remote.recipients with --identity-file"
+                )));
+            };
+            let (d, t, i) = (download.clone(), tmp.clone(), identity.to_path_buf());
+            tokio::task::spawn_blocking(move || crypt::decrypt(&d, &t, &i))
+                .await
+                .map_err(|e| RemoteError::Invalid(e.to_string()))
+                .and_then(|r| r)
+        } else {
+            std::fs::rename(&download, &tmp).map_err(io(&tmp.display().to_string()))
+        };
+        let _ = std::fs::remove_file(&download);
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        crate::fsutil::persist(&tmp, &out).map_err(io(&out.display().to_string()))?;
+        Ok(out)
+    }
+
+    /// The sidecar of `archive`, its signature checked with `trust` (this appliance's
+    /// key, or one given with --key-file; `--trust-unsigned` accepts another key's).
+    async fn sidecar(&self, archive: &str, trust: &signing::Trust) -> Result<Copy, RemoteError> {
+        let object = self.object_of(archive);
+        let key = self.key(&format!("{object}.json"));
+        let got = self.store.get(&key).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => RemoteError::Invalid(format!(
+                "{archive} has no completed upload in {} (see `appliance backup list --remote`)",
+                self.name
+            )),
+            e => store(&format!("cannot read {object}.json"), e),
+        })?;
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|e| store(&format!("cannot read {object}.json"), e))?;
+        let sidecar: Sidecar = serde_json::from_slice(&bytes).map_err(|_| {
+            RemoteError::Invalid(format!("{object}.json is not a sidecar: refused"))
+        })?;
+        let body =
+            serde_json::to_vec(&sidecar.copy).map_err(|e| RemoteError::Invalid(e.to_string()))?;
+        let signature = serde_json::to_vec(&sidecar.signature)
+            .map_err(|e| RemoteError::Invalid(e.to_string()))?;
+        trust
+            .check(&body, Some(&signature))
+            .map_err(|why| RemoteError::Invalid(format!("the remote copy of {archive}: {why}")))?;
+        Ok(sidecar.copy)
+    }
+}

@@ -1,0 +1,252 @@
+//! Off-site copies of backups, for real: the binary against an S3-compatible server
+//! (`rclone serve s3` on 127.0.0.1, tests/common/s3.rs), archives encrypted with age.
+//!
+//! - `appliance backup` uploads the verified archive encrypted (the bucket holds an age
+//!   file and its signed sidecar, nothing readable); `backup list --remote` shows it;
+//!   `backup verify s3://NAME` downloads, checks and verifies it (and says what is
+//!   missing without the identity); a new machine restores it with `restore --remote`
+//!   (the kept signing key and the age identity) with every article, searchable.
+//! - A corrupted remote object is refused by verify and restore; an object without its
+//!   sidecar (an upload that did not finish) is listed as incomplete and never used;
+//!   wrong credentials are one clear line and the local archive is untouched; a remote
+//!   without recipients is refused unless allow_unencrypted.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use age::secrecy::ExposeSecret;
+use common::s3::{KEY_ID, S3, SECRET};
+use common::{cli, poll, stderr, stdout};
+
+/// A machine: its directory and config file (with `[backup.remote]`).
+struct Machine {
+    dir: PathBuf,
+    config: PathBuf,
+}
+
+impl Machine {
+    fn new(root: &Path, name: &str, s3: &S3, remote: &str) -> Machine {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("s3-secret");
+        std::fs::write(&secret, SECRET).unwrap();
+        let config = dir.join("appliance.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[backup.remote]\nbucket = \"offsite\"\nendpoint = \"{}\"\npath_style = true\naccess_key_id = \"{KEY_ID}\"\nsecret_access_key_file = \"{}\"\n{remote}\n",
+                s3.endpoint(),
+                secret.display()
+            ),
+        )
+        .unwrap();
+        Machine { dir, config }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        cli(&self.dir)
+            .env("APPLIANCE_CONFIG", &self.config)
+            .args(args)
+            .output()
+            .expect("appliance")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(o.status.success(), "{args:?}: {}{}", stdout(&o), stderr(&o));
+        stdout(&o)
+    }
+}
+
+fn articles(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "external_id": format!("off-{i}"),
+                "title": format!("Off-site article {i}"),
+                "body": format!("Kept safe elsewhere: offsite number {i}."),
+                "status": "published",
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect()
+}
+
+#[test]
+fn backups_leave_encrypted_and_come_back_on_a_new_machine() {
+    let root = tempfile::tempdir().unwrap();
+    let s3 = S3::start(&root.path().join("s3"), &["offsite"]);
+    let identity = age::x25519::Identity::generate();
+    let id_file = root.path().join("identity.txt");
+    std::fs::write(&id_file, identity.to_string().expose_secret()).unwrap();
+    let recipients = format!("recipients = [\"{}\"]", identity.to_public());
+    let id = id_file.to_str().unwrap();
+
+    // The first machine: articles, a backup that goes off site.
+    let vm1 = Machine::new(root.path(), "vm1", &s3, &recipients);
+    vm1.ok(&["migrate", "run"]);
+    let file = vm1.dir.join("in.jsonl");
+    std::fs::write(&file, articles(60)).unwrap();
+    vm1.ok(&["articles", "import", file.to_str().unwrap()]);
+    let out = vm1.ok(&["backup"]);
+    assert!(
+        out.contains("off-site copy: s3://offsite/appliance/appliance-"),
+        "{out}"
+    );
+    assert!(out.contains("encrypted with age"), "{out}");
+    let name = out
+        .lines()
+        .find_map(|l| l.strip_prefix("backup written: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|p| Path::new(p).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .expect("archive name");
+
+    // In the bucket: an age file and its sidecar, nothing readable.
+    let object = s3.root.join(format!("offsite/appliance/{name}.age"));
+    let bytes = std::fs::read(&object).unwrap();
+    assert!(
+        bytes.starts_with(b"age-encryption.org/v1"),
+        "not an age file"
+    );
+    assert!(!bytes.windows(16).any(|w| w == b"SQLite format 3\0"));
+    assert!(
+        s3.root
+            .join(format!("offsite/appliance/{name}.age.json"))
+            .is_file()
+    );
+    let listed = vm1.ok(&["backup", "list", "--remote"]);
+    assert!(
+        listed.contains(&name) && listed.contains("complete, encrypted"),
+        "{listed}"
+    );
+
+    // Verified from the bucket; without the identity it says what is missing.
+    let remote = format!("s3://{name}");
+    let out = vm1.ok(&["backup", "verify", &remote, "--identity-file", id]);
+    assert!(out.contains("complete and restorable"), "{out}");
+    let o = vm1.run(&["backup", "verify", &remote]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--identity-file"), "{}", stderr(&o));
+
+    // A new machine: the kept signing key and the age identity bring it back.
+    let key = vm1.dir.join("data/backup-signing.key");
+    let vm2 = Machine::new(root.path(), "vm2", &s3, &recipients);
+    let o = vm2.run(&["restore", "--remote", &name, "--identity-file", id]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a new machine has no key: refused"
+    );
+    assert!(stderr(&o).contains("--key-file"), "{}", stderr(&o));
+    vm2.ok(&[
+        "restore",
+        "--remote",
+        &name,
+        "--identity-file",
+        id,
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    let exported = vm2.ok(&["articles", "export"]);
+    assert_eq!(exported.lines().count(), 60);
+    let mut server = common::start_server_env(
+        &vm2.dir,
+        &[("APPLIANCE_CONFIG", vm2.config.to_str().unwrap())],
+    );
+    let found = poll(Duration::from_secs(60), || {
+        let (code, body) = common::http_get(&server.addr, "/api/search?q=offsite&limit=1")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (code == 200 && v["total"] == 60).then_some(())
+    });
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    assert!(
+        found.is_some(),
+        "the restored articles are not all searchable"
+    );
+
+    // An object without its sidecar: listed as incomplete, never used.
+    std::fs::write(
+        s3.root
+            .join("offsite/appliance/appliance-20260101T000000Z-manual.tar.zst.age"),
+        b"age-encryption.org/v1\npartial",
+    )
+    .unwrap();
+    let listed = vm1.ok(&["backup", "list", "--remote"]);
+    assert!(listed.contains("INCOMPLETE"), "{listed}");
+    let o = vm1.run(&[
+        "backup",
+        "verify",
+        "s3://appliance-20260101T000000Z-manual.tar.zst",
+        "--identity-file",
+        id,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no completed upload"), "{}", stderr(&o));
+
+    // A corrupted remote object: refused by verify and by restore.
+    let mut bad = bytes.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x55;
+    std::fs::write(&object, &bad).unwrap();
+    let o = vm1.run(&["backup", "verify", &remote, "--identity-file", id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is damaged"), "{}", stderr(&o));
+    let vm3 = Machine::new(root.path(), "vm3", &s3, &recipients);
+    let o = vm3.run(&[
+        "restore",
+        "--remote",
+        &name,
+        "--identity-file",
+        id,
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is damaged"), "{}", stderr(&o));
+    assert!(!vm3.dir.join("data/appliance.db").exists());
+}
+
+#[test]
+fn wrong_credentials_are_one_line_and_leave_the_local_archive_alone() {
+    let root = tempfile::tempdir().unwrap();
+    let s3 = S3::start(&root.path().join("s3"), &["offsite"]);
+    let identity = age::x25519::Identity::generate();
+    let recipients = format!("recipients = [\"{}\"]", identity.to_public());
+    let vm = Machine::new(root.path(), "vm", &s3, &recipients);
+    std::fs::write(vm.dir.join("s3-secret"), "not-the-secret").unwrap();
+    vm.ok(&["migrate", "run"]);
+    let o = vm.run(&["backup"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    let errors: Vec<&str> = e.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{e}");
+    assert!(errors[0].contains("the off-site copy failed"), "{e}");
+    assert!(
+        errors[0].contains("cannot upload") && errors[0].contains("access denied"),
+        "{e}"
+    );
+    // The archive is there and verifies.
+    let listed = vm.ok(&["backup", "list"]);
+    let name = listed
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .expect("an archive");
+    vm.ok(&["backup", "verify", name]);
+
+    // Unencrypted only when asked for.
+    let plain = Machine::new(root.path(), "plain", &s3, "");
+    let o = plain.run(&["config", "check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("backup.remote.recipients"),
+        "{}",
+        stderr(&o)
+    );
+}
