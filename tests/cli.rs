@@ -371,11 +371,29 @@ fn packaged_config_is_valid_and_documents_every_key() {
     let rendered = toml::to_string(&defaults).unwrap();
     let doc: toml::Table = rendered.parse().unwrap();
     let mut keys = Vec::new();
+    let mut headers = Vec::new();
     for (k, v) in &doc {
         match v.as_table() {
-            Some(t) => keys.extend(t.keys().map(|sub| sub.to_string())),
+            Some(t) => {
+                for (sub, w) in t {
+                    match w.as_table() {
+                        // A nested section: its header and its keys.
+                        Some(inner) => {
+                            headers.push(format!("[{k}.{sub}]"));
+                            keys.extend(inner.keys().cloned());
+                        }
+                        None => keys.push(sub.clone()),
+                    }
+                }
+            }
             None => keys.push(k.clone()),
         }
+    }
+    for h in headers {
+        assert!(
+            text.lines().any(|l| l.trim() == h),
+            "packaging/appliance.toml does not document {h}"
+        );
     }
     keys.extend(["dsn".to_string(), "dsn_file".to_string()]);
     for key in keys {

@@ -34,15 +34,16 @@ fn import_reports_bad_lines_is_idempotent_and_exports_round_trip() {
     assert!(err.contains("line 3: not JSON"), "{err}");
     assert!(err.contains("line 5: colour: unknown field"), "{err}");
     assert!(
-        stdout(&out).contains("imported 2 articles (2 created, 0 updated), 3 bad lines"),
+        stdout(&out)
+            .contains("imported 2 articles (2 created, 0 updated), 0 unchanged, 3 bad lines"),
         "{}",
         stdout(&out)
     );
 
-    // Again: updates, no duplicates.
+    // Again: nothing changed, nothing written, no duplicates.
     let out = run(dir.path(), &["articles", "import", file.to_str().unwrap()]);
     assert!(
-        stdout(&out).contains("(0 created, 2 updated)"),
+        stdout(&out).contains("(0 created, 0 updated), 2 unchanged"),
         "{}",
         stdout(&out)
     );

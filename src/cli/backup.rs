@@ -216,7 +216,7 @@ pub(super) async fn create_for(config: &Config, verify: bool, quiet: bool) -> an
         say!("retention removed {name}");
     }
     if config.backup.remote.enabled() {
-        super::remote::push_path(config, &created.path).await?;
+        super::remote::push_path(config, &created.path, quiet).await?;
     }
     Ok(())
 }

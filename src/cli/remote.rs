@@ -21,8 +21,8 @@ fn bar() -> (indicatif::ProgressBar, impl Fn(u64, u64) + Send + Sync) {
     })
 }
 
-/// Copy `archive` (a path) off the machine; prints where it went.
-pub(super) async fn push_path(config: &Config, archive: &Path) -> anyhow::Result<()> {
+/// Copy `archive` (a path) off the machine; prints where it went unless `quiet`.
+pub(super) async fn push_path(config: &Config, archive: &Path, quiet: bool) -> anyhow::Result<()> {
     let remote = Remote::new(&config.backup.remote)?;
     let at = Location::of(&config.backup, &config.data_dir);
     let key = at.load_or_create()?;
@@ -35,6 +35,9 @@ pub(super) async fn push_path(config: &Config, archive: &Path) -> anyhow::Result
             archive.display()
         )
     })?;
+    if quiet {
+        return Ok(());
+    }
     println!(
         "off-site copy: {}{} ({} bytes, {}, sha256 {})",
         remote.name(),
@@ -65,7 +68,7 @@ pub(super) async fn push(config: &Config, archive: Option<&str>) -> anyhow::Resu
             }
         }
     };
-    push_path(config, &path).await
+    push_path(config, &path, false).await
 }
 
 /// `backup list --remote`.
