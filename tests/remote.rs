@@ -8,8 +8,9 @@
 //!   (the kept signing key and the age identity) with every article, searchable.
 //! - A corrupted remote object is refused by verify and restore; an object without its
 //!   sidecar (an upload that did not finish) is listed as incomplete and never used;
-//!   wrong credentials are one clear line and the local archive is untouched; a remote
-//!   without recipients is refused unless allow_unencrypted.
+//!   wrong credentials are one clear line, the local archive is untouched and `/readyz`
+//!   says degraded until an upload succeeds; a remote without recipients is refused
+//!   unless allow_unencrypted.
 
 mod common;
 
@@ -213,7 +214,7 @@ fn backups_leave_encrypted_and_come_back_on_a_new_machine() {
 }
 
 #[test]
-fn wrong_credentials_are_one_line_and_leave_the_local_archive_alone() {
+fn wrong_credentials_are_one_line_leave_the_local_archive_alone_and_show_in_readyz() {
     let root = tempfile::tempdir().unwrap();
     let s3 = S3::start(&root.path().join("s3"), &["offsite"]);
     let identity = age::x25519::Identity::generate();
@@ -239,6 +240,39 @@ fn wrong_credentials_are_one_line_and_leave_the_local_archive_alone() {
         .and_then(|l| l.split_whitespace().next())
         .expect("an archive");
     vm.ok(&["backup", "verify", name]);
+
+    // /readyz says so (degraded, never failing), until an upload succeeds.
+    let readyz_backup = |vm: &Machine| {
+        let mut server = common::start_server_env(
+            &vm.dir,
+            &[("APPLIANCE_CONFIG", vm.config.to_str().unwrap())],
+        );
+        let got = poll(Duration::from_secs(30), || {
+            let (_, body) = common::http_get(&server.addr, "/readyz")?;
+            serde_json::from_str::<serde_json::Value>(&body).ok()
+        });
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+        got.expect("readyz")["checks"]["backup"].clone()
+    };
+    let b = readyz_backup(&vm);
+    assert_eq!(b["status"], "degraded", "{b}");
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the last off-site copy failed"),
+        "{b}"
+    );
+    std::fs::write(vm.dir.join("s3-secret"), SECRET).unwrap();
+    let out = vm.ok(&["backup", "push"]);
+    assert!(out.contains("off-site copy: "), "{out}");
+    let b = readyz_backup(&vm);
+    assert_eq!(b["status"], "ok", "{b}");
+    assert!(
+        b["detail"].as_str().unwrap().contains("off-site copy at"),
+        "{b}"
+    );
 
     // Unencrypted only when asked for.
     let plain = Machine::new(root.path(), "plain", &s3, "");

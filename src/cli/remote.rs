@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use super::backup::TrustArgs;
 use crate::backup::signing::Location;
 use crate::config::Config;
+use crate::db::audit::Outcome;
 use crate::replication::{Remote, RemoteError};
 
 /// A byte progress bar for a transfer.
@@ -29,6 +30,19 @@ pub(super) async fn push_path(config: &Config, archive: &Path, quiet: bool) -> a
     let (pb, progress) = bar();
     let res = remote.push(archive, &key, &progress).await;
     pb.finish_and_clear();
+    // Recorded as the server's are: /readyz and the backup alert read the newest.
+    let event = match &res {
+        Ok(copy) => crate::auth::audit::Actor::cli()
+            .event("backup.offsite", Outcome::Success)
+            .details(serde_json::json!({"object": copy.object, "bytes": copy.size, "encrypted": copy.encrypted})),
+        Err(e) => crate::auth::audit::Actor::cli()
+            .event("backup.offsite", Outcome::Failure)
+            .details(serde_json::json!({"error": e.to_string()})),
+    };
+    let name = archive
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    crate::auth::audit::write(&super::ledger(config), event.target(name)).await;
     let copy = res.with_context(|| {
         format!(
             "the local archive {} is kept; the off-site copy failed",

@@ -31,6 +31,9 @@ pub struct RemoteConfig {
     pub recipients: Vec<String>,
     /// Upload archives unencrypted (only with this set, and no recipients).
     pub allow_unencrypted: bool,
+    /// `/readyz` says degraded (and the backup alert fires) when the newest off-site
+    /// copy is older than this, or the last upload failed (0: only the failure).
+    pub max_age_hours: u64,
 }
 
 impl Default for RemoteConfig {
@@ -46,6 +49,7 @@ impl Default for RemoteConfig {
             secret_access_key_file: None,
             recipients: Vec::new(),
             allow_unencrypted: false,
+            max_age_hours: 26,
         }
     }
 }

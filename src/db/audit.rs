@@ -143,6 +143,25 @@ pub fn deleted_by(
     Ok(out)
 }
 
+/// The newest entry of `action` with `outcome`: its time and details (the index on
+/// `(action, id)` finds it at once).
+#[tracing::instrument(level = "debug", skip_all)]
+pub fn last_of(
+    conn: &Connection,
+    action: &str,
+    outcome: Outcome,
+) -> Result<Option<(String, Option<String>)>, DbError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT at, details FROM audit_log WHERE action = ?1 AND outcome = ?2
+             ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row(rusqlite::params![action, outcome.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?)
+}
+
 /// Whether the account `email` signed in successfully from `ip` at or after `since`
 /// (an RFC 3339 time): the addresses a lockout does not shut out.
 #[tracing::instrument(level = "debug", skip_all)]

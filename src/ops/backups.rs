@@ -198,6 +198,19 @@ pub fn spawn_scheduler(state: AppState, stop: watch::Receiver<bool>) -> Option<J
 /// degraded (Err). No backup at all is fine until the server has been up that long.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn health(state: &AppState) -> Result<Result<String, String>, DbError> {
+    let local = local_health(state).await?;
+    if !state.config().backup.remote.enabled() {
+        return Ok(local);
+    }
+    let Ok(detail) = local else {
+        return Ok(local);
+    };
+    Ok(crate::replication::job::health(state)
+        .await?
+        .map(|offsite| format!("{detail}; {offsite}")))
+}
+
+async fn local_health(state: &AppState) -> Result<Result<String, String>, DbError> {
     let max_age_hours = state.config().backup.max_age_hours;
     let (last, last_ok, verifications) = state
         .db()
