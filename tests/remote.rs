@@ -284,3 +284,42 @@ fn wrong_credentials_are_one_line_leave_the_local_archive_alone_and_show_in_read
         stderr(&o)
     );
 }
+
+#[test]
+fn retention_in_the_bucket_keeps_the_newest_copies() {
+    let root = tempfile::tempdir().unwrap();
+    let s3 = S3::start(&root.path().join("s3"), &["offsite"]);
+    let identity = age::x25519::Identity::generate();
+    let remote = format!(
+        "recipients = [\"{}\"]\nkeep_last = 2\nkeep_daily = 0\nkeep_weekly = 0",
+        identity.to_public()
+    );
+    let vm = Machine::new(root.path(), "vm", &s3, &remote);
+    vm.ok(&["migrate", "run"]);
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        let out = vm.ok(&["backup"]);
+        names.push(
+            out.lines()
+                .find_map(|l| l.strip_prefix("backup written: "))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|p| Path::new(p).file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .expect("archive name"),
+        );
+    }
+    let listed = vm.ok(&["backup", "list", "--remote"]);
+    assert!(
+        !listed.contains(&names[0]),
+        "the oldest copy is kept: {listed}"
+    );
+    assert!(
+        listed.contains(&names[1]) && listed.contains(&names[2]),
+        "{listed}"
+    );
+    let files: Vec<String> = std::fs::read_dir(s3.root.join("offsite/appliance"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), 4, "two copies with their sidecars: {files:?}");
+}

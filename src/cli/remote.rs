@@ -49,8 +49,12 @@ pub(super) async fn push_path(config: &Config, archive: &Path, quiet: bool) -> a
             archive.display()
         )
     })?;
+    let plan = remote.prune().await?;
     if quiet {
         return Ok(());
+    }
+    for name in &plan.delete {
+        println!("off-site retention removed {name}");
     }
     println!(
         "off-site copy: {}{} ({} bytes, {}, sha256 {})",

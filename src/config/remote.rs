@@ -31,6 +31,11 @@ pub struct RemoteConfig {
     pub recipients: Vec<String>,
     /// Upload archives unencrypted (only with this set, and no recipients).
     pub allow_unencrypted: bool,
+    /// Retention in the bucket, applied after every upload, as `backup.keep_*` (the
+    /// newest complete copy is always kept).
+    pub keep_last: u32,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
     /// `/readyz` says degraded (and the backup alert fires) when the newest off-site
     /// copy is older than this, or the last upload failed (0: only the failure).
     pub max_age_hours: u64,
@@ -49,6 +54,9 @@ impl Default for RemoteConfig {
             secret_access_key_file: None,
             recipients: Vec::new(),
             allow_unencrypted: false,
+            keep_last: 7,
+            keep_daily: 7,
+            keep_weekly: 4,
             max_age_hours: 26,
         }
     }
@@ -77,6 +85,13 @@ impl RemoteConfig {
                 "backup.remote.endpoint",
                 format!("{:?}", self.endpoint),
                 "must be an http:// or https:// URL",
+            ));
+        }
+        if self.keep_last == 0 {
+            return Err(ConfigError::invalid(
+                "backup.remote.keep_last",
+                0,
+                "must be at least 1 (the newest off-site copy is always kept)",
             ));
         }
         if self.recipients.is_empty() && !self.allow_unencrypted {

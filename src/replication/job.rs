@@ -25,11 +25,19 @@ pub fn spawn_push(state: AppState, archive: PathBuf) {
             Remote::new(&config.backup.remote),
             Location::of(&config.backup, &config.data_dir).load_or_create(),
         ) {
-            (Ok(remote), Ok(key)) => remote
-                .push(&archive, &key, &|_, _| {})
-                .await
-                .map(|copy| (remote.name().to_string(), copy))
-                .map_err(|e| e.to_string()),
+            (Ok(remote), Ok(key)) => {
+                let pushed = remote
+                    .push(&archive, &key, &|_, _| {})
+                    .await
+                    .map(|copy| (remote.name().to_string(), copy))
+                    .map_err(|e| e.to_string());
+                if pushed.is_ok()
+                    && let Err(e) = remote.prune().await
+                {
+                    tracing::warn!(error = %e, "off-site retention failed");
+                }
+                pushed
+            }
             (Err(e), _) => Err(e.to_string()),
             (_, Err(e)) => Err(e.to_string()),
         };

@@ -22,6 +22,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::backup::retention::{Plan, Policy};
 use crate::backup::signing;
 use crate::config::RemoteConfig;
 
@@ -104,6 +105,7 @@ pub struct Listed {
 
 /// The configured bucket.
 pub struct Remote {
+    policy: Policy,
     store: Arc<dyn ObjectStore>,
     prefix: String,
     name: String,
@@ -144,6 +146,11 @@ impl Remote {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Remote {
+            policy: Policy {
+                keep_last: config.keep_last,
+                keep_daily: config.keep_daily,
+                keep_weekly: config.keep_weekly,
+            },
             store: Arc::new(s3),
             prefix: config.prefix.trim_start_matches('/').to_string(),
             name: format!(
@@ -395,6 +402,38 @@ impl Remote {
         }
         crate::fsutil::persist(&tmp, &out).map_err(io(&out.display().to_string()))?;
         Ok(out)
+    }
+
+    /// Apply `backup.remote.keep_*` to the complete copies in the bucket (the newest
+    /// complete one is always kept): each one deleted goes with its sidecar.
+    pub async fn prune(&self) -> Result<Plan, RemoteError> {
+        let listed = self.list().await?;
+        let complete: Vec<crate::backup::Entry> = listed
+            .iter()
+            .filter(|l| l.complete)
+            .filter_map(|l| {
+                let (created_at, trigger) = crate::backup::parse_name(&l.archive)?;
+                Some(crate::backup::Entry {
+                    name: l.archive.clone(),
+                    created_at,
+                    trigger,
+                    size_bytes: l.size,
+                })
+            })
+            .collect();
+        let verified = complete.iter().map(|e| e.name.clone()).collect();
+        let plan = crate::backup::retention::plan(&complete, self.policy, &verified);
+        for name in &plan.delete {
+            let object = self.object_of(name);
+            for key in [self.key(&format!("{object}.json")), self.key(&object)] {
+                self.store
+                    .delete(&key)
+                    .await
+                    .map_err(|e| store(&format!("cannot delete {key} from {}", self.name), e))?;
+            }
+            tracing::info!(archive = %name, remote = %self.name, "off-site copy removed by retention");
+        }
+        Ok(plan)
     }
 
     /// The sidecar of `archive`, its signature checked with `trust` (this appliance's
