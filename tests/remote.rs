@@ -8,8 +8,8 @@
 //!   (the kept signing key and the age identity) with every article, searchable.
 //! - A corrupted remote object is refused by verify and restore; an object without its
 //!   sidecar (an upload that did not finish) is listed as incomplete and never used;
-//!   wrong credentials are one clear line, the local archive is untouched and `/readyz`
-//!   says degraded until an upload succeeds; a remote without recipients is refused
+//!   wrong credentials are one clear line, the local archive is untouched, `/readyz`
+//!   says degraded until an upload succeeds and `doctor --online` names the problem; a remote without recipients is refused
 //!   unless allow_unencrypted.
 
 mod common;
@@ -264,7 +264,27 @@ fn wrong_credentials_are_one_line_leave_the_local_archive_alone_and_show_in_read
             .contains("the last off-site copy failed"),
         "{b}"
     );
+    // doctor --online says what is wrong with the bucket, in one line.
+    let o = vm.run(&["doctor", "--online"]);
+    assert_eq!(o.status.code(), Some(2));
+    let line = stdout(&o)
+        .lines()
+        .find(|l| l.contains("offsite"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(
+        line.starts_with("FAIL offsite") && line.contains("access denied"),
+        "{line}"
+    );
     std::fs::write(vm.dir.join("s3-secret"), SECRET).unwrap();
+    let o = vm.run(&["doctor", "--online"]);
+    assert!(
+        stdout(&o).contains(
+            "ok   offsite       s3://offsite/appliance/ accepts writes, lists and deletes"
+        ),
+        "{}",
+        stdout(&o)
+    );
     let out = vm.ok(&["backup", "push"]);
     assert!(out.contains("off-site copy: "), "{out}");
     let b = readyz_backup(&vm);

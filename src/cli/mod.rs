@@ -96,6 +96,10 @@ pub enum Command {
         /// Print JSON instead of one line per check.
         #[arg(long)]
         json: bool,
+        /// Also check what needs the network: the off-site bucket (backup.remote) with a
+        /// small write, list and delete under its prefix.
+        #[arg(long)]
+        online: bool,
     },
 }
 
@@ -231,7 +235,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => postgres::run_export(&config, args).await,
         Command::Cleanup(args) => cleanup::run_cleanup(&config, args).await,
         Command::Errors(args) => errors::run_errors(&config, args).await,
-        Command::Doctor { json } => doctor(config, *json).await,
+        Command::Doctor { json, online } => doctor(config, *json, *online).await,
         Command::Serve(_) | Command::Man | Command::Config(_) => Ok(()),
     }
 }
@@ -256,9 +260,13 @@ fn config_command(cli: &Cli, args: &ConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn doctor(config: Config, json: bool) -> anyhow::Result<()> {
+async fn doctor(config: Config, json: bool, online: bool) -> anyhow::Result<()> {
     use crate::ops::doctor::{self, Level};
-    let d = tokio::task::spawn_blocking(move || doctor::diagnose(&config)).await?;
+    let remote = config.backup.remote.clone();
+    let mut d = tokio::task::spawn_blocking(move || doctor::diagnose(&config)).await?;
+    if online {
+        doctor::online(&remote, &mut d).await;
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&d)?);
     } else {

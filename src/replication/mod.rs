@@ -325,6 +325,44 @@ impl Remote {
         Ok(out)
     }
 
+    /// `doctor --online`: write a small object under the prefix, see it listed, delete
+    /// it. The error says which step failed and why, in one line.
+    pub async fn probe(&self) -> Result<String, RemoteError> {
+        let object = format!(".appliance-doctor-{}", uuid::Uuid::new_v4());
+        let key = self.key(&object);
+        let started = std::time::Instant::now();
+        self.store
+            .put(&key, PutPayload::from_static(b"appliance doctor"))
+            .await
+            .map_err(|e| store(&format!("cannot write to {}", self.name), e))?;
+        let listed = self.list_raw().await;
+        let deleted = self.store.delete(&key).await;
+        let names = listed?;
+        deleted.map_err(|e| store(&format!("cannot delete from {}", self.name), e))?;
+        if !names.iter().any(|n| n.ends_with(&object)) {
+            return Err(RemoteError::Store(format!(
+                "{}: an object written there is not listed (check backup.remote.prefix)",
+                self.name
+            )));
+        }
+        Ok(format!(
+            "{} accepts writes, lists and deletes ({} ms)",
+            self.name,
+            started.elapsed().as_millis()
+        ))
+    }
+
+    async fn list_raw(&self) -> Result<Vec<String>, RemoteError> {
+        let prefix = Key::from(self.prefix.trim_end_matches('/'));
+        let mut objects = self.store.list(Some(&prefix));
+        let mut out = Vec::new();
+        while let Some(o) = objects.next().await {
+            let o = o.map_err(|e| store(&format!("cannot list {}", self.name), e))?;
+            out.push(o.location.to_string());
+        }
+        Ok(out)
+    }
+
     /// Apply `backup.remote.keep_*` to the complete copies in the bucket (the newest
     /// complete one is always kept): each one deleted goes with its sidecar.
     pub async fn prune(&self) -> Result<Plan, RemoteError> {

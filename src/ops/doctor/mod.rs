@@ -109,6 +109,36 @@ pub fn diagnose(config: &Config) -> Diagnosis {
     }
 }
 
+/// `doctor --online`: what needs the network (the off-site bucket), added to `d`.
+pub async fn online(remote: &crate::config::RemoteConfig, d: &mut Diagnosis) {
+    let finding = if !remote.enabled() {
+        Finding {
+            check: "offsite",
+            level: Level::Ok,
+            detail: "no off-site copies configured (backup.remote.bucket is empty)".into(),
+        }
+    } else {
+        let res = match crate::replication::Remote::new(remote) {
+            Ok(r) => r.probe().await,
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(detail) => Finding {
+                check: "offsite",
+                level: Level::Ok,
+                detail,
+            },
+            Err(e) => Finding {
+                check: "offsite",
+                level: Level::Fail,
+                detail: e.to_string(),
+            },
+        }
+    };
+    d.level = d.level.max(finding.level);
+    d.findings.push(finding);
+}
+
 fn check_config(config: &Config, f: &mut Findings) {
     let mut warnings = Vec::new();
     if !config.server.listen.ip().is_loopback() {
