@@ -50,21 +50,24 @@ struct Server {
 impl Server {
     /// Start the binary; with `admin`, create the admin first with the CLI.
     fn start(admin: bool) -> Server {
+        Server::start_env(admin, &[])
+    }
+
+    /// [`Server::start`] with more configuration in the environment.
+    fn start_env(admin: bool, extra: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         if admin {
             create_user(dir.path(), ADMIN, "admin");
         }
         let log = dir.path().join("server.log");
-        let (child, addr) = common::serve_logged(
-            dir.path(),
-            &[
-                // Rate limits stay on; a test signs in more often than a person would.
-                ("APPLIANCE__RATE_LIMIT__LOGIN_PER_15_MIN", "100"),
-                ("APPLIANCE__HEALTH__MIN_FREE_DISK_BYTES", "1048576"),
-                ("APPLIANCE__HEALTH__WARN_FREE_DISK_BYTES", "2097152"),
-            ],
-            &log,
-        );
+        let mut env = vec![
+            // Rate limits stay on; a test signs in more often than a person would.
+            ("APPLIANCE__RATE_LIMIT__LOGIN_PER_15_MIN", "100"),
+            ("APPLIANCE__HEALTH__MIN_FREE_DISK_BYTES", "1048576"),
+            ("APPLIANCE__HEALTH__WARN_FREE_DISK_BYTES", "2097152"),
+        ];
+        env.extend_from_slice(extra);
+        let (child, addr) = common::serve_logged(dir.path(), &env, &log);
         Server {
             _proc: Proc(child),
             base: format!("http://{addr}"),
@@ -717,6 +720,56 @@ async fn a_backup_started_in_the_ui_is_listed_as_verified() {
         if page == "/admin/" {
             b.shot("dashboard-390px").await;
         }
+    }
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backups_page_shows_each_archive_copied_off_site() {
+    let root = tempfile::tempdir().unwrap();
+    let s3 = common::s3::S3::start(root.path(), &["offsite"]);
+    let endpoint = s3.endpoint();
+    let server = Server::start_env(
+        true,
+        &[
+            ("APPLIANCE__BACKUP__REMOTE__BUCKET", "offsite"),
+            ("APPLIANCE__BACKUP__REMOTE__ENDPOINT", &endpoint),
+            ("APPLIANCE__BACKUP__REMOTE__PATH_STYLE", "true"),
+            (
+                "APPLIANCE__BACKUP__REMOTE__ACCESS_KEY_ID",
+                common::s3::KEY_ID,
+            ),
+            (
+                "APPLIANCE__BACKUP__REMOTE__SECRET_ACCESS_KEY",
+                common::s3::SECRET,
+            ),
+            ("APPLIANCE__BACKUP__REMOTE__ALLOW_UNENCRYPTED", "true"),
+        ],
+    );
+    let b = browser().await;
+    b.sign_in(&server, ADMIN).await;
+    b.go(&server.url("/admin/backups")).await;
+    b.wait_text(
+        "#offsite",
+        "Every verified backup is copied to s3://offsite/appliance/",
+    )
+    .await;
+    b.click("#backup-now").await;
+    b.wait_text("#flash", "Backup finished and verified").await;
+    // The copy goes up in the background after the verification: reload until it shows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        b.go(&server.url("/admin/backups")).await;
+        let text = b.wait_text("#backup-list", "-ui.tar.zst").await;
+        if text.contains("copied") {
+            assert!(text.contains("NOT encrypted"), "{text}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never shown as copied: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     b.close().await;
 }

@@ -155,6 +155,7 @@ fn backups_leave_encrypted_and_come_back_on_a_new_machine() {
     ]);
     let exported = vm2.ok(&["articles", "export"]);
     assert_eq!(exported.lines().count(), 60);
+    let token = common::cli_admin_token(&vm2.dir);
     let mut server = common::start_server_env(
         &vm2.dir,
         &[("APPLIANCE_CONFIG", vm2.config.to_str().unwrap())],
@@ -164,6 +165,14 @@ fn backups_leave_encrypted_and_come_back_on_a_new_machine() {
         let v: serde_json::Value = serde_json::from_str(&body).ok()?;
         (code == 200 && v["total"] == 60).then_some(())
     });
+    // The Backups page's data: the copy in the bucket, complete and encrypted.
+    let listed = common::http_get_auth(&server.addr, "/api/admin/backups", Some(&token))
+        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .expect("backups");
+    let copy = &listed["offsite"]["copies"][&name];
+    assert_eq!(listed["offsite"]["configured"], true, "{listed}");
+    assert_eq!(copy["complete"], true, "{listed}");
+    assert_eq!(copy["encrypted"], true, "{listed}");
     let _ = server.child.kill();
     let _ = server.child.wait();
     assert!(

@@ -336,7 +336,7 @@ pub fn describe(method: &Method, path: &str, config: &Config, s: &mut Schemas) -
                 q("limit", limit(500), "How many."),
             ]),
         ("GET", "/api/admin/jobs/{id}") => Op::new("One background job, with its progress while it runs.", vec![ok(200, "The job.", object())]),
-        ("GET", "/api/admin/backups") => Op::new("Archives, the running backup, the last run, schedule and retention.", vec![ok(200, "The backups.", object())]),
+        ("GET", "/api/admin/backups") => Op::new("Archives, the running backup, the last run, schedule and retention, and the off-site copies in backup.remote's bucket (`offsite`: configured, bucket, copies by archive name, or error).", vec![ok(200, "The backups.", object())]),
         ("POST", "/api/admin/backups") => Op::new("Take a backup now (a background job).", vec![ok(202, "Started; the job.", object())])
             .errors(&[CONFLICT]),
         ("GET", "/api/admin/backups/{name}") => Op::new(

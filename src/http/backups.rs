@@ -81,8 +81,10 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
     let last_restore = tokio::task::spawn_blocking(move || backup::pending::last(&data_dir))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
+    let offsite = offsite(&state).await;
     Ok(Json(json!({
         "backups": backups,
+        "offsite": offsite,
         "last_restore": last_restore,
         "running": state.backups().running(),
         "last_run": last_run,
@@ -97,6 +99,36 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
             "keep_weekly": cfg.keep_weekly,
         },
     })))
+}
+
+/// The off-site copies in the bucket, by archive name (`{"configured": false}` without
+/// `[backup.remote]`); the bucket gets 5 s to answer, else `error` says so.
+async fn offsite(state: &AppState) -> Value {
+    let config = &state.config().backup.remote;
+    if !config.enabled() {
+        return json!({"configured": false});
+    }
+    let remote = match crate::replication::Remote::new(config) {
+        Ok(r) => r,
+        Err(e) => return json!({"configured": true, "error": e.to_string()}),
+    };
+    let listed = tokio::time::timeout(std::time::Duration::from_secs(5), remote.list()).await;
+    match listed {
+        Ok(Ok(items)) => {
+            let copies: serde_json::Map<String, Value> = items
+                .into_iter()
+                .map(|i| {
+                    let name = i.archive.clone();
+                    (name, serde_json::to_value(i).unwrap_or_default())
+                })
+                .collect();
+            json!({"configured": true, "bucket": remote.name(), "copies": copies})
+        }
+        Ok(Err(e)) => json!({"configured": true, "bucket": remote.name(), "error": e.to_string()}),
+        Err(_) => {
+            json!({"configured": true, "bucket": remote.name(), "error": "the bucket did not answer within 5 s"})
+        }
+    }
 }
 
 /// Start a backup now. 202 at once (the archive may take a while); 409 when one is

@@ -129,7 +129,18 @@ impl Remote {
             .with_region(&config.region)
             .with_access_key_id(&config.access_key_id)
             .with_secret_access_key(secret)
-            .with_virtual_hosted_style_request(!config.path_style);
+            .with_virtual_hosted_style_request(!config.path_style)
+            // Retries with exponential backoff (and jitter), but an endpoint that is
+            // down is said within a minute instead of object_store's three.
+            .with_retry(object_store::RetryConfig {
+                backoff: object_store::BackoffConfig {
+                    init_backoff: std::time::Duration::from_millis(200),
+                    max_backoff: std::time::Duration::from_secs(10),
+                    base: 2.0,
+                },
+                max_retries: 5,
+                retry_timeout: std::time::Duration::from_secs(60),
+            });
         if !config.endpoint.is_empty() {
             b = b
                 .with_endpoint(&config.endpoint)

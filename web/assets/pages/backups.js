@@ -44,6 +44,13 @@ export async function render(view, ctx) {
         : (b.verification.error || "").startsWith("not checked: ")
           ? [badge("not checked", "degraded"), " ", b.verification.error.slice("not checked: ".length)]
           : [badge("failed", "failing"), " ", b.verification.error || ""] },
+      ...(r.offsite.configured ? [{ label: "Off-site", cell: (b) => {
+        const c = (r.offsite.copies || {})[b.name];
+        if (r.offsite.error) return badge("unknown", "degraded");
+        if (!c) return badge("not copied", "degraded");
+        if (!c.complete) return [badge("incomplete", "failing"), " ", "the upload did not finish"];
+        return [badge("copied", "ok"), " ", h("span", { class: "muted" }, c.encrypted ? "encrypted" : "NOT encrypted")];
+      } }] : []),
       { label: "Actions", cell: (b) => h("div", { class: "row" },
         h("button", { type: "button", onclick: async (e) => {
           try {
@@ -63,6 +70,12 @@ export async function render(view, ctx) {
         h("p", {}, r.schedule.cron ? [h("code", {}, r.schedule.cron), " (cron, UTC)", ` — next run ${fmtTime(r.schedule.next_run)} your time`] : "No schedule (backup.schedule is empty).")),
       h("section", { class: "card" }, h("h2", {}, "Retention"),
         h("p", {}, `Keeps the last ${r.retention.keep_last}, the newest of each of the last ${r.retention.keep_daily} days and of the last ${r.retention.keep_weekly} weeks, and always the newest verified archive. Change it under [backup] in the configuration (keep_last, keep_daily, keep_weekly).`)),
+      h("section", { class: "card", id: "offsite" }, h("h2", {}, "Off-site copies"),
+        !r.offsite.configured
+          ? h("p", {}, "Off: archives stay on this machine. Set [backup.remote] in the configuration (a bucket, its keys and age recipients) to copy every verified backup off it, encrypted.")
+          : r.offsite.error
+            ? h("p", { class: "notice error", role: "alert" }, `The bucket ${r.offsite.bucket || ""} cannot be read: ${r.offsite.error}`)
+            : h("p", {}, `Every verified backup is copied to ${r.offsite.bucket}, encrypted with age before it leaves. Restore one on any machine with: appliance restore --remote ARCHIVE --identity-file IDENTITY.`)),
       h("section", { class: "card" }, h("h2", {}, "Restore"),
         h("p", {}, "Restore… next to an archive verifies it, shows what it holds beside the live data, and restores it after you type its name: the server stops serving, swaps the data (keeping the old aside) and starts again on its own. On the server, with the service stopped:"),
         h("pre", {}, "sudo appliance restore --dry-run ARCHIVE\nsudo systemctl stop appliance\nsudo appliance restore ARCHIVE\nsudo systemctl start appliance"),
