@@ -6,6 +6,9 @@
 //!   `backup verify s3://NAME` downloads, checks and verifies it (and says what is
 //!   missing without the identity); a new machine restores it with `restore --remote`
 //!   (the kept signing key and the age identity) with every article, searchable.
+//! - The S3 server killed mid-upload (a relay in front of it kills it once 1 MiB of the
+//!   upload went through): the backup says the copy failed, nothing in the bucket looks
+//!   complete, and a push once the server is back succeeds.
 //! - A corrupted remote object is refused by verify and restore; an object without its
 //!   sidecar (an upload that did not finish) is listed as incomplete and never used;
 //!   wrong credentials are one clear line, the local archive is untouched, `/readyz`
@@ -30,6 +33,10 @@ struct Machine {
 
 impl Machine {
     fn new(root: &Path, name: &str, s3: &S3, remote: &str) -> Machine {
+        Machine::with_endpoint(root, name, &s3.endpoint(), remote)
+    }
+
+    fn with_endpoint(root: &Path, name: &str, endpoint: &str, remote: &str) -> Machine {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let secret = dir.join("s3-secret");
@@ -39,7 +46,7 @@ impl Machine {
             &config,
             format!(
                 "[backup.remote]\nbucket = \"offsite\"\nendpoint = \"{}\"\npath_style = true\naccess_key_id = \"{KEY_ID}\"\nsecret_access_key_file = \"{}\"\n{remote}\n",
-                s3.endpoint(),
+                endpoint,
                 secret.display()
             ),
         )
@@ -351,4 +358,102 @@ fn retention_in_the_bucket_keeps_the_newest_copies() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(files.len(), 4, "two copies with their sidecars: {files:?}");
+}
+
+/// A TCP relay to `to` on a free port; once `after` bytes went from clients to the
+/// server, `trip` runs (once).
+fn relay(to: u16, after: usize, trip: impl FnOnce() + Send + 'static) -> u16 {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sent = Arc::new(AtomicUsize::new(0));
+    type Trip = Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>;
+    let trip: Trip = Arc::new(Mutex::new(Some(Box::new(trip))));
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
+                continue;
+            };
+            let (mut c_read, mut s_write) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut s_read, mut c_write) = (server, client);
+            let (sent, trip) = (sent.clone(), trip.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16384];
+                while let Ok(n) = c_read.read(&mut buf) {
+                    if n == 0 || s_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    if sent.fetch_add(n, Ordering::SeqCst) + n >= after
+                        && let Some(t) = trip.lock().unwrap().take()
+                    {
+                        t();
+                    }
+                }
+                let _ = s_write.shutdown(std::net::Shutdown::Both);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s_read, &mut c_write);
+                let _ = c_write.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn the_server_killed_mid_upload_leaves_nothing_complete_and_a_retry_succeeds() {
+    use std::sync::{Arc, Mutex};
+    let root = tempfile::tempdir().unwrap();
+    let s3_root = root.path().join("s3");
+    let s3 = S3::start(&s3_root, &["offsite"]);
+    let s3_port = s3.port;
+    let running = Arc::new(Mutex::new(Some(s3)));
+    let killer = running.clone();
+    let port = relay(s3_port, 1 << 20, move || {
+        // Killed (SIGKILL) mid-upload: dropping it kills rclone.
+        drop(killer.lock().unwrap().take());
+    });
+    let identity = age::x25519::Identity::generate();
+    let recipients = format!("recipients = [\"{}\"]", identity.to_public());
+    // The machine talks to the relay.
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let vm = Machine::with_endpoint(root.path(), "vm", &endpoint, &recipients);
+    vm.ok(&["migrate", "run"]);
+    // Incompressible bodies: an archive of several MiB.
+    let mut lines = String::new();
+    for i in 0..4000 {
+        let body: String = (0..128)
+            .map(|_| format!("{:016x}", rand::random::<u64>()))
+            .collect();
+        lines.push_str(
+            &serde_json::json!({"external_id": format!("big-{i}"), "title": format!("Big {i}"), "body": body})
+                .to_string(),
+        );
+        lines.push('\n');
+    }
+    let file = vm.dir.join("big.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    vm.ok(&["articles", "import", file.to_str().unwrap()]);
+    let o = vm.run(&["backup"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let e = stderr(&o);
+    let errors: Vec<&str> = e.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{e}");
+    assert!(errors[0].contains("the off-site copy failed"), "{e}");
+    assert!(
+        running.lock().unwrap().is_none(),
+        "the server was not killed mid-upload"
+    );
+
+    // Back where it was: nothing in the bucket looks complete; a push succeeds.
+    *running.lock().unwrap() = Some(S3::start_on(&s3_root, &["offsite"], s3_port));
+    let listed = vm.ok(&["backup", "list", "--remote"]);
+    assert!(!listed.contains("complete,"), "{listed}");
+    let out = vm.ok(&["backup", "push"]);
+    assert!(out.contains("off-site copy: "), "{out}");
+    let listed = vm.ok(&["backup", "list", "--remote"]);
+    assert!(listed.contains("complete, encrypted"), "{listed}");
 }

@@ -32,13 +32,18 @@ pub fn tool(var: &str) -> String {
 impl S3 {
     /// Serve `root` with the buckets `buckets` (created).
     pub fn start(root: &Path, buckets: &[&str]) -> S3 {
-        for b in buckets {
-            std::fs::create_dir_all(root.join(b)).expect("bucket");
-        }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("port")
             .port();
+        S3::start_on(root, buckets, port)
+    }
+
+    /// [`S3::start`] on a given port (to start it again where clients expect it).
+    pub fn start_on(root: &Path, buckets: &[&str], port: u16) -> S3 {
+        for b in buckets {
+            std::fs::create_dir_all(root.join(b)).expect("bucket");
+        }
         let child = Command::new(tool("APPLIANCE_TEST_RCLONE"))
             .args(["serve", "s3", "--addr", &format!("127.0.0.1:{port}")])
             .args(["--auth-key", &format!("{KEY_ID},{SECRET}")])
