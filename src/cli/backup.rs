@@ -152,6 +152,8 @@ async fn create(config: &Config, args: CreateArgs) -> anyhow::Result<()> {
 /// Take a backup (and verify it when `verify`); `quiet` prints nothing to stdout (for
 /// commands with JSON output, such as `cleanup --apply --json`).
 pub(super) async fn create_for(config: &Config, verify: bool, quiet: bool) -> anyhow::Result<()> {
+    // An archive leaves the machine only verified.
+    let verify = verify || config.backup.remote.enabled();
     macro_rules! say {
         ($($t:tt)*) => {
             if !quiet {
